@@ -1,0 +1,92 @@
+"""The one place deepdiff is called, with our defaults, and its tree turned into plain data.
+
+Nothing deepdiff-made leaves this module: results are `RawDiff` tuples of JSON
+values and concrete path steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from deepdiff import DeepDiff
+from deepdiff.helper import notpresent
+
+from comparators.model import Kind
+from comparators.paths import Path
+
+# deepdiff's `max_diffs` counts compared pairs (every dict key visited, see
+# `DeepDiff._count_diff`), not reported differences: with max_diffs=200 it would
+# silently stop on any object of more than 200 keys. So we give it a work budget
+# here and cap the number of reported differences ourselves.
+WORK_BUDGET = 5_000_000
+
+_KINDS: dict[str, Kind] = {
+    "values_changed": Kind.VALUE_CHANGED,
+    "type_changes": Kind.TYPE_CHANGED,
+    "dictionary_item_added": Kind.ADDED,
+    "dictionary_item_removed": Kind.REMOVED,
+    "iterable_item_added": Kind.ADDED,
+    "iterable_item_removed": Kind.REMOVED,
+    # The rest cannot arise from parsed JSON with our options, but are mapped
+    # rather than dropped so nothing is ever lost.
+    "attribute_added": Kind.ADDED,
+    "attribute_removed": Kind.REMOVED,
+    "set_item_added": Kind.ADDED,
+    "set_item_removed": Kind.REMOVED,
+    "iterable_item_moved": Kind.VALUE_CHANGED,
+    "repetition_change": Kind.VALUE_CHANGED,
+    "unprocessed": Kind.VALUE_CHANGED,
+}
+
+
+class RawDiff(NamedTuple):
+    """One difference with a concrete path (tuple of keys and indexes)."""
+
+    path: Path
+    kind: Kind
+    primary: Any
+    candidate: Any
+
+
+class DeepResult(NamedTuple):
+    """Differences found and whether deepdiff stopped early on its work budget."""
+
+    diffs: list[RawDiff]
+    exhausted: bool
+
+
+def _plain(value: Any) -> Any:
+    return None if value is notpresent else value
+
+
+def _steps(level: Any, use_t2: bool) -> Path:
+    steps = level.path(output_format="list", use_t2=use_t2)
+    # JSON paths only hold str keys and int indexes; anything else (never
+    # expected from parsed JSON) is shown as text rather than lost.
+    return tuple(
+        s if isinstance(s, str | int) and not isinstance(s, bool) else str(s) for s in steps
+    )
+
+
+def deep_diff(primary: Any, candidate: Any, budget: int = WORK_BUDGET) -> DeepResult:
+    """Differences between two JSON values, primary-side paths (candidate's for ADDED)."""
+    tree = DeepDiff(
+        primary,
+        candidate,
+        view="tree",
+        # 0: else deepdiff reports a whole parent dict as changed when few keys are shared.
+        threshold_to_diff_deeper=0,
+        max_diffs=budget,
+        # Order-free lists are sorted by our normalizer, never by deepdiff.
+        ignore_order=False,
+        verbose_level=2,
+    )
+    out: list[RawDiff] = []
+    for report_type, levels in tree.items():
+        kind = _KINDS.get(report_type, Kind.VALUE_CHANGED)
+        for level in levels:
+            out.append(
+                RawDiff(_steps(level, kind is Kind.ADDED), kind, _plain(level.t1), _plain(level.t2))
+            )
+    exhausted = bool(tree.get_stats().get("MAX DIFF LIMIT REACHED"))
+    return DeepResult(out, exhausted)

@@ -1,0 +1,184 @@
+"""Body comparison: classify each side (json, text, binary, empty), normalize, diff."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from comparators import _deep
+from comparators.canonical import canonical_json, digest
+from comparators.decode import (
+    body_text,
+    decode_body,
+    is_binary_media_type,
+    is_json_media_type,
+    media_type,
+)
+from comparators.errors import DecodeError
+from comparators.model import Difference, Kind, Payload
+from comparators.normalize import NoteKey, render_notes
+from comparators.paths import format_path, path_sort_key
+from comparators.rules import Rules
+
+BODY = "$body"
+TEXT_LIMIT = 2000  # chars of each text kept in a `$body` difference
+_TEXT_CONTEXT = 200  # chars shown before the first differing one, when cut
+
+
+@dataclass(slots=True)
+class Side:
+    """One body as understood: its kind and content (`value` for json, `text` for text)."""
+
+    kind: str  # "json" | "text" | "binary" | "empty"
+    raw: bytes = b""  # decoded bytes
+    value: Any = None
+    text: str = ""
+    error: str | None = None  # decoding failed; `raw` then holds the wire bytes
+
+
+@dataclass(slots=True)
+class BodyResult:
+    """What the body comparison found."""
+
+    kind: str
+    differences: list[Difference] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    exhausted: bool = False  # deepdiff stopped on its work budget
+
+
+def load_side(payload: Payload) -> Side:
+    """Decode and classify a payload's body (no normalization yet)."""
+    try:
+        raw = decode_body(payload.headers, payload.body)
+    except DecodeError as exc:
+        return Side("binary", payload.body, error=str(exc))
+    if not raw:
+        return Side("empty")
+    mtype = media_type(payload.headers)
+    text = body_text(payload.headers, raw)
+    if is_json_media_type(mtype) or (not mtype and text is not None):
+        try:
+            return Side("json", raw, value=orjson.loads(raw if text is None else text))
+        except orjson.JSONDecodeError:
+            pass  # mislabelled or broken JSON: compare it as text (or bytes)
+    if text is None or is_binary_media_type(mtype):
+        return Side("binary", raw)
+    return Side("text", raw, text=text)
+
+
+def _as_json(side: Side) -> Side:
+    if side.kind != "text":
+        return side
+    try:
+        return Side("json", side.raw, value=orjson.loads(side.text))
+    except orjson.JSONDecodeError:
+        return side
+
+
+def first_difference(a: str, b: str) -> int:
+    """Index of the first character where `a` and `b` differ (their length if equal)."""
+    start, chunk, end = 0, 4096, max(len(a), len(b))
+    # Compare whole chunks first: slicing runs in C, a per-character loop would not.
+    while start < end and a[start : start + chunk] == b[start : start + chunk]:
+        start += chunk
+    pairs = zip(a[start : start + chunk], b[start : start + chunk], strict=False)
+    return start + next(
+        (i for i, (x, y) in enumerate(pairs) if x != y), min(len(a), len(b)) - start
+    )
+
+
+def _cut(a: str, b: str, first: int) -> tuple[str, str]:
+    """Both texts cut to TEXT_LIMIT, starting a little before their first difference."""
+    start = max(0, first - _TEXT_CONTEXT) if first >= TEXT_LIMIT - _TEXT_CONTEXT else 0
+    prefix = "…" if start else ""
+    return prefix + a[start : start + TEXT_LIMIT], prefix + b[start : start + TEXT_LIMIT]
+
+
+def _summary(side: Side) -> Any:
+    """A short stand-in for a side's body inside a `$body` difference."""
+    if side.error is not None:
+        return {"decode_error": side.error, **digest(side.raw)}
+    if side.kind == "json":
+        return canonical_json(side.value)[:TEXT_LIMIT].decode("utf-8", "replace")
+    if side.kind == "text":
+        return side.text[:TEXT_LIMIT]
+    if side.kind == "binary":
+        return digest(side.raw)
+    return ""
+
+
+def _json_diffs(a: Any, b: Any, rules: Rules, result: BodyResult) -> None:
+    found = _deep.deep_diff(a, b)
+    result.exhausted = found.exhausted
+    tolerated = 0
+    kept = []
+    for diff in found.diffs:
+        if diff.kind is Kind.VALUE_CHANGED and rules.has_tolerance and _within(diff, rules):
+            tolerated += 1
+            continue
+        kept.append(diff)
+    if tolerated:
+        result.notes.append(f"tolerated {tolerated} numeric difference{'s' * (tolerated != 1)}")
+    kept.sort(key=lambda d: path_sort_key(d.path))
+    result.differences = [
+        Difference(format_path(d.path), d.kind, d.primary, d.candidate) for d in kept
+    ]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _within(diff: _deep.RawDiff, rules: Rules) -> bool:
+    if not (_is_number(diff.primary) and _is_number(diff.candidate)):
+        return False
+    return bool(abs(diff.primary - diff.candidate) <= rules.tolerance_at(diff.path))
+
+
+def compare_bodies(primary: Payload, candidate: Payload, rules: Rules) -> BodyResult:
+    """Compare two bodies under `rules`; never raises on bad content."""
+    a, b = load_side(primary), load_side(candidate)
+    result = BodyResult(a.kind)
+    if a.error is not None or b.error is not None:
+        # The same undecodable bytes on both sides are still parity.
+        if a.raw != b.raw:
+            result.differences.append(
+                Difference(BODY, Kind.VALUE_CHANGED, _summary(a), _summary(b))
+            )
+        result.notes.append("body could not be decoded: compared raw bytes")
+        return result
+    if {a.kind, b.kind} == {"json", "text"}:
+        # A content-type mismatch is already a header difference; still diff the
+        # JSON structurally when the text side parses as JSON.
+        a, b = _as_json(a), _as_json(b)
+    counts: Counter[NoteKey] = Counter()
+    normalizer = rules.normalizer
+    if a.kind == b.kind == "json":
+        va, vb = normalizer.json(a.value, counts), normalizer.json(b.value, counts)
+        ca, cb = canonical_json(va), canonical_json(vb)
+        if ca == cb:
+            pass  # fast path: equal canonical forms, deepdiff is not needed
+        elif max(len(a.raw), len(b.raw)) > rules.max_body_bytes_for_diff:
+            result.notes.append("body over max_body_bytes_for_diff: compared by hash only")
+            result.differences.append(
+                Difference(BODY, Kind.VALUE_CHANGED, digest(ca, 16), digest(cb, 16))
+            )
+        else:
+            _json_diffs(va, vb, rules, result)
+    elif a.kind == b.kind == "text":
+        ta, tb = normalizer.text(a.text, counts), normalizer.text(b.text, counts)
+        if ta != tb:
+            first = first_difference(ta, tb)
+            result.notes.append(f"text bodies first differ at character {first}")
+            result.differences.append(Difference(BODY, Kind.VALUE_CHANGED, *_cut(ta, tb, first)))
+    elif a.kind == b.kind and a.raw == b.raw:
+        pass  # equal binary (or both empty)
+    else:
+        if a.kind != b.kind:
+            result.notes.append(f"body kinds differ: {a.kind} vs {b.kind}")
+        result.differences.append(Difference(BODY, Kind.VALUE_CHANGED, _summary(a), _summary(b)))
+    result.notes[:0] = render_notes(counts)
+    return result

@@ -1,0 +1,78 @@
+"""Plain data that comparators take and give back.
+
+Nothing here knows about mitmproxy, HTTP clients or storage: a `Payload` is
+what one backend answered (raw bytes as on the wire, still content-encoded),
+and a `Comparison` is what `compare()` concluded about two of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+Headers = tuple[tuple[str, str], ...]
+
+
+class Verdict(StrEnum):
+    """The outcome of one exchange."""
+
+    MATCH = "match"
+    DIFFER = "differ"
+    CANDIDATE_ERROR = "candidate_error"
+    PRIMARY_ERROR = "primary_error"
+    SKIPPED = "skipped"
+
+
+class Kind(StrEnum):
+    """What sort of difference a `Difference` is."""
+
+    VALUE_CHANGED = "value_changed"
+    TYPE_CHANGED = "type_changed"
+    ADDED = "added"
+    REMOVED = "removed"
+    STATUS = "status"
+    HEADER = "header"
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """One backend's response: status, headers in wire order, raw body bytes."""
+
+    status: int
+    headers: Headers = ()
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        """First value of header `name` (case-insensitive), or None."""
+        lname = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lname:
+                return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One place where the candidate answered otherwise than the primary.
+
+    `path` is JSONPath-like (`$.items[3].name`; `$status`, `$header.content-type`
+    and `$body` for the non-JSON parts). `primary` and `candidate` are plain JSON
+    values; `None` together with kind ADDED/REMOVED means "absent on that side".
+    """
+
+    path: str
+    kind: Kind
+    primary: Any = None
+    candidate: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """Result of comparing two payloads under a set of rules."""
+
+    verdict: Verdict
+    differences: tuple[Difference, ...] = ()
+    body_kind: str = "empty"  # "json" | "text" | "binary" | "empty"
+    truncated: bool = False  # more differences existed than max_diffs
+    notes: tuple[str, ...] = field(default=())  # what normalizers changed, for the record

@@ -1,0 +1,1 @@
+"""The candidate backend (the FastAPI rewrite, with deliberate migration slips)."""

@@ -1,0 +1,1 @@
+"""The legacy backend (Next.js API routes, transliterated to Starlette)."""

@@ -1,0 +1,154 @@
+"""The TOML config file: comparison rules, endpoint routes, what may be copied.
+
+[compare]                       # global rules (see comparators.parse_rules)
+ignore_paths = ["$..request_id"]
+
+[[endpoints]]
+route = "/api/analysis/{id}"    # groups requests; also where per-endpoint rules apply
+methods = ["GET"]               # optional
+mirror_unsafe = true            # allow copying POST/PUT/PATCH/DELETE here
+[endpoints.compare]             # rules for this endpoint only, extending [compare]
+ignore_order = ["$.tags"]
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from comparators import DEFAULT_RULES, RuleError, Rules, parse_rules
+from shadow.endpoints import EndpointMatcher, RoutePattern
+from shadow.errors import ConfigError
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_TOP_KEYS = {"compare", "endpoints"}
+_ENDPOINT_KEYS = {"route", "methods", "mirror_unsafe", "compare"}
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    pattern: RoutePattern
+    mirror_unsafe: bool = False
+    compare: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A parsed config; `rules_for` and `may_copy` answer per request."""
+
+    rules: Rules = DEFAULT_RULES
+    endpoints: tuple[EndpointConfig, ...] = ()
+    source: str = "<defaults>"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "matcher", EndpointMatcher(e.pattern for e in self.endpoints))
+        object.__setattr__(self, "_rules_cache", {})
+
+    matcher: EndpointMatcher = field(init=False, repr=False, compare=False)
+
+    def _endpoint_config(self, method: str, path: str) -> EndpointConfig | None:
+        pattern = self.matcher.pattern_for(method, path)
+        if pattern is None:
+            return None
+        return next(e for e in self.endpoints if e.pattern is pattern)
+
+    def rules_for(self, method: str, path: str) -> Rules:
+        """Global rules merged with those of the endpoint the request belongs to."""
+        ep = self._endpoint_config(method, path)
+        if ep is None or not ep.compare:
+            return self.rules
+        cache: dict[str, Rules] = self._rules_cache  # type: ignore[attr-defined]
+        key = ep.pattern.template
+        if key not in cache:
+            cache[key] = self.rules.merged(ep.compare)
+        return cache[key]
+
+    def may_copy(self, method: str, path: str, unsafe_allowed: frozenset[str]) -> bool:
+        """Whether a request may be sent to the candidate as well.
+
+        Safe methods always; others only when allowed globally (by name or "*")
+        or by the endpoint's `mirror_unsafe`, because a copied POST writes twice.
+        """
+        m = method.upper()
+        if m in SAFE_METHODS or m in unsafe_allowed or "*" in unsafe_allowed:
+            return True
+        ep = self._endpoint_config(m, path)
+        return ep is not None and ep.mirror_unsafe
+
+
+def parse_config(data: Mapping[str, Any], source: str = "<config>") -> Config:
+    """Build a Config from parsed TOML; ConfigError names the bad entry."""
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise ConfigError(f"{source}: unknown section {sorted(unknown)[0]!r}")
+    try:
+        rules = parse_rules(data.get("compare", {}))
+    except RuleError as exc:
+        raise ConfigError(f"{source}: [compare] {exc}") from None
+    endpoints = []
+    raw_eps = data.get("endpoints", [])
+    if not isinstance(raw_eps, list):
+        raise ConfigError(f"{source}: 'endpoints' must be an array of tables ([[endpoints]])")
+    for i, ep in enumerate(raw_eps):
+        where = f"{source}: endpoints[{i}]"
+        if not isinstance(ep, dict):
+            raise ConfigError(f"{where} must be a table")
+        unknown = set(ep) - _ENDPOINT_KEYS
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        route = ep.get("route")
+        if not isinstance(route, str):
+            raise ConfigError(f"{where}: 'route' (a string like \"/api/items/{{id}}\") is required")
+        methods = ep.get("methods")
+        if methods is not None and (
+            not isinstance(methods, list) or not all(isinstance(m, str) for m in methods)
+        ):
+            raise ConfigError(f"{where}: 'methods' must be a list of strings")
+        mirror = ep.get("mirror_unsafe", False)
+        if not isinstance(mirror, bool):
+            raise ConfigError(f"{where}: 'mirror_unsafe' must be true or false")
+        compare = ep.get("compare", {})
+        if not isinstance(compare, dict):
+            raise ConfigError(f"{where}: 'compare' must be a table")
+        try:
+            pattern = RoutePattern.parse(route, methods)
+            rules.merged(compare)  # validate now, not on the first matching request
+        except (ValueError, RuleError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        endpoints.append(EndpointConfig(pattern, mirror, compare))
+    return Config(rules=rules, endpoints=tuple(endpoints), source=source)
+
+
+def load_config(path: str | None) -> Config:
+    """Read and parse a TOML config file (None: defaults)."""
+    if not path:
+        return Config()
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return parse_config(data, source=path)
+
+
+def parse_methods(value: str | Iterable[str]) -> frozenset[str]:
+    """'POST,PUT' / 'all' / '*' -> set of method names ('*' for all)."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out = set()
+    for item in items:
+        m = item.strip().upper()
+        if not m:
+            continue
+        if m in ("ALL", "*"):
+            out.add("*")
+        elif not m.isalpha():
+            raise ConfigError(f"not an HTTP method: {item.strip()!r}")
+        else:
+            out.add(m)
+    return frozenset(out)

@@ -1,0 +1,289 @@
+"""Everything after the source: send the copy, compare, store.
+
+Both sources use it: the proxy's worker process feeds it from the addon's
+queue, and replay feeds it from a file. A `Pipeline` owns the HTTP client and
+the store writer; call it from one event loop only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from comparators.model import Verdict
+from shadow import evaluate
+from shadow.config import load_config
+from shadow.errors import StoreError
+from shadow.model import BackendResponse, Exchange, Request
+from shadow.records import DEFAULT_BODY_CAP
+from shadow.sender import make_client, send
+from shadow.store import Run, StoreWriter
+
+log = logging.getLogger("shadow")
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """What a pipeline needs; picklable, so it can cross into a worker process."""
+
+    db: str
+    candidate: str
+    run_id: str
+    source: str = "proxy"
+    primary: str | None = None  # set when the pipeline itself must call the primary (replay)
+    secondary: str | None = None
+    config_path: str | None = None
+    unsafe_methods: frozenset[str] = frozenset()
+    timeout: float = 5.0
+    concurrency: int = 32
+    backlog: int = 1000  # copies waiting for a free connection before new ones are dropped
+    body_cap: int = DEFAULT_BODY_CAP
+    flush_interval: float = 1.0
+    flush_rows: int = 5000
+    stale_after: float = 120.0
+    compare_processes: int = 1  # 0: compare in this process (tests, tiny runs)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Pending:
+    request: Request
+    started_at: float
+    endpoint: str
+    created: float
+    skip_reason: str | None = None
+    candidate: asyncio.Task[BackendResponse] | None = None
+    primary: BackendResponse | None = None
+
+
+@dataclass
+class Counters:
+    received: int = 0
+    compared: int = 0
+    stored: int = 0
+    dropped: int = 0
+    by_verdict: dict[str, int] = field(default_factory=dict)
+
+
+class Pipeline:
+    """Sends copies, pairs them with the primary's answers, compares and stores."""
+
+    def __init__(
+        self, settings: PipelineSettings, external_dropped: Callable[[], int] = lambda: 0
+    ) -> None:
+        self.settings = settings
+        self.config = load_config(settings.config_path)
+        self.writer = StoreWriter(settings.db)
+        self.run = Run(
+            run_id=settings.run_id,
+            source=settings.source,
+            started_at=time.time(),
+            primary_url=settings.primary or settings.options.get("primary"),
+            candidate_url=settings.candidate,
+            secondary_url=settings.secondary,
+            options=settings.options,
+        )
+        self.counters = Counters()
+        self._external_dropped = external_dropped
+        self._pending: dict[str, _Pending] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sem = asyncio.Semaphore(settings.concurrency)
+        self._waiting = 0
+        self._flush_task: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
+        self._client = make_client(settings.timeout, settings.concurrency)
+        self._evaluating = 0
+        self._executor: Executor | None = None
+        if settings.compare_processes > 0:
+            self._executor = ProcessPoolExecutor(
+                max_workers=settings.compare_processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=evaluate.init,
+                initargs=(settings.config_path, settings.run_id, settings.body_cap),
+            )
+
+    # -- lifecycle ---------------------------------------------------------
+    async def start(self) -> None:
+        self.writer.run_changed(self.run)
+        await self._flush()
+        self._flush_task = asyncio.create_task(self._flush_loop())
+
+    async def close(self, drain_timeout: float | None = None) -> None:
+        """Wait for copies in flight, store everything, end the run."""
+        wait = drain_timeout if drain_timeout is not None else self.settings.timeout + 2
+        live = [p.candidate for p in self._pending.values() if p.candidate is not None]
+        if live:
+            await asyncio.wait(live, timeout=wait)
+        for key in list(self._pending):
+            pending = self._pending.pop(key)
+            if pending.primary is None:
+                continue  # the primary's answer never reached us: nothing to compare
+            self._finish(key, pending)
+        while self._evaluating:
+            await asyncio.sleep(0.01)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        if self._flush_task:
+            self._flush_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flush_task
+        for task in list(self._tasks):
+            task.cancel()
+        self.run.ended_at = time.time()
+        await self._flush(final=True)
+        await self._client.aclose()
+
+    # -- input -------------------------------------------------------------
+    def on_request(self, key: str, request: Request, started_at: float) -> None:
+        """A request reached the primary: start its copy (or decide to skip it)."""
+        self.counters.received += 1
+        endpoint = self.config.matcher.endpoint(request.method, request.path)
+        pending = _Pending(request, started_at, endpoint, time.monotonic())
+        if not self.config.may_copy(request.method, request.path, self.settings.unsafe_methods):
+            pending.skip_reason = f"{request.method} is not copied (unsafe method)"
+        elif self._waiting >= self.settings.backlog:
+            pending.skip_reason = "dropped: candidate backlog full"
+            self.counters.dropped += 1
+        else:
+            pending.candidate = self._spawn(self._copy(request))
+        self._pending[key] = pending
+
+    def on_primary(self, key: str, response: BackendResponse) -> None:
+        """The primary answered (or failed): compare once the copy is back too."""
+        pending = self._pending.get(key)
+        if pending is None:
+            return
+        pending.primary = response
+        task = pending.candidate
+        if task is None or task.done():
+            self._finish(key, self._pending.pop(key))
+        else:
+            task.add_done_callback(lambda _t: self._finish_if_pending(key))
+
+    async def exchange(self, key: str, request: Request, started_at: float) -> None:
+        """Replay helper: call the primary ourselves, then pair as the proxy does."""
+        assert self.settings.primary is not None
+        self.on_request(key, request, started_at)
+        async with self._sem:
+            primary = await send(
+                self._client, self.settings.primary, request, None, self.settings.timeout
+            )
+        self.on_primary(key, primary)
+        task = self._pending[key].candidate if key in self._pending else None
+        if task is not None:
+            await asyncio.wait([task])
+
+    # -- internals ---------------------------------------------------------
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        # Keep a reference: the event loop holds tasks only weakly.
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _copy(self, request: Request) -> BackendResponse:
+        self._waiting += 1
+        try:
+            await self._sem.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            return await send(
+                self._client, self.settings.candidate, request, "1", self.settings.timeout + 1
+            )
+        finally:
+            self._sem.release()
+
+    def _finish_if_pending(self, key: str) -> None:
+        pending = self._pending.pop(key, None)
+        if pending is not None:
+            self._finish(key, pending)
+
+    def _finish(self, key: str, pending: _Pending) -> None:
+        primary = pending.primary
+        assert primary is not None
+        candidate: BackendResponse | None = None
+        if pending.candidate is not None and not pending.candidate.cancelled():
+            candidate = pending.candidate.result()
+        exchange = Exchange(
+            id=key,
+            request=pending.request,
+            primary=primary,
+            candidate=candidate,
+            endpoint=pending.endpoint,
+            started_at=pending.started_at,
+            source=self.settings.source,
+            skip_reason=pending.skip_reason,
+        )
+        if self._executor is None:
+            s = self.settings
+            self._store(evaluate.evaluate(exchange, self.config, s.run_id, s.body_cap))
+            return
+        if self._evaluating >= self.settings.backlog:
+            self.counters.dropped += 1  # comparisons fall behind: shed load, count it
+            return
+        self._evaluating += 1
+        future = asyncio.get_running_loop().run_in_executor(
+            self._executor, evaluate.process, exchange
+        )
+        future.add_done_callback(self._evaluated)
+
+    def _evaluated(self, future: asyncio.Future[evaluate.Evaluated]) -> None:
+        self._evaluating -= 1
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            log.error("shadow: comparing an exchange failed: %r", exc)
+            return
+        self._store(future.result())
+
+    def _store(self, result: evaluate.Evaluated) -> None:
+        self.writer.add(result.row, result.differences)
+        verdict = result.verdict
+        self.counters.by_verdict[verdict] = self.counters.by_verdict.get(verdict, 0) + 1
+        if verdict in (Verdict.MATCH, Verdict.DIFFER):
+            self.counters.compared += 1
+        self.run.exchanges += 1
+        if self.writer.pending >= self.settings.flush_rows and self._flush_task is not None:
+            self._spawn(self._flush())
+
+    def _expire_stale(self) -> None:
+        """Forget requests whose primary answer never came (its message was dropped)."""
+        limit = time.monotonic() - self.settings.stale_after
+        for key in [k for k, p in self._pending.items() if p.created < limit]:
+            pending = self._pending.pop(key)
+            if pending.candidate is not None:
+                pending.candidate.cancel()
+            self.counters.dropped += 1
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.flush_interval)
+            self._expire_stale()
+            await self._flush()
+
+    async def _flush(self, final: bool = False) -> None:
+        async with self._flush_lock:
+            await self._flush_locked(final)
+
+    async def _flush_locked(self, final: bool) -> None:
+        self.run.copies_dropped = self.counters.dropped + self._external_dropped()
+        self.writer.run_changed(self.run)
+        batch = self.writer.detach()
+        try:
+            n = await asyncio.to_thread(self.writer.write, batch)
+        except StoreError as exc:
+            self.writer.restore(batch)
+            log.error("shadow: could not write to the store (%s); will retry", exc)
+            if final:
+                raise
+            return
+        self.counters.stored += n

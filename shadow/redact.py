@@ -1,0 +1,58 @@
+"""Redaction of secrets before anything is stored, recorded or reported."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from comparators.model import Headers
+
+REDACTED = "[REDACTED]"
+
+# Header names whose values are secrets. Matched case-insensitively; the regex
+# catches vendor variants such as X-Api-Key, X-Auth-Token, X-Amz-Security-Token.
+SECRET_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"}
+)
+_SECRET_HEADER_RE = re.compile(r"(api[-_]?key|token|secret|password|session|signature)", re.I)
+
+# Query parameters that carry credentials.
+_SECRET_QUERY_RE = re.compile(
+    r"(?i)(^|&)((?:api[-_]?key|access[-_]?token|token|auth|password|secret|signature|key)=)[^&]*"
+)
+
+
+def is_secret_header(name: str) -> bool:
+    lname = name.lower()
+    return lname in SECRET_HEADERS or bool(_SECRET_HEADER_RE.search(lname))
+
+
+def redact_headers(headers: Iterable[tuple[str, str]]) -> Headers:
+    """Headers with every secret value replaced by REDACTED (names kept)."""
+    return tuple((k, REDACTED if is_secret_header(k) else v) for k, v in headers)
+
+
+def redact_query(query: str) -> str:
+    """Query string with credential-like parameter values replaced."""
+    return _SECRET_QUERY_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", query)
+
+
+# JSON members and form fields whose values are credentials, wherever they appear in a body.
+_SECRET_KEY = (
+    r"(?:password|passwd|secret|client_secret|api[-_]?key|apikey"
+    r"|access[-_]?token|refresh[-_]?token|id[-_]?token|token|authorization)"
+)
+_JSON_SECRET_RE = re.compile(r'("' + _SECRET_KEY + r'"\s*:\s*)"(?:[^"\\]|\\.)*"', re.I)
+_FORM_SECRET_RE = re.compile(r"(?i)(^|&)(" + _SECRET_KEY + r"=)[^&]*")
+
+
+def redact_body_text(text: str) -> str:
+    """Body text with credential-like JSON members and form fields replaced."""
+    text = _JSON_SECRET_RE.sub(lambda m: f'{m.group(1)}"{REDACTED}"', text)
+    return _FORM_SECRET_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+
+
+def is_secret_path(path: str) -> bool:
+    """True when a difference path ends in a credential-like key."""
+    last = re.split(r"[.\[\]\"']+", path.rstrip("]\"'"))[-1]
+    return re.fullmatch(_SECRET_KEY, last, re.I) is not None

@@ -1,0 +1,130 @@
+"""Content-Encoding, media type and charset handling."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Callable
+
+import brotli
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from comparators import DecodeError, body_text, decode_body, media_type
+from comparators.model import Headers
+
+DATA = b'{"hello": "world"}' * 20
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    comp = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return comp.compress(data) + comp.flush()
+
+
+def _ce(*values: str) -> Headers:
+    return tuple(("Content-Encoding", v) for v in values)
+
+
+ENCODERS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": gzip.compress,
+    "x-gzip": gzip.compress,
+    "deflate": zlib.compress,
+    "br": brotli.compress,
+}
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [
+        ((), DATA),
+        (_ce("identity"), DATA),
+        (_ce("gzip"), gzip.compress(DATA)),
+        (_ce("GZIP"), gzip.compress(DATA)),
+        (_ce("x-gzip"), gzip.compress(DATA)),
+        (_ce("deflate"), zlib.compress(DATA)),
+        (_ce("deflate"), _raw_deflate(DATA)),
+        (_ce("br"), brotli.compress(DATA)),
+        # Applied left to right, so undone right to left.
+        (_ce("gzip, br"), brotli.compress(gzip.compress(DATA))),
+        (_ce("deflate", "gzip"), gzip.compress(zlib.compress(DATA))),
+        (_ce("gzip, identity"), gzip.compress(DATA)),
+        (_ce("gzip"), gzip.compress(DATA[:10]) + gzip.compress(DATA[10:])),  # multi-member
+        ((("content-encoding", "gzip"),), gzip.compress(DATA)),
+    ],
+)
+def test_decode_body(headers: Headers, body: bytes) -> None:
+    assert decode_body(headers, body) == DATA
+
+
+def test_empty_body_needs_no_decoding() -> None:
+    assert decode_body(_ce("gzip"), b"") == b""
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body", "message"),
+    [
+        ("gzip", b"not gzip at all", "corrupt gzip"),
+        ("gzip", gzip.compress(DATA)[:-6], "corrupt gzip"),  # truncated
+        ("deflate", b"not deflate at all", "corrupt deflate"),
+        ("deflate", zlib.compress(DATA)[:-6], "corrupt deflate"),  # truncated
+        ("br", b"not brotli at all", "corrupt br"),
+        ("br", brotli.compress(DATA)[:-3], "corrupt br"),
+        ("zstd", b"whatever", "unsupported content-encoding 'zstd'"),
+        ("gzip, br", brotli.compress(b"plain, not gzip"), "corrupt gzip"),
+    ],
+)
+def test_decode_errors(encoding: str, body: bytes, message: str) -> None:
+    with pytest.raises(DecodeError, match=message) as info:
+        decode_body(_ce(encoding), body)
+    assert isinstance(info.value, ValueError)
+    assert "\n" not in str(info.value)
+
+
+@given(st.binary(max_size=2048), st.sampled_from(sorted(ENCODERS)))
+def test_decode_inverts_encode(data: bytes, encoding: str) -> None:
+    assert decode_body(_ce(encoding), ENCODERS[encoding](data)) == data
+
+
+@given(st.binary(max_size=2048))
+def test_decode_inverts_raw_deflate(data: bytes) -> None:
+    assert decode_body(_ce("deflate"), _raw_deflate(data)) == data
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ((), ""),
+        ((("Content-Type", "application/json"),), "application/json"),
+        ((("content-type", "Application/JSON; charset=UTF-8"),), "application/json"),
+        ((("Content-Type", "  text/html ;charset=utf-8"),), "text/html"),
+        ((("Content-Type", ""),), ""),
+        ((("X-Other", "text/html"),), ""),
+    ],
+)
+def test_media_type(headers: Headers, expected: str) -> None:
+    assert media_type(headers) == expected
+
+
+def _ct(value: str) -> Headers:
+    return (("Content-Type", value),)
+
+
+@pytest.mark.parametrize(
+    ("headers", "data", "expected"),
+    [
+        ((), "héllo".encode(), "héllo"),
+        (_ct("text/plain; charset=utf-8"), "héllo".encode(), "héllo"),
+        (_ct("text/plain; charset=ISO-8859-1"), "héllo".encode("latin-1"), "héllo"),
+        (_ct('text/plain; charset="latin-1"'), "héllo".encode("latin-1"), "héllo"),
+        (_ct("text/plain; charset=utf-16"), "héllo".encode("utf-16"), "héllo"),
+        (_ct("text/plain; charset=no-such-charset"), b"hello", "hello"),  # falls back to utf-8
+        (_ct("text/plain"), b"\xff\xfe\xfa", None),  # not utf-8
+        (_ct("text/plain"), b"a\x00b", None),  # NUL: binary
+        (_ct("image/png"), b"plain ascii", None),  # binary media type
+        (_ct("application/octet-stream"), b"plain ascii", None),
+        ((), b"", ""),
+    ],
+)
+def test_body_text(headers: Headers, data: bytes, expected: str | None) -> None:
+    assert body_text(headers, data) == expected

@@ -1,0 +1,147 @@
+"""Shared fixtures: free ports, real uvicorn backends on 127.0.0.1, the real proxy."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+settings.register_profile(
+    "ci", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", max_examples=50, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+
+
+class UvicornThread(threading.Thread):
+    """A real uvicorn server on 127.0.0.1 in a background thread (httpx's test model)."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        super().__init__(daemon=True)
+        import uvicorn
+
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
+        self.server = uvicorn.Server(config)
+        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+
+    def run(self) -> None:
+        self.server.run()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.join(10)
+
+
+@contextlib.contextmanager
+def serve(app: Any) -> Iterator[Server]:
+    port = free_port()
+    thread = UvicornThread(app, port)
+    thread.start()
+    wait_port(port)
+    try:
+        yield Server(f"http://127.0.0.1:{port}", port)
+    finally:
+        thread.stop()
+
+
+@pytest.fixture(scope="session")
+def legacy() -> Iterator[Server]:
+    from examples.legacy.app import app
+
+    with serve(app) as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def candidate() -> Iterator[Server]:
+    from examples.candidate.app import app
+
+    with serve(app) as s:
+        yield s
+
+
+@dataclass
+class RunningProxy:
+    url: str
+    port: int
+    db: Path
+    process: subprocess.Popen[str]
+    output: str = ""
+
+    def stop(self, timeout: float = 60) -> str:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        out, _ = self.process.communicate(timeout=timeout)
+        self.output = out
+        return out
+
+
+def shadow_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "shadow.cli", *args]
+
+
+@contextlib.contextmanager
+def run_proxy(
+    primary: str, candidate: str, db: Path, tmp: Path, *extra: str
+) -> Iterator[RunningProxy]:
+    """Start `shadow proxy` as a real subprocess; stop it with SIGINT on exit."""
+    port = free_port()
+    cmd = shadow_cmd(
+        "proxy", "--primary", primary, "--candidate", candidate,
+        "--listen", f"127.0.0.1:{port}", "--db", str(db), "--confdir", str(tmp / "mitm"),
+        "--quiet", *extra,
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    running = RunningProxy(f"http://127.0.0.1:{port}", port, db, proc)
+    try:
+        try:
+            wait_port(port, 30)
+        except TimeoutError:
+            proc.kill()
+            out, _ = proc.communicate()
+            raise AssertionError(f"proxy did not start:\n{out}") from None
+        yield running
+    finally:
+        if proc.poll() is None:
+            running.stop()
