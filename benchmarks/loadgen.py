@@ -40,20 +40,22 @@ class Result:
     mode: str  # "closed" | "rate"
     connections: int  # connections opened at most at once
     duration_s: float  # measured window
-    requests: int  # responses in the measured window (any status)
-    errors: int  # measured window: non-2xx/3xx, connection failures, timeouts
-    rps: float
-    p50_ms: float
+    requests: int  # requests sent in the measured window (answered or failed)
+    errors: int  # of those: non-2xx/3xx, connection failures, timeouts
+    rps: float  # good responses that arrived within the measured window, per second
+    p50_ms: float  # latency of the requests sent (rate mode: scheduled) in the window
     p99_ms: float
     mean_ms: float
     max_ms: float
-    total_responses: int  # all responses incl. warm-up, any status: requests that reached the server
+    total_responses: int  # incl. warm-up, any status: requests that reached the server
     total_errors: int
     target_rate: float | None = None
     not_sent: int = 0  # rate mode: scheduled but never sent (all connections busy until the end)
 
     def line(self) -> str:
-        rate = f" target {self.target_rate:.0f}/s not_sent {self.not_sent}" if self.target_rate else ""
+        rate = ""
+        if self.target_rate:
+            rate = f" target {self.target_rate:.0f}/s not_sent {self.not_sent}"
         return (
             f"{self.mode}: {self.rps:.0f} req/s p50 {self.p50_ms:.2f} ms p99 {self.p99_ms:.2f} ms "
             f"errors {self.errors} ({self.requests} in {self.duration_s:.1f}s, "
@@ -174,7 +176,7 @@ class _Runner:
         self.idle: list[_Conn] = []
         self.backlog: collections.deque[float] = collections.deque()
         self.lat: list[float] = []
-        self.errors = self.responses = self.total_errors = self.peak = 0
+        self.errors = self.responses = self.total_errors = self.peak = self.ok_in_window = 0
         self.stopping = False
         self.t_measure = self.t_end = 0.0
         self.t_full = 0.0  # when max_requests was reached, if it was
@@ -183,6 +185,8 @@ class _Runner:
     def _record(self, t_sched: float, ok: bool) -> None:
         if not ok:
             self.total_errors += 1
+        if ok and self.t_measure <= perf() < self.t_end:
+            self.ok_in_window += 1
         if self.t_measure <= t_sched < self.t_end:
             if ok:
                 self.lat.append(perf() - t_sched)
@@ -238,7 +242,7 @@ class _Runner:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(lambda: _Conn(self), self.host, self.port), self.timeout
             )
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             self.connecting -= 1
             self.total_errors += 1
             if perf() < self.t_end:
@@ -269,7 +273,8 @@ class _Runner:
         """Rate mode: release request i at t0 + i/rate."""
         assert self.rate
         t0 = perf()
-        limit = int(self.warmup * self.rate) + min(int(self.duration * self.rate), self.max_requests)
+        measured = min(int(self.duration * self.rate), self.max_requests)
+        limit = int(self.warmup * self.rate) + measured
         issued = 0
         while issued < limit and not self.stopping:
             now = perf()
@@ -311,7 +316,7 @@ class _Runner:
             await asyncio.wait_for(
                 asyncio.shield(self.finished), self.warmup + self.duration + self.timeout + 2
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         finally:
             for t in tasks:
@@ -337,7 +342,7 @@ def _summarize(r: _Runner, window: float, not_sent: int) -> Result:
         duration_s=round(window, 3),
         requests=n,
         errors=r.errors,
-        rps=n / window if window > 0 else 0.0,
+        rps=r.ok_in_window / window if window > 0 else 0.0,
         p50_ms=pct(0.50),
         p99_ms=pct(0.99),
         mean_ms=sum(lat) / len(lat) * 1000 if lat else float("nan"),

@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=None, help="seconds measured per config")
     p.add_argument("--warmup", type=float, default=None, help="seconds of warm-up per config")
     p.add_argument("--connections", type=int, default=10, help="closed-loop connections")
-    p.add_argument("--quick", action="store_true", help="~20 s smoke run (3 s per config)")
+    p.add_argument("--quick", action="store_true", help="~20 s smoke run (2 s per config)")
     p.add_argument("--rate", type=float, default=None, help="fixed rate (default: mitmdump max)")
     p.add_argument("--path", default="/api/items/42", help="request path")
     p.add_argument("--drain-timeout", type=float, default=150.0, help="wait for shadow to exit")
@@ -48,8 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-tmp", action="store_true", help="keep logs and DuckDB files")
     p.add_argument("--json", default=str(RESULTS), help="where to write the results")
     a = p.parse_args(argv)
-    a.duration = a.duration or (3.0 if a.quick else 10.0)
-    a.warmup = a.warmup if a.warmup is not None else (0.5 if a.quick else 1.0)
+    a.duration = a.duration or (2.0 if a.quick else 10.0)
+    a.warmup = a.warmup if a.warmup is not None else (0.3 if a.quick else 1.0)
     return a
 
 
@@ -83,9 +83,8 @@ class Bench:
     ) -> dict[str, Any]:
         """Load 127.0.0.1:port; CPU per request of the proxy process and its children."""
         proc = self.procs.running.get(proxy or "")
-        kids = descendants(proc.pid) if proc else []
-        pids = {"proxy": [proc.pid] if proc else [], "worker": kids}
-        before = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
+        kids0 = {p: cpu_seconds(p) for p in descendants(proc.pid)} if proc else {}
+        proxy0 = cpu_seconds(proc.pid) if proc else 0.0
         self_before = _self_cpu()
         res = asyncio.run(
             loadgen.run(
@@ -98,9 +97,14 @@ class Bench:
         )
         n = max(1, res.total_responses)
         row: dict[str, Any] = {"config": config, **asdict(res)}
-        for k, v in pids.items():
-            used = sum(cpu_seconds(p) for p in v) - before[k]
-            row[f"{k}_cpu_ms_per_req"] = used * 1000 / n if v else None
+        row["proxy_cpu_ms_per_req"] = row["worker_cpu_ms_per_req"] = None
+        if proc:
+            # Children (shadow's worker, its compare pool) may start during the run.
+            kids = set(kids0) | set(descendants(proc.pid))
+            used = sum(cpu_seconds(p) - kids0.get(p, 0.0) for p in kids)
+            row["proxy_cpu_ms_per_req"] = (cpu_seconds(proc.pid) - proxy0) * 1000 / n
+            row["worker_cpu_ms_per_req"] = used * 1000 / n if kids else None
+            row["child_processes"] = len(kids)
         row["loadgen_cpu_ms_per_req"] = (_self_cpu() - self_before) * 1000 / n
         print(f"  {config:<26} {res.line()}", flush=True)
         self.rows.append(row)
@@ -143,7 +147,7 @@ class Bench:
         self.procs.stop("mitmdump", signal.SIGINT)
         shadow = self.shadow("shadow proxy", primary, candidate, None)
         shadow_rate = self.shadow(f"shadow proxy @{rate}/s", primary, candidate, rate)
-        for row in self.rows[:3] + [shadow]:
+        for row in [*self.rows[:3], shadow]:
             report.compare_to(row, base)
         for row in (base_rate, shadow_rate):
             report.compare_to(row, base_rate)
@@ -195,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks import compare_bench
 
         print()
-        data["compare"] = compare_bench.run(0.2 if args.quick else 0.5)
+        data["compare"] = compare_bench.run(0.1 if args.quick else 0.4)
     data["meta"]["total_s"] = round(time.monotonic() - t0, 1)
     print(f"\nresults ({data['meta']['total_s']}s; x mitm and +p50 vs the mitmdump row at the "
           "same load: closed loop, or the same fixed rate)")  # fmt: skip

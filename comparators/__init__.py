@@ -11,6 +11,7 @@ from comparators.compare import compare
 from comparators.decode import body_text, decode_body, media_type
 from comparators.errors import ComparatorError, DecodeError, RuleError
 from comparators.model import Comparison, Difference, Headers, Kind, Payload, Verdict
+from comparators.paths import format_path
 from comparators.rules import DEFAULT_RULES, Rules, parse_rules
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "canonical_json",
     "compare",
     "decode_body",
+    "format_path",
     "media_type",
     "parse_rules",
 ]

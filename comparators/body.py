@@ -35,7 +35,7 @@ class Side:
     kind: str  # "json" | "text" | "binary" | "empty"
     raw: bytes = b""  # decoded bytes
     value: Any = None
-    text: str = ""
+    text: str = ""  # for json too, when the bytes decode as text
     error: str | None = None  # decoding failed; `raw` then holds the wire bytes
 
 
@@ -61,7 +61,8 @@ def load_side(payload: Payload) -> Side:
     text = body_text(payload.headers, raw)
     if is_json_media_type(mtype) or (not mtype and text is not None):
         try:
-            return Side("json", raw, value=orjson.loads(raw if text is None else text))
+            value = orjson.loads(raw if text is None else text)
+            return Side("json", raw, value=value, text=text or "")
         except orjson.JSONDecodeError:
             pass  # mislabelled or broken JSON: compare it as text (or bytes)
     if text is None or is_binary_media_type(mtype):
@@ -73,7 +74,7 @@ def _as_json(side: Side) -> Side:
     if side.kind != "text":
         return side
     try:
-        return Side("json", side.raw, value=orjson.loads(side.text))
+        return Side("json", side.raw, value=orjson.loads(side.text), text=side.text)
     except orjson.JSONDecodeError:
         return side
 
@@ -101,17 +102,16 @@ def _summary(side: Side) -> Any:
     """A short stand-in for a side's body inside a `$body` difference."""
     if side.error is not None:
         return {"decode_error": side.error, **digest(side.raw)}
-    if side.kind == "json":
-        return canonical_json(side.value)[:TEXT_LIMIT].decode("utf-8", "replace")
-    if side.kind == "text":
-        return side.text[:TEXT_LIMIT]
+    if side.kind in ("json", "text"):
+        # What was sent, not a re-serialization: it is what a reader will recognise.
+        return (side.text or side.raw[:TEXT_LIMIT].decode("utf-8", "replace"))[:TEXT_LIMIT]
     if side.kind == "binary":
         return digest(side.raw)
     return ""
 
 
 def _json_diffs(a: Any, b: Any, rules: Rules, result: BodyResult) -> None:
-    found = _deep.deep_diff(a, b)
+    found = _deep.deep_diff(a, b, _deep.budget_for(rules.max_diffs))
     result.exhausted = found.exhausted
     tolerated = 0
     kept = []
@@ -138,6 +138,22 @@ def _within(diff: _deep.RawDiff, rules: Rules) -> bool:
     return bool(abs(diff.primary - diff.candidate) <= rules.tolerance_at(diff.path))
 
 
+def _compare_json(
+    a: Side, b: Side, rules: Rules, result: BodyResult, counts: Counter[NoteKey]
+) -> None:
+    va, vb = rules.normalizer.json(a.value, counts), rules.normalizer.json(b.value, counts)
+    ca, cb = canonical_json(va), canonical_json(vb)
+    if ca == cb:
+        return  # fast path: equal canonical forms, deepdiff is not needed
+    if max(len(a.raw), len(b.raw)) > rules.max_body_bytes_for_diff:
+        result.notes.append("body over max_body_bytes_for_diff: compared by hash only")
+        result.differences.append(
+            Difference(BODY, Kind.VALUE_CHANGED, digest(ca, 16), digest(cb, 16))
+        )
+    else:
+        _json_diffs(va, vb, rules, result)
+
+
 def compare_bodies(primary: Payload, candidate: Payload, rules: Rules) -> BodyResult:
     """Compare two bodies under `rules`; never raises on bad content."""
     a, b = load_side(primary), load_side(candidate)
@@ -157,17 +173,18 @@ def compare_bodies(primary: Payload, candidate: Payload, rules: Rules) -> BodyRe
     counts: Counter[NoteKey] = Counter()
     normalizer = rules.normalizer
     if a.kind == b.kind == "json":
-        va, vb = normalizer.json(a.value, counts), normalizer.json(b.value, counts)
-        ca, cb = canonical_json(va), canonical_json(vb)
-        if ca == cb:
-            pass  # fast path: equal canonical forms, deepdiff is not needed
-        elif max(len(a.raw), len(b.raw)) > rules.max_body_bytes_for_diff:
-            result.notes.append("body over max_body_bytes_for_diff: compared by hash only")
-            result.differences.append(
-                Difference(BODY, Kind.VALUE_CHANGED, digest(ca, 16), digest(cb, 16))
-            )
-        else:
-            _json_diffs(va, vb, rules, result)
+        try:
+            _compare_json(a, b, rules, result, counts)
+        except (RecursionError, orjson.JSONEncodeError):
+            # orjson refuses nesting deeper than 254 levels and deep recursion can
+            # overflow Python's stack: fall back to comparing the decoded bytes.
+            counts.clear()
+            result.differences = []
+            result.notes.append("JSON nested too deeply to diff: compared raw bytes")
+            if a.raw != b.raw:
+                result.differences.append(
+                    Difference(BODY, Kind.VALUE_CHANGED, digest(a.raw), digest(b.raw))
+                )
     elif a.kind == b.kind == "text":
         ta, tb = normalizer.text(a.text, counts), normalizer.text(b.text, counts)
         if ta != tb:

@@ -24,12 +24,38 @@ _UNORDERED_INDEX = -1
 
 NoteKey = tuple[str, str]  # (what was done, to what) -> count, rendered by `render_notes`
 _Masks = tuple[States | None, ...]  # per path-restricted mask: states, or None once active
+_MAX_CHILDREN = 4096  # cached transitions per state; beyond, they are computed each time
+
+
+class _State:
+    """Where a walk stands w.r.t. every pattern: an interned state of a lazy automaton.
+
+    Rules are reused for many bodies with the same shape, so transitions are
+    cached on the state: walking a node is then one dict lookup.
+    """
+
+    __slots__ = ("children", "dead", "ignore", "masks", "order", "sort_label", "str_masks")
+
+    def __init__(
+        self,
+        ignore: States,
+        order: States,
+        masks: _Masks,
+        sort_label: str | None,
+        str_masks: tuple[Mask, ...],
+    ) -> None:
+        self.ignore, self.order, self.masks = ignore, order, masks
+        self.sort_label = sort_label  # pattern source if this node is an order-free list
+        self.str_masks = str_masks  # masks that apply to a string at this node, in order
+        # Nothing below depends on the path any more: only str_masks remain to apply.
+        self.dead = not ignore and not order and all(m is None or not m for m in masks)
+        self.children: dict[Step, tuple[_State, str | None]] = {}
 
 
 class Normalizer:
     """Compiled normalizers of one Rules object."""
 
-    __slots__ = ("_global_masks", "_ignore", "_mask_sets", "_order", "_path_masks")
+    __slots__ = ("_ignore", "_interned", "_mask_sets", "_masks", "_order", "_root")
 
     def __init__(
         self,
@@ -39,85 +65,111 @@ class Normalizer:
     ) -> None:
         self._ignore = PathSet(ignore_paths)
         self._order = PathSet(ignore_order)
-        self._global_masks = tuple(m for m in masks if not m.paths)
-        self._path_masks = tuple(m for m in masks if m.paths)
-        self._mask_sets = tuple(PathSet(m.paths) for m in self._path_masks)
+        self._masks = tuple(masks)
+        # Path-restricted masks get a PathSet; the others (None) apply everywhere.
+        self._mask_sets = tuple(PathSet(m.paths) if m.paths else None for m in self._masks)
+        self._interned: dict[tuple[States, States, _Masks], _State] = {}
+        root_masks = tuple(s.start() if s else None for s in self._mask_sets)
+        self._root = self._state(self._ignore.start(), self._order.start(), root_masks)
 
     def __bool__(self) -> bool:
         """False when normalizing would change nothing at all."""
-        return bool(self._ignore or self._order or self._global_masks or self._path_masks)
+        return bool(self._ignore or self._order or self._masks)
 
     def text(self, text: str, counts: Counter[NoteKey] | None = None) -> str:
         """Apply the masks that are not restricted to paths to a whole text body."""
-        for mask in self._global_masks:
-            text, n = mask.apply(text)
-            if n and counts is not None:
-                counts["masked", mask.name] += n
-        return text
+        masks = [m for m in self._masks if not m.paths]
+        return _apply(masks, text, Counter() if counts is None else counts)
 
     def json(self, value: Any, counts: Counter[NoteKey] | None = None) -> Any:
         """Normalized copy of a parsed JSON value."""
         if not self:
             return value
-        if counts is None:
-            counts = Counter()
-        mstates = self._step_masks(tuple(s.start() for s in self._mask_sets), None)
-        return self._walk(value, self._ignore.start(), self._order.start(), mstates, counts)
+        return self._walk(value, self._root, Counter() if counts is None else counts)
 
-    def _step_masks(self, mstates: _Masks, step: Step | None) -> _Masks:
-        out: list[States | None] = []
-        for pset, states in zip(self._mask_sets, mstates, strict=True):
-            if states is not None and step is not None:
-                states = pset.step(states, step)
-            # Once a mask's path matched, it stays active for the whole subtree.
-            out.append(None if states is None or pset.matched(states) else states)
-        return tuple(out)
+    def _state(self, ignore: States, order: States, masks: _Masks) -> _State:
+        key = (ignore, order, masks)
+        state = self._interned.get(key)
+        if state is None:
+            # A mask whose path matched stays active (None) for the whole subtree.
+            masks = tuple(
+                None if st is None or (ps is not None and ps.matched(st)) else st
+                for ps, st in zip(self._mask_sets, masks, strict=True)
+            )
+            sorted_by = self._order.matched(order)
+            label = self._order.patterns[sorted_by[0]].source if sorted_by else None
+            str_masks = tuple(m for m, st in zip(self._masks, masks, strict=True) if st is None)
+            state = self._interned[key] = _State(ignore, order, masks, label, str_masks)
+        return state
 
-    def _mask_str(self, text: str, mstates: _Masks, counts: Counter[NoteKey]) -> str:
-        text = self.text(text, counts)
-        for mask, states in zip(self._path_masks, mstates, strict=True):
-            if states is None:
-                text, n = mask.apply(text)
-                if n:
-                    counts["masked", mask.name] += n
-        return text
+    def _child(self, state: _State, step: Step) -> tuple[_State, str | None]:
+        """The state below `step`, and the ignore pattern that drops it (or None)."""
+        hit = state.children.get(step)
+        if hit is not None:
+            return hit
+        ignore = self._ignore.step(state.ignore, step) if state.ignore else state.ignore
+        dropped = self._ignore.matched(ignore)
+        masks = tuple(
+            st if st is None or ps is None else ps.step(st, step)
+            for ps, st in zip(self._mask_sets, state.masks, strict=True)
+        )
+        order = self._order.step(state.order, step) if state.order else state.order
+        hit = (
+            self._state(ignore, order, masks),
+            self._ignore.patterns[dropped[0]].source if dropped else None,
+        )
+        if len(state.children) < _MAX_CHILDREN:
+            state.children[step] = hit
+        return hit
 
-    def _walk(
-        self, value: Any, ign: States, order: States, mstates: _Masks, counts: Counter[NoteKey]
-    ) -> Any:
+    def _walk(self, value: Any, state: _State, counts: Counter[NoteKey]) -> Any:
+        if state.dead:
+            return _mask_all(value, state.str_masks, counts) if state.str_masks else value
         if isinstance(value, str):
-            return self._mask_str(value, mstates, counts)
+            return _apply(state.str_masks, value, counts)
         if isinstance(value, dict):
             out: dict[str, Any] = {}
             for key, item in value.items():
-                child_ign = self._ignore.step(ign, key) if ign else ign
-                hit = self._ignore.matched(child_ign)
-                if hit:
-                    counts["ignored", self._ignore.patterns[hit[0]].source] += 1
-                    continue
-                child_order = self._order.step(order, key) if order else order
-                child_masks = self._step_masks(mstates, key)
-                out[key] = self._walk(item, child_ign, child_order, child_masks, counts)
+                child, dropped = self._child(state, key)
+                if dropped is not None:
+                    counts["ignored", dropped] += 1
+                else:
+                    out[key] = self._walk(item, child, counts)
             return out
         if isinstance(value, list):
-            unordered = self._order.matched(order) if order else []
             items: list[Any] = []
             for index, item in enumerate(value):
-                step = _UNORDERED_INDEX if unordered else index
-                child_ign = self._ignore.step(ign, step) if ign else ign
-                hit = self._ignore.matched(child_ign)
-                if hit:
-                    counts["ignored", self._ignore.patterns[hit[0]].source] += 1
+                step = index if state.sort_label is None else _UNORDERED_INDEX
+                child, dropped = self._child(state, step)
+                if dropped is not None:
+                    counts["ignored", dropped] += 1
                     items.append(IGNORED)
-                    continue
-                child_order = self._order.step(order, step) if order else order
-                child_masks = self._step_masks(mstates, step)
-                items.append(self._walk(item, child_ign, child_order, child_masks, counts))
-            if unordered:
+                else:
+                    items.append(self._walk(item, child, counts))
+            if state.sort_label is not None:
                 items.sort(key=canonical_json)
-                counts["sorted", self._order.patterns[unordered[0]].source] += 1
+                counts["sorted", state.sort_label] += 1
             return items
         return value
+
+
+def _apply(masks: Sequence[Mask], text: str, counts: Counter[NoteKey]) -> str:
+    for mask in masks:
+        text, n = mask.apply(text)
+        if n:
+            counts["masked", mask.name] += n
+    return text
+
+
+def _mask_all(value: Any, masks: tuple[Mask, ...], counts: Counter[NoteKey]) -> Any:
+    """Masks applied to every string below `value` (no path bookkeeping)."""
+    if isinstance(value, str):
+        return _apply(masks, value, counts)
+    if isinstance(value, dict):
+        return {k: _mask_all(v, masks, counts) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_all(v, masks, counts) for v in value]
+    return value
 
 
 def render_notes(counts: Counter[NoteKey]) -> list[str]:

@@ -37,6 +37,10 @@ class _Any:
     def __repr__(self) -> str:
         return "*"
 
+    def __reduce__(self) -> str:
+        # Unpickle to the module's singleton: matching relies on `is ANY`.
+        return "ANY"
+
 
 ANY = _Any()
 

@@ -22,7 +22,7 @@ def child_path(parent: str, key: str | int) -> str:
         return f"{parent}[{key}]"
     if _IDENT.match(key):
         return f"{parent}.{key}"
-    return f"{parent}[{json.dumps(key)}]"
+    return f"{parent}[{json.dumps(key, ensure_ascii=False)}]"
 
 
 def _marked(path: str, targets: frozenset[str]) -> bool:

@@ -28,6 +28,7 @@ from shadow.config import load_config, parse_methods
 from shadow.errors import ShadowError
 from shadow.model import BackendResponse, Request
 from shadow.pipeline import PipelineSettings
+from shadow.recording import check_record_path
 from shadow.sender import MARK_HEADER
 from shadow.store import ensure_writable
 from shadow.urls import parse_backend_url
@@ -35,6 +36,8 @@ from shadow.urls import parse_backend_url
 logger = logging.getLogger(__name__)
 
 _META = "shadow"  # flow.metadata key: set when the request was queued
+BATCH_DELAY = 0.005  # seconds a message may wait for others to share its queue put
+BATCH_MAX = 64
 
 
 def _headers(h: http.Headers) -> tuple[tuple[str, str], ...]:
@@ -54,6 +57,8 @@ class Shadow:
         self._watcher: asyncio.Task[None] | None = None
         self._failed: Any = None
         self._ready: Any = None
+        self._batch: list[tuple[Any, ...]] = []
+        self._batch_timer: asyncio.TimerHandle | None = None
 
     def load(self, loader: Any) -> None:
         loader.add_option(
@@ -103,6 +108,21 @@ class Shadow:
             "Bytes of each body kept in the store for review (longer ones are cut and flagged).",
         )  # fmt: skip
         loader.add_option(
+            "shadow_bodies", str, "differ",
+            """
+            Which exchanges keep their bodies in the store for review: "differ"
+            (all but matching ones), "all", or "none". Differences are always kept.
+            """,
+        )  # fmt: skip
+        loader.add_option(
+            "shadow_record", str, "",
+            """
+            Also record what passed through (request and the primary's response,
+            secrets redacted) for `shadow replay`: a .har file, a .jsonl file, or
+            any other name for a mitmproxy flow dump. Empty: no recording.
+            """,
+        )  # fmt: skip
+        loader.add_option(
             "shadow_run_id", str, "",
             "Identifier of this run in the store. Empty: a new random one.",
         )  # fmt: skip
@@ -123,6 +143,10 @@ class Shadow:
             if opts.shadow_concurrency < 1 or opts.shadow_queue_size < 1:
                 raise ShadowError("shadow_concurrency and shadow_queue_size must be at least 1")
             ensure_writable(opts.shadow_db)
+            if opts.shadow_bodies not in ("differ", "all", "none"):
+                raise ShadowError("shadow_bodies must be one of differ, all, none")
+            if opts.shadow_record:
+                check_record_path(opts.shadow_record)
         except ShadowError as exc:
             raise exceptions.OptionsError(str(exc)) from None
         primary = ""
@@ -139,6 +163,8 @@ class Shadow:
             concurrency=opts.shadow_concurrency,
             backlog=opts.shadow_queue_size,
             body_cap=opts.shadow_body_cap,
+            record=opts.shadow_record or None,
+            bodies=opts.shadow_bodies,
             options={"primary": primary, "mode": list(opts.mode)},
         )
         self.enabled = True
@@ -151,7 +177,8 @@ class Shadow:
         assert self.settings is not None
         # spawn, not fork: the proxy process has an event loop and threads running.
         mp = multiprocessing.get_context("spawn")
-        self.queue = mp.Queue(maxsize=ctx.options.shadow_queue_size)
+        # The queue holds batches; its bound approximates shadow_queue_size messages.
+        self.queue = mp.Queue(maxsize=max(8, ctx.options.shadow_queue_size // 16))
         self.dropped = mp.Value("q", 0, lock=False)
         # Keep references: a semaphore collected here breaks the child's unpickling.
         self._ready = mp.Event()
@@ -180,13 +207,33 @@ class Shadow:
                 self.enabled = False
                 return
 
-    def _put(self, msg: tuple[Any, ...]) -> bool:
+    def _put(self, msg: tuple[Any, ...]) -> None:
+        # Batch messages for a few milliseconds: one queue put (one pickle, one
+        # wake-up of the queue's feeder thread) per batch instead of per message
+        # halves what the addon costs the proxy's event loop.
+        self._batch.append(msg)
+        if len(self._batch) >= BATCH_MAX:
+            self._send_batch()
+        elif self._batch_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # called outside mitmproxy's loop (tests, scripts)
+                self._send_batch()
+                return
+            self._batch_timer = loop.call_later(BATCH_DELAY, self._send_batch)
+
+    def _send_batch(self) -> None:
+        if self._batch_timer is not None:
+            self._batch_timer.cancel()
+            self._batch_timer = None
+        batch, self._batch = self._batch, []
+        if not batch:
+            return
         try:
-            self.queue.put_nowait(msg)
+            self.queue.put_nowait(batch)
         except queue_mod.Full:
-            self.dropped.value += 1
-            return False
-        return True
+            # The worker is behind: drop these copies and count them; never wait.
+            self.dropped.value += sum(1 for m in batch if m[0] == "req")
 
     def request(self, flow: http.HTTPFlow) -> None:
         if not self.enabled or self.queue is None or flow.is_replay:
@@ -196,9 +243,9 @@ class Shadow:
             return  # one of our own copies came back through the proxy
         path, _, query = req.path.partition("?")
         record = Request(req.method, path, query, _headers(req.headers), req.raw_content or b"")
-        if self._put(("req", flow.id, record, req.timestamp_start or time.time())):
-            flow.metadata[_META] = True
-            self.queued += 1
+        self._put(("req", flow.id, record, req.timestamp_start or time.time()))
+        flow.metadata[_META] = True
+        self.queued += 1
 
     def response(self, flow: http.HTTPFlow) -> None:
         if not flow.metadata.get(_META) or flow.response is None:
@@ -219,6 +266,7 @@ class Shadow:
         if self.process is None:
             return
         self.enabled = False
+        self._send_batch()
         # Everything queued is still written: the worker drains before it exits.
         await asyncio.to_thread(self._stop_worker)
 

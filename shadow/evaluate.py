@@ -44,11 +44,24 @@ def judge(exchange: Exchange, config: Config) -> Comparison:
     return compare(a, b, rules)
 
 
-def evaluate(exchange: Exchange, config: Config, run_id: str, body_cap: int) -> Evaluated:
+def is_cheap(exchange: Exchange) -> bool:
+    """True when judging needs no structural diff: an error, a skip, or identical bytes."""
+    p = exchange.primary.payload
+    c = exchange.candidate.payload if exchange.candidate else None
+    if p is None or c is None or exchange.skip_reason is not None:
+        return True
+    return p.status == c.status and p.body == c.body
+
+
+def evaluate(
+    exchange: Exchange, config: Config, run_id: str, body_cap: int, bodies: str = "all"
+) -> Evaluated:
+    """Judge one exchange and shape its rows; bodies kept as `bodies` says."""
     comparison = judge(exchange, config)
+    keep = bodies == "all" or (bodies == "differ" and comparison.verdict != Verdict.MATCH)
     return Evaluated(
         comparison.verdict.value,
-        exchange_row(exchange, comparison, run_id, body_cap),
+        exchange_row(exchange, comparison, run_id, body_cap if keep else 0),
         difference_rows(exchange, comparison, run_id),
     )
 
@@ -56,10 +69,11 @@ def evaluate(exchange: Exchange, config: Config, run_id: str, body_cap: int) -> 
 _state: dict[str, Any] = {}
 
 
-def init(config_path: str | None, run_id: str, body_cap: int) -> None:
+def init(config_path: str | None, run_id: str, body_cap: int, bodies: str) -> None:
     """Pool initializer: load the config once per process."""
-    _state.update(config=load_config(config_path), run_id=run_id, body_cap=body_cap)
+    _state.update(config=load_config(config_path), run_id=run_id, body_cap=body_cap, bodies=bodies)
 
 
-def process(exchange: Exchange) -> Evaluated:
-    return evaluate(exchange, _state["config"], _state["run_id"], _state["body_cap"])
+def process_many(exchanges: list[Exchange]) -> list[Evaluated]:
+    s = _state
+    return [evaluate(e, s["config"], s["run_id"], s["body_cap"], s["bodies"]) for e in exchanges]

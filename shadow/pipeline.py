@@ -22,11 +22,15 @@ from shadow import evaluate
 from shadow.config import load_config
 from shadow.errors import StoreError
 from shadow.model import BackendResponse, Exchange, Request
+from shadow.recording import RedactingRecorder, open_recorder
 from shadow.records import DEFAULT_BODY_CAP
-from shadow.sender import make_client, send
+from shadow.sender import Sender
 from shadow.store import Run, StoreWriter
 
 log = logging.getLogger("shadow")
+
+EVAL_BATCH = 64  # exchanges per trip to the comparison process
+EVAL_DELAY = 0.005  # seconds an exchange may wait for others to share the trip
 
 
 @dataclass(frozen=True)
@@ -45,10 +49,14 @@ class PipelineSettings:
     concurrency: int = 32
     backlog: int = 1000  # copies waiting for a free connection before new ones are dropped
     body_cap: int = DEFAULT_BODY_CAP
+    bodies: str = "differ"  # which exchanges keep their bodies: "all" | "differ" | "none"
     flush_interval: float = 1.0
     flush_rows: int = 5000
     stale_after: float = 120.0
     compare_processes: int = 1  # 0: compare in this process (tests, tiny runs)
+    primary_headers: tuple[tuple[str, str], ...] = ()  # header overrides per target
+    candidate_headers: tuple[tuple[str, str], ...] = ()
+    record: str | None = None  # write what passed through here (.har, .jsonl or mitm dump)
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -98,19 +106,41 @@ class Pipeline:
         self._waiting = 0
         self._flush_task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
-        self._client = make_client(settings.timeout, settings.concurrency)
+        self._flushes: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._sender: Sender | None = None
+        self._recorder: RedactingRecorder | None = None
+        if settings.record:
+            base = self.run.primary_url or "http://primary.invalid"
+            self._recorder = RedactingRecorder(open_recorder(settings.record), base)
         self._evaluating = 0
+        self._to_evaluate: list[Exchange] = []
+        self._eval_timer: asyncio.TimerHandle | None = None
+        self._inflight: set[str] = set()  # keys being compared
+        self._waiters: dict[str, asyncio.Future[None]] = {}
         self._executor: Executor | None = None
         if settings.compare_processes > 0:
             self._executor = ProcessPoolExecutor(
                 max_workers=settings.compare_processes,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=evaluate.init,
-                initargs=(settings.config_path, settings.run_id, settings.body_cap),
+                initargs=(
+                    settings.config_path,
+                    settings.run_id,
+                    settings.body_cap,
+                    settings.bodies,
+                ),
             )
 
     # -- lifecycle ---------------------------------------------------------
+    @property
+    def sender(self) -> Sender:
+        if self._sender is None:
+            self._sender = Sender(self.settings.concurrency)
+        return self._sender
+
     async def start(self) -> None:
+        self.sender  # noqa: B018 - created here, inside the running loop
         self.writer.run_changed(self.run)
         await self._flush()
         self._flush_task = asyncio.create_task(self._flush_loop())
@@ -121,24 +151,35 @@ class Pipeline:
         live = [p.candidate for p in self._pending.values() if p.candidate is not None]
         if live:
             await asyncio.wait(live, timeout=wait)
+            for task in live:
+                task.cancel()  # still running after the grace period: give up on it
+            await asyncio.gather(*live, return_exceptions=True)
         for key in list(self._pending):
             pending = self._pending.pop(key)
             if pending.primary is None:
+                self._settle(key)
                 continue  # the primary's answer never reached us: nothing to compare
             self._finish(key, pending)
+        self._submit_evaluations()
         while self._evaluating:
             await asyncio.sleep(0.01)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+        # Let flushes finish rather than cancel them: a write in a thread would
+        # go on regardless and race the final flush.
+        self._stopping.set()
         if self._flush_task:
-            self._flush_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flush_task
+            await self._flush_task
+        if self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         self.run.ended_at = time.time()
+        if self._recorder is not None:
+            self._recorder.close()
         await self._flush(final=True)
-        await self._client.aclose()
+        if self._sender is not None:
+            await self._sender.aclose()
 
     # -- input -------------------------------------------------------------
     def on_request(self, key: str, request: Request, started_at: float) -> None:
@@ -172,13 +213,28 @@ class Pipeline:
         assert self.settings.primary is not None
         self.on_request(key, request, started_at)
         async with self._sem:
-            primary = await send(
-                self._client, self.settings.primary, request, None, self.settings.timeout
+            primary = await self.sender.send(
+                self.settings.primary,
+                request,
+                None,
+                self.settings.timeout,
+                self.settings.primary_headers,
             )
         self.on_primary(key, primary)
-        task = self._pending[key].candidate if key in self._pending else None
-        if task is not None:
-            await asyncio.wait([task])
+        await self.wait_for(key)
+
+    async def wait_for(self, key: str) -> None:
+        """Until the exchange `key` is compared and buffered for the store (or dropped)."""
+        if key not in self._pending and key not in self._inflight:
+            return
+        waiter = self._waiters.setdefault(key, asyncio.get_running_loop().create_future())
+        await waiter
+
+    def _settle(self, key: str) -> None:
+        self._inflight.discard(key)
+        waiter = self._waiters.pop(key, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     # -- internals ---------------------------------------------------------
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
@@ -195,8 +251,12 @@ class Pipeline:
         finally:
             self._waiting -= 1
         try:
-            return await send(
-                self._client, self.settings.candidate, request, "1", self.settings.timeout + 1
+            return await self.sender.send(
+                self.settings.candidate,
+                request,
+                "1",
+                self.settings.timeout,
+                self.settings.candidate_headers,
             )
         finally:
             self._sem.release()
@@ -210,8 +270,16 @@ class Pipeline:
         primary = pending.primary
         assert primary is not None
         candidate: BackendResponse | None = None
-        if pending.candidate is not None and not pending.candidate.cancelled():
-            candidate = pending.candidate.result()
+        task = pending.candidate
+        if task is not None:
+            if task.done() and not task.cancelled():
+                candidate = task.result()
+            else:
+                candidate = BackendResponse.failed("no answer before shutdown")
+        if self._recorder is not None:
+            self._recorder.add(
+                pending.request, primary.payload, pending.started_at, primary.elapsed_ms
+            )
         exchange = Exchange(
             id=key,
             request=pending.request,
@@ -222,28 +290,54 @@ class Pipeline:
             source=self.settings.source,
             skip_reason=pending.skip_reason,
         )
-        if self._executor is None:
+        if self._executor is None or evaluate.is_cheap(exchange):
+            # Identical answers and errors cost microseconds: a trip to the pool costs more.
             s = self.settings
-            self._store(evaluate.evaluate(exchange, self.config, s.run_id, s.body_cap))
+            self._store(evaluate.evaluate(exchange, self.config, s.run_id, s.body_cap, s.bodies))
+            self._settle(key)
             return
         if self._evaluating >= self.settings.backlog:
             self.counters.dropped += 1  # comparisons fall behind: shed load, count it
+            self._settle(key)
             return
         self._evaluating += 1
-        future = asyncio.get_running_loop().run_in_executor(
-            self._executor, evaluate.process, exchange
-        )
-        future.add_done_callback(self._evaluated)
+        self._inflight.add(key)
+        self._to_evaluate.append(exchange)
+        if len(self._to_evaluate) >= EVAL_BATCH:
+            self._submit_evaluations()
+        elif self._eval_timer is None:
+            self._eval_timer = asyncio.get_running_loop().call_later(
+                EVAL_DELAY, self._submit_evaluations
+            )
 
-    def _evaluated(self, future: asyncio.Future[evaluate.Evaluated]) -> None:
-        self._evaluating -= 1
-        if future.cancelled():
+    def _submit_evaluations(self) -> None:
+        # One pool task per batch: the pool's own per-task cost exceeds a fast comparison.
+        if self._eval_timer is not None:
+            self._eval_timer.cancel()
+            self._eval_timer = None
+        batch, self._to_evaluate = self._to_evaluate, []
+        if not batch or self._executor is None:
             return
-        exc = future.exception()
-        if exc is not None:
-            log.error("shadow: comparing an exchange failed: %r", exc)
-            return
-        self._store(future.result())
+        future = asyncio.get_running_loop().run_in_executor(
+            self._executor, evaluate.process_many, batch
+        )
+        keys = [e.id for e in batch]
+        future.add_done_callback(lambda f: self._evaluated(keys, f))
+
+    def _evaluated(self, keys: list[str], future: asyncio.Future[list[evaluate.Evaluated]]) -> None:
+        self._evaluating -= len(keys)
+        try:
+            if future.cancelled():
+                return
+            exc = future.exception()
+            if exc is not None:
+                log.error("shadow: comparing %d exchanges failed: %r", len(keys), exc)
+                return
+            for result in future.result():
+                self._store(result)
+        finally:
+            for key in keys:
+                self._settle(key)
 
     def _store(self, result: evaluate.Evaluated) -> None:
         self.writer.add(result.row, result.differences)
@@ -252,8 +346,14 @@ class Pipeline:
         if verdict in (Verdict.MATCH, Verdict.DIFFER):
             self.counters.compared += 1
         self.run.exchanges += 1
-        if self.writer.pending >= self.settings.flush_rows and self._flush_task is not None:
-            self._spawn(self._flush())
+        if (
+            self.writer.pending >= self.settings.flush_rows
+            and self._flush_task is not None
+            and not self._flushes
+        ):
+            task = asyncio.get_running_loop().create_task(self._flush())
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
 
     def _expire_stale(self) -> None:
         """Forget requests whose primary answer never came (its message was dropped)."""
@@ -263,10 +363,12 @@ class Pipeline:
             if pending.candidate is not None:
                 pending.candidate.cancel()
             self.counters.dropped += 1
+            self._settle(key)
 
     async def _flush_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.flush_interval)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.flush_interval)
             self._expire_stale()
             await self._flush()
 

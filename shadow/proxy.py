@@ -30,6 +30,7 @@ class ProxySettings:
     queue_size: int = 10000
     confdir: str = field(default_factory=lambda: os.path.expanduser("~/.shadow/mitmproxy"))
     run_id: str = ""
+    record: str = ""
     quiet: bool = False
 
 
@@ -74,6 +75,7 @@ async def _serve(s: ProxySettings) -> int:
             shadow_concurrency=s.concurrency,
             shadow_queue_size=s.queue_size,
             shadow_run_id=s.run_id,
+            shadow_record=s.record,
         )
     except (exceptions.OptionsError, KeyError) as exc:
         raise ConfigError(str(exc).strip("'\"").splitlines()[0]) from None

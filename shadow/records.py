@@ -29,8 +29,8 @@ def _json(value: Any) -> str:
 
 
 def body_for_review(headers: Headers, raw: bytes, cap: int) -> tuple[str | None, bool]:
-    """Decoded body text cut to `cap` bytes, and whether it was cut."""
-    if not raw:
+    """Decoded body text cut to `cap` bytes, and whether it was cut (cap 0: not kept)."""
+    if not raw or cap <= 0:
         return None, False
     try:
         data = decode_body(headers, raw)

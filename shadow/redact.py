@@ -42,7 +42,10 @@ _SECRET_KEY = (
     r"(?:password|passwd|secret|client_secret|api[-_]?key|apikey"
     r"|access[-_]?token|refresh[-_]?token|id[-_]?token|token|authorization)"
 )
-_JSON_SECRET_RE = re.compile(r'("' + _SECRET_KEY + r'"\s*:\s*)"(?:[^"\\]|\\.)*"', re.I)
+# A string (possibly cut off by the body cap), a number or a literal.
+_JSON_SECRET_RE = re.compile(
+    r'("' + _SECRET_KEY + r'"\s*:\s*)(?:"(?:[^"\\]|\\.)*(?:"|$)|-?[\d.eE+-]+|true|false)', re.I
+)
 _FORM_SECRET_RE = re.compile(r"(?i)(^|&)(" + _SECRET_KEY + r"=)[^&]*")
 
 

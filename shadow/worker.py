@@ -5,7 +5,7 @@ request on the target machine) and comparing and storing cost more than that
 budget, so they run here, in another process, fed by a bounded queue. A thread
 blocks on the queue and hands messages to this process's event loop.
 
-Messages (tuples, first item the kind):
+The addon puts lists of messages (batches); each message is a tuple:
     ("req", key, Request, started_at)   a request reached the primary
     ("resp", key, BackendResponse)      the primary answered or failed
     ("stop",)                           drain, store everything, exit
@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import threading
 from multiprocessing.queues import Queue
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event
+from queue import Empty
 from typing import Any
 
 from shadow.errors import ShadowError
@@ -29,10 +31,18 @@ log = logging.getLogger("shadow")
 
 
 def _reader(queue: Queue[Any], loop: asyncio.AbstractEventLoop, inbox: asyncio.Queue[Any]) -> None:
+    parent = os.getppid()
     while True:
-        msg = queue.get()
-        loop.call_soon_threadsafe(inbox.put_nowait, msg)
-        if msg[0] == "stop":
+        try:
+            item = queue.get(timeout=1.0)
+        except Empty:
+            if os.getppid() != parent:  # the proxy died without saying stop
+                loop.call_soon_threadsafe(inbox.put_nowait, [("stop",)])
+                return
+            continue
+        batch = item if isinstance(item, list) else [item]
+        loop.call_soon_threadsafe(inbox.put_nowait, batch)
+        if any(msg[0] == "stop" for msg in batch):
             return
 
 
@@ -45,15 +55,16 @@ async def _serve(
     inbox: asyncio.Queue[Any] = asyncio.Queue()
     threading.Thread(target=_reader, args=(queue, loop, inbox), daemon=True).start()
     ready.set()
-    while True:
-        msg = await inbox.get()
-        kind = msg[0]
-        if kind == "req":
-            pipeline.on_request(msg[1], msg[2], msg[3])
-        elif kind == "resp":
-            pipeline.on_primary(msg[1], msg[2])
-        elif kind == "stop":
-            break
+    stop = False
+    while not stop:
+        for msg in await inbox.get():
+            kind = msg[0]
+            if kind == "req":
+                pipeline.on_request(msg[1], msg[2], msg[3])
+            elif kind == "resp":
+                pipeline.on_primary(msg[1], msg[2])
+            elif kind == "stop":
+                stop = True
     await pipeline.close()
 
 

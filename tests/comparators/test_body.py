@@ -170,3 +170,14 @@ def test_undecodable_body_is_a_difference_not_an_error() -> None:
     assert "body could not be decoded: compared raw bytes" in result.notes
     # The same broken bytes on both sides are parity.
     assert compare(bad, bad, DEFAULT_RULES).verdict is Verdict.MATCH
+
+
+@pytest.mark.parametrize("depth", [300, 1000])
+def test_deeply_nested_json_does_not_raise(depth: int) -> None:
+    a = Payload(200, JSON, b"[" * depth + b"]" * depth)
+    b = Payload(200, JSON, b"[" * depth + b"1" + b"]" * depth)
+    result = compare(a, b, parse_rules({"masks": ["uuid"]}))
+    assert result.verdict is Verdict.DIFFER
+    assert [d.path for d in result.differences] == ["$body"]
+    assert "JSON nested too deeply to diff: compared raw bytes" in result.notes
+    assert compare(a, a).verdict is Verdict.MATCH

@@ -358,3 +358,37 @@ def test_changed_element_under_ignore_order_still_differs(
     rnd.shuffle(changed)
     result = compare(_json({"items": items}), _json({"items": changed}), _ORDER_FREE)
     assert result.verdict is Verdict.DIFFER
+
+
+def test_many_differences_stop_early_and_say_so() -> None:
+    primary = {"items": [{"price": i} for i in range(3000)]}
+    candidate = {"items": [{"price": i + 1} for i in range(3000)]}
+    result = compare(_json(primary), _json(candidate), parse_rules({"max_diffs": 10}))
+    assert len(result.differences) == 10
+    assert result.truncated is True
+    assert result.differences[0].path == "$.items[0].price"
+    assert "deepdiff stopped on its work budget: differences may be missing" in result.notes
+
+
+def test_deep_differences_within_max_diffs_are_all_found() -> None:
+    deep: Any = 1
+    for _ in range(15):
+        deep = {"level": deep}
+    primary = {f"k{i}": deep for i in range(20)}
+    candidate = orjson.loads(orjson.dumps(primary).replace(b":1}", b":2}"))
+    result = compare(_json(primary), _json(candidate), parse_rules({"max_diffs": 20}))
+    assert len(result.differences) == 20
+    assert result.truncated is False
+
+
+def test_public_names() -> None:
+    import comparators
+
+    assert set(comparators.__all__) >= {
+        "compare", "parse_rules", "Rules", "DEFAULT_RULES", "RuleError", "DecodeError",
+        "decode_body", "body_text", "media_type", "canonical_json", "Payload", "Difference",
+        "Comparison", "Verdict", "Kind",
+    }  # fmt: skip
+    assert all(hasattr(comparators, name) for name in comparators.__all__)
+    assert issubclass(comparators.RuleError, ValueError)
+    assert issubclass(comparators.DecodeError, ValueError)

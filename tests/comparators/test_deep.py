@@ -7,14 +7,19 @@ from typing import Any
 
 from comparators_strategies import json_values
 from hypothesis import given
+from hypothesis import strategies as st
 
-from comparators._deep import RawDiff, deep_diff
+from comparators._deep import MIN_BUDGET, RawDiff, budget_for, deep_diff, prune_equal
 from comparators.model import Kind
+
+BUDGET = 1_000_000
 
 
 def test_converts_tree_to_raw_diffs() -> None:
     result = deep_diff(
-        {"a": [1, 2], "b": 1, "c": {"d": None}}, {"a": [1], "b": 1.0, "c": {"d": None, "e": "x"}}
+        {"a": [1, 2], "b": 1, "c": {"d": None}},
+        {"a": [1], "b": 1.0, "c": {"d": None, "e": "x"}},
+        BUDGET,
     )
     assert sorted(result.diffs) == sorted(
         [
@@ -36,4 +41,48 @@ def test_work_budget_exhaustion_is_reported() -> None:
 
 @given(json_values)
 def test_equal_values_have_no_differences(value: Any) -> None:
-    assert deep_diff(value, copy.deepcopy(value)).diffs == []
+    assert deep_diff(value, copy.deepcopy(value), BUDGET).diffs == []
+
+
+_NEAR = st.sampled_from([0, 1, 1.0, True, None, "a", [], {}, [1], {"a": 1}])
+
+
+@st.composite
+def _pairs(draw: st.DrawFn) -> tuple[Any, Any]:
+    """A value and a lightly mutated copy, so that pruning has equal parts to cut."""
+    value = draw(json_values)
+
+    def mutate(v: Any) -> Any:
+        if draw(st.integers(0, 5)) == 0:
+            return draw(_NEAR | json_values)
+        if isinstance(v, dict):
+            return {k: mutate(x) for k, x in v.items() if draw(st.integers(0, 9))}
+        if isinstance(v, list):
+            return [mutate(x) for x in v]
+        return v
+
+    return value, mutate(value)
+
+
+@given(st.one_of(_pairs(), st.tuples(json_values, json_values)))
+def test_pruning_does_not_change_results(pair: tuple[Any, Any]) -> None:
+    a, b = pair
+    pruned, whole = deep_diff(a, b, BUDGET).diffs, deep_diff(a, b, BUDGET, prune=False).diffs
+    assert sorted(map(repr, pruned)) == sorted(map(repr, whole))
+
+
+def test_prune_equal_keeps_only_differences() -> None:
+    a = {"same": {"x": [1, 2]}, "int": 1, "list": [{"k": 1}, {"k": 2}], "gone": 0}
+    b = {"same": {"x": [1, 2]}, "int": 1.0, "list": [{"k": 1}, {"k": 3}], "new": 1}
+    pa, pb, equal = prune_equal(a, b)
+    assert equal is False
+    assert pa == {"int": 1, "list": {1: {"k": 2}}, "gone": 0}
+    assert pb == {"int": 1.0, "list": {1: {"k": 3}}, "new": 1}
+    assert type(pb["int"]) is float  # 1 and 1.0 are not strictly equal
+    assert prune_equal([1, 2], [1, 2, 3]) == ([1, 2], [1, 2, 3], False)
+    assert prune_equal(a, copy.deepcopy(a))[2] is True
+
+
+def test_budget_grows_with_max_diffs() -> None:
+    assert budget_for(1) == MIN_BUDGET
+    assert budget_for(200) >= 200 * 10  # room for differences ~10 levels deep

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from typing import Any
 
 import pytest
@@ -211,3 +212,18 @@ def test_tolerance_at(path: tuple[str | int, ...], expected: float) -> None:
         }
     )
     assert rules.tolerance_at(path) == expected
+
+
+def test_rules_are_hashable_and_survive_pickling() -> None:
+    """Callers may key caches on Rules or send them to worker processes."""
+    table = {
+        "ignore_paths": ["$.items[*].x", "$..rid"],
+        "masks": ["uuid"],
+        "tolerances": {"$.*": 1},
+    }
+    rules = parse_rules(table)
+    assert hash(rules) == hash(parse_rules(table))
+    clone = pickle.loads(pickle.dumps(rules))
+    assert clone == rules
+    assert clone.normalizer.json({"items": [{"x": 1, "y": 2}], "rid": 3}) == {"items": [{"y": 2}]}
+    assert clone.tolerance_at(("anything",)) == 1.0

@@ -180,7 +180,9 @@ BAD_FILES = [
 ]
 
 
-@pytest.mark.parametrize(("text", "needle"), [b[1:] for b in BAD_FILES], ids=[b[0] for b in BAD_FILES])
+@pytest.mark.parametrize(
+    ("text", "needle"), [b[1:] for b in BAD_FILES], ids=[b[0] for b in BAD_FILES]
+)
 def test_bad_file_raises_one_line_config_error(tmp_path: Path, text: str, needle: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:

@@ -15,7 +15,6 @@ from comparators import Comparison, Difference, Kind, Payload, Verdict
 from shadow.errors import StoreError
 from shadow.model import BackendResponse, Exchange, Request
 from shadow.records import difference_rows, exchange_row
-from shadow.schema import EXCHANGE_COLUMNS
 from shadow.store import Run, StoreWriter, connect, ensure_writable, open_for_reading, prepare
 
 JSON = (("content-type", "application/json"),)
@@ -100,7 +99,9 @@ def test_writer_writes_runs_exchanges_differences(tmp_path: Path) -> None:
     ]
     got = query(db, "SELECT exchange_id, verdict, diff_count, primary_ms FROM exchanges ORDER BY 1")
     assert got == [(f"ex{i}", "differ", 1, 1.5) for i in range(3)]
-    diffs = query(db, "SELECT exchange_id, path, kind, primary_value, candidate_value FROM differences")
+    diffs = query(
+        db, "SELECT exchange_id, path, kind, primary_value, candidate_value FROM differences"
+    )
     assert sorted(diffs) == [(f"ex{i}", "$.a", "value_changed", "1", "2") for i in range(3)]
     # run updates replace the row
     run.exchanges = 3

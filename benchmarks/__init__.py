@@ -1,0 +1,1 @@
+"""Benchmarks for the shadow proxy (not installed; run `python benchmarks/run.py`)."""

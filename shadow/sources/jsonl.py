@@ -1,0 +1,127 @@
+"""JSON Lines reader: shadow's own traffic format, one exchange per line.
+
+The format is specified in FORMAT.md next to this module. Blank lines are
+allowed; `index` is the 0-based line number, so "entry 4" is line 5.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from comparators.model import Headers, Payload
+from shadow.errors import InputError
+from shadow.model import Request
+from shadow.sources._base import (
+    BadEntry,
+    EntryProblem,
+    Reader,
+    Recorded,
+    b64decode,
+    short,
+    split_target,
+    split_url,
+    str_pairs,
+    url_for_target,
+    wire_consistent,
+)
+
+
+def _headers(value: Any, what: str) -> Headers:
+    if value is None:
+        return ()
+    if isinstance(value, dict):
+        return str_pairs(value.items(), what)
+    if isinstance(value, list):
+        if not all(isinstance(p, list) and len(p) == 2 for p in value):
+            raise EntryProblem(f"{what} must be [[name, value], ...] or {{name: value}}")
+        return str_pairs(((p[0], p[1]) for p in value), what)
+    raise EntryProblem(f"{what} must be [[name, value], ...] or {{name: value}}")
+
+
+def _body(obj: dict[str, Any], what: str) -> bytes:
+    if obj.get("body_base64") is not None:
+        return b64decode(obj["body_base64"], f"{what}body_base64")
+    text = obj.get("body")
+    if text is None:
+        return b""
+    if not isinstance(text, str):
+        raise EntryProblem(f"{what}body is not a string (use body_base64 for bytes)")
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _number(obj: dict[str, Any], key: str) -> float | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise EntryProblem(f"{key} {short(value)} is not a number")
+    return float(value)
+
+
+def _response(value: Any) -> Payload | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise EntryProblem("response is not an object")
+    status = value.get("status")
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 999:
+        raise EntryProblem(f"response.status {short(status)} is not an HTTP status")
+    headers = _headers(value.get("headers"), "response.headers")
+    body = _body(value, "response.")
+    return Payload(status, wire_consistent(headers, body), body)
+
+
+def line_to_recorded(index: int, obj: Any) -> Recorded:
+    if not isinstance(obj, dict):
+        raise EntryProblem("not a JSON object")
+    method = obj.get("method")
+    if not isinstance(method, str) or not method:
+        raise EntryProblem("missing 'method'")
+    headers = _headers(obj.get("headers"), "headers")
+    url, target = obj.get("url"), obj.get("path")
+    if isinstance(url, str) and url:
+        path, query = split_url(url)
+    elif isinstance(target, str) and target.startswith("/"):
+        path, query = split_target(target)
+        url = url_for_target(target, headers)
+    else:
+        raise EntryProblem("missing 'url' (or a 'path' starting with '/')")
+    body = _body(obj, "")
+    return Recorded(
+        request=Request(method.upper(), path, query, wire_consistent(headers, body), body),
+        response=_response(obj.get("response")),
+        started_at=_number(obj, "timestamp"),
+        elapsed_ms=_number(obj, "elapsed_ms"),
+        url=url,
+        index=index,
+    )
+
+
+def read(path: str) -> Reader:
+    """Entries of the JSON Lines file at `path`, streamed line by line."""
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed in finally, across yields
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        for index, raw in enumerate(fh):
+            line = raw.decode("utf-8", "surrogateescape").strip()
+            if index == 0:
+                line = line.removeprefix("\ufeff")
+            if not line:
+                continue
+            where = f"entry {index} (line {index + 1})"
+            try:
+                obj = json.loads(line)
+            except ValueError as exc:
+                cut = "" if raw.endswith(b"\n") else " (last line, cut off?)"
+                yield BadEntry(index, f"not valid JSON: {exc}{cut}", where=where)
+                continue
+            try:
+                yield line_to_recorded(index, obj)
+            except EntryProblem as exc:
+                yield BadEntry(index, str(exc), where=where)
+    finally:
+        fh.close()

@@ -1,0 +1,362 @@
+"""reports.render: the HTML report from a real DuckDB store, checked against SQL on that store."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bs4 import BeautifulSoup, Tag
+
+from comparators import Comparison, Difference, Kind, Payload, Verdict
+from reports import render_report
+from shadow.errors import StoreError
+from shadow.model import BackendResponse, Exchange, Request
+from shadow.records import difference_rows, exchange_row
+from shadow.store import Run, StoreWriter, open_for_reading
+
+JSON = (("content-type", "application/json"),)
+SECRET = "Bearer top-secret-xyz"
+COOKIE_SECRET = "session=cookie-secret-123"
+XSS = "<script>alert(1)</script>"
+
+
+@dataclass
+class Row:
+    endpoint: str
+    verdict: Verdict
+    diffs: tuple[Difference, ...] = ()
+    primary_status: int = 200
+    candidate_status: int = 200
+    primary_body: bytes = b'{"ok": true}'
+    candidate_body: bytes = b'{"ok": true}'
+    headers: tuple[tuple[str, str], ...] = ()
+    run_id: str = "r1"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def analysis_body(created: str, aov: float) -> bytes:
+    return json.dumps({"id": 1, "createdAt": created, "metrics": {"avgOrderValue": aov}}).encode()
+
+
+CREATED = Difference(
+    "$.createdAt", Kind.VALUE_CHANGED, "2024-05-02T09:25:00.000Z", "2024-05-02T09:25:00Z"
+)
+AOV = Difference("$.metrics.avgOrderValue", Kind.VALUE_CHANGED, 204.63, 204.62)
+STATUS = Difference("$status", Kind.STATUS, 200, 404)
+
+ROWS = [
+    # GET /api/analysis/{id}: 1 match, 3 differ (one with a status mismatch) -> 25 %
+    Row("GET /api/analysis/{id}", Verdict.MATCH),
+    Row(
+        "GET /api/analysis/{id}",
+        Verdict.DIFFER,
+        (CREATED,),
+        primary_body=analysis_body("2024-05-02T09:25:00.000Z", 1.5),
+        candidate_body=analysis_body("2024-05-02T09:25:00Z", 1.5),
+        headers=(("Authorization", SECRET), ("Cookie", COOKIE_SECRET), ("Accept", "*/*")),
+    ),
+    Row(
+        "GET /api/analysis/{id}",
+        Verdict.DIFFER,
+        (CREATED, AOV),
+        primary_body=analysis_body("2024-05-02T09:25:00.000Z", 204.63),
+        candidate_body=analysis_body("2024-05-02T09:25:00Z", 204.62),
+    ),
+    Row("GET /api/analysis/{id}", Verdict.DIFFER, (STATUS, CREATED), candidate_status=404),
+    # GET /api/reports: 1 match, 1 differ carrying markup -> 50 %
+    Row("GET /api/reports", Verdict.MATCH),
+    Row(
+        "GET /api/reports",
+        Verdict.DIFFER,
+        (Difference("$.note", Kind.VALUE_CHANGED, "plain", XSS),),
+        primary_body=b'{"note": "plain"}',
+        candidate_body=json.dumps({"note": XSS}).encode(),
+    ),
+    # GET /api/insights: 2 match, 1 candidate error -> 100 %, 1 error
+    Row("GET /api/insights", Verdict.MATCH),
+    Row("GET /api/insights", Verdict.MATCH),
+    Row(
+        "GET /api/insights",
+        Verdict.CANDIDATE_ERROR,
+        extra={"candidate_error": "timeout after 5000 ms"},
+    ),
+    # GET /api/health: 2 match -> 100 %, no errors
+    Row("GET /api/health", Verdict.MATCH),
+    Row("GET /api/health", Verdict.MATCH),
+    # POST /api/start-analysis: skipped only -> not compared, last
+    Row("POST /api/start-analysis", Verdict.SKIPPED, extra={"skip_reason": "POST is not copied"}),
+    # a second run, excluded when filtering by run
+    Row("GET /api/other", Verdict.DIFFER, (CREATED,), run_id="r2"),
+]
+EXPECTED_ORDER = [
+    "GET /api/other",  # 0 %
+    "GET /api/analysis/{id}",  # 25 %
+    "GET /api/reports",  # 50 %
+    "GET /api/insights",  # 100 %, 1 candidate error
+    "GET /api/health",
+    "POST /api/start-analysis",
+]
+
+
+def exchange_for(i: int, row: Row) -> Exchange:
+    method, template = row.endpoint.split(" ", 1)
+    path = template.replace("{id}", str(i))
+    primary = BackendResponse(Payload(row.primary_status, JSON, row.primary_body), 10.0 + i)
+    candidate: BackendResponse | None
+    if row.verdict is Verdict.SKIPPED:
+        candidate = None
+    elif row.verdict is Verdict.CANDIDATE_ERROR:
+        candidate = BackendResponse.failed(row.extra["candidate_error"], 5000.0)
+    else:
+        candidate = BackendResponse(
+            Payload(row.candidate_status, JSON, row.candidate_body), 20.0 + i
+        )
+    return Exchange(
+        id=f"ex{i:02d}",
+        request=Request(method, path, "", row.headers),
+        primary=primary,
+        candidate=candidate,
+        endpoint=row.endpoint,
+        started_at=1_714_640_000.0 + i,
+        skip_reason=row.extra.get("skip_reason"),
+    )
+
+
+def build_db(path: Path, rows: list[Row]) -> str:
+    writer = StoreWriter(str(path))
+    writer.run_changed(Run("r1", "proxy", 1_714_640_000.0, copies_dropped=7))
+    writer.run_changed(Run("r2", "proxy", 1_714_650_000.0, copies_dropped=1))
+    for i, row in enumerate(rows):
+        ex = exchange_for(i, row)
+        cmp = Comparison(row.verdict, row.diffs, body_kind="json")
+        writer.add(exchange_row(ex, cmp, row.run_id), difference_rows(ex, cmp, row.run_id))
+    writer.flush()
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, BeautifulSoup]:
+    tmp = tmp_path_factory.mktemp("report")
+    db = build_db(tmp / "shadow.duckdb", ROWS)
+    out = tmp / "report.html"
+    render_report(db, str(out))
+    html = out.read_text(encoding="utf-8")
+    return db, html, BeautifulSoup(html, "html.parser")
+
+
+def sql(db: str, query: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    con = open_for_reading(db, wait=5)
+    try:
+        return con.execute(query, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def endpoint_rows(soup: BeautifulSoup) -> list[Tag]:
+    table = soup.find("table", id="endpoints")
+    assert isinstance(table, Tag)
+    return table.find("tbody").find_all("tr")  # type: ignore[union-attr]
+
+
+def cells(row: Tag) -> list[Tag]:
+    return row.find_all("td")
+
+
+def test_endpoints_table_one_row_per_endpoint_worst_first(
+    report: tuple[str, str, BeautifulSoup],
+) -> None:
+    db, _, soup = report
+    rows = endpoint_rows(soup)
+    names = [r["data-endpoint"] for r in rows]
+    assert names == EXPECTED_ORDER
+    assert sorted(names) == sorted(r[0] for r in sql(db, "SELECT DISTINCT endpoint FROM exchanges"))
+    assert cells(rows[1])[0].get_text(strip=True) == "GET /api/analysis/{id}"
+
+
+def test_endpoint_numbers_match_sql(report: tuple[str, str, BeautifulSoup]) -> None:
+    db, _, soup = report
+    expected = {
+        r[0]: r[1:]
+        for r in sql(
+            db,
+            """
+            SELECT endpoint, count(*),
+                   count(*) FILTER (WHERE verdict = 'match'),
+                   count(*) FILTER (WHERE verdict IN ('match', 'differ')),
+                   count(*) FILTER (WHERE verdict = 'differ'),
+                   count(*) FILTER (WHERE verdict IN ('match', 'differ')
+                                    AND primary_status <> candidate_status),
+                   count(*) FILTER (WHERE verdict = 'candidate_error'),
+                   count(*) FILTER (WHERE verdict = 'skipped')
+            FROM exchanges GROUP BY endpoint
+            """,
+        )
+    }
+    for row in endpoint_rows(soup):
+        requests, matched, compared, differ, mismatches, cand_errors, skipped = expected[
+            row["data-endpoint"]
+        ]
+        c = cells(row)
+        assert int(c[1]["data-v"]) == requests
+        assert c[1].get_text(strip=True) == str(requests)
+        parity_text = c[2].get_text(strip=True)
+        if compared:
+            assert float(c[2]["data-v"]) == pytest.approx(100.0 * matched / compared)
+            assert parity_text == f"{100.0 * matched / compared:.1f}%"
+        else:
+            assert c[2]["data-v"] == "-1"
+            assert parity_text == "n/a"
+        assert int(c[3]["data-v"]) == differ
+        assert int(c[4]["data-v"]) == mismatches
+        assert c[4].get_text(strip=True) == str(mismatches)
+        assert int(c[5]["data-v"]) == cand_errors
+        assert c[5].get_text(strip=True) == str(cand_errors)
+        assert int(c[6]["data-v"]) == skipped
+    by_name = {r["data-endpoint"]: cells(r) for r in endpoint_rows(soup)}
+    assert by_name["GET /api/analysis/{id}"][2].get_text(strip=True) == "25.0%"
+    assert by_name["GET /api/analysis/{id}"][4].get_text(strip=True) == "1"
+    assert by_name["GET /api/insights"][5].get_text(strip=True) == "1"
+
+
+def test_summary_cards(report: tuple[str, str, BeautifulSoup]) -> None:
+    db, _, soup = report
+    ((exchanges, compared, matched, differed, cand_errors, skipped, endpoints),) = sql(
+        db,
+        """
+        SELECT count(*), count(*) FILTER (WHERE verdict IN ('match', 'differ')),
+               count(*) FILTER (WHERE verdict = 'match'),
+               count(*) FILTER (WHERE verdict = 'differ'),
+               count(*) FILTER (WHERE verdict = 'candidate_error'),
+               count(*) FILTER (WHERE verdict = 'skipped'), count(DISTINCT endpoint)
+        FROM exchanges
+        """,
+    )
+    ((dropped,),) = sql(db, "SELECT sum(copies_dropped) FROM runs")
+    cards = {el["data-k"]: el.get_text(strip=True) for el in soup.select("[data-k]")}
+    assert cards == {
+        "parity": f"{100.0 * matched / compared:.1f}%",
+        "exchanges": str(exchanges),
+        "endpoints": str(endpoints),
+        "differed": str(differed),
+        "candidate_errors": str(cand_errors),
+        "skipped": str(skipped),
+        "dropped": str(dropped),
+    }
+    assert cards["parity"] == "54.5%"  # 6 of 11 compared
+    assert cards["dropped"] == "8"
+
+
+def section_for(soup: BeautifulSoup, endpoint: str) -> Tag:
+    row = soup.find("tr", attrs={"data-endpoint": endpoint})
+    assert isinstance(row, Tag)
+    anchor = row.find("a")["href"].lstrip("#")  # type: ignore[index,union-attr]
+    section = soup.find("section", id=anchor)
+    assert isinstance(section, Tag)
+    assert section.find("h3").get_text().startswith(endpoint)  # type: ignore[union-attr]
+    return section
+
+
+def test_field_table_most_frequent_paths(report: tuple[str, str, BeautifulSoup]) -> None:
+    db, _, soup = report
+    section = section_for(soup, "GET /api/analysis/{id}")
+    table = section.find("table", class_="fields")
+    assert isinstance(table, Tag)
+    got = [
+        [td.get_text(strip=True) for td in tr.find_all("td")[:4]]
+        for tr in table.find("tbody").find_all("tr")  # type: ignore[union-attr]
+    ]
+    expected = sql(
+        db,
+        """
+        SELECT path, kind, count(DISTINCT exchange_id) FROM differences
+        WHERE endpoint = 'GET /api/analysis/{id}' GROUP BY path, kind
+        ORDER BY count(*) DESC, path
+        """,
+    )
+    assert [g[:3] for g in got] == [[p, k, str(n)] for p, k, n in expected]
+    assert got[0] == ["$.createdAt", "value_changed", "3", "75.0%"]  # 3 of 4 compared
+    assert [g[0] for g in got] == ["$.createdAt", "$.metrics.avgOrderValue", "$status"]
+
+
+def test_matching_endpoint_says_no_differences(report: tuple[str, str, BeautifulSoup]) -> None:
+    _, _, soup = report
+    section = section_for(soup, "GET /api/health")
+    assert section.find("table", class_="fields") is None
+    assert "No differences in 2 compared exchanges" in section.get_text()
+    skipped = section_for(soup, "POST /api/start-analysis")
+    assert "Nothing compared" in skipped.get_text()
+
+
+def test_samples_mark_differing_lines(report: tuple[str, str, BeautifulSoup]) -> None:
+    _, _, soup = report
+    section = section_for(soup, "GET /api/analysis/{id}")
+    samples = section.find_all("details", class_="sample")
+    assert len(samples) == 3  # the three differing exchanges, newest first
+    newest = samples[0]
+    assert newest.has_attr("open")
+    marked = [m.get_text() for m in samples[1].select("pre span.m")]
+    assert any('"createdAt"' in t for t in marked)
+    assert any('"avgOrderValue"' in t for t in marked)
+    assert not any('"id"' in t for t in marked)
+
+
+def test_markup_in_bodies_is_escaped(report: tuple[str, str, BeautifulSoup]) -> None:
+    _, html, soup = report
+    scripts = soup.find_all("script")
+    assert len(scripts) == 1  # the report's own
+    assert "alert(1)" not in scripts[0].get_text()
+    assert XSS not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    # the markup is there as text, in the diff table and the candidate body
+    section = section_for(soup, "GET /api/reports")
+    assert XSS in section.get_text()
+
+
+def test_redacted_secrets_never_in_html(report: tuple[str, str, BeautifulSoup]) -> None:
+    db, html, _ = report
+    assert "top-secret-xyz" not in html
+    assert "cookie-secret-123" not in html
+    assert "[REDACTED]" in html
+    # the store itself never had them either
+    stored = sql(db, "SELECT request_headers FROM exchanges WHERE exchange_id = 'ex01'")[0][0]
+    assert dict(json.loads(stored))["Authorization"] == "[REDACTED]"
+
+
+def test_run_filter(tmp_path: Path) -> None:
+    db = build_db(tmp_path / "runs.duckdb", ROWS)
+    out = tmp_path / "r2.html"
+    summary = render_report(db, str(out), run_id="r2")
+    assert (summary.exchanges, summary.differed, summary.endpoints, summary.dropped) == (1, 1, 1, 1)
+    soup = BeautifulSoup(out.read_text(encoding="utf-8"), "html.parser")
+    assert [r["data-endpoint"] for r in endpoint_rows(soup)] == ["GET /api/other"]
+
+
+def test_render_report_returns_summary_and_writes_atomically(tmp_path: Path) -> None:
+    db = build_db(tmp_path / "s.duckdb", ROWS)
+    out = tmp_path / "report.html"
+    out.write_text("old")
+    summary = render_report(db, str(out))
+    assert summary.exchanges == len(ROWS)
+    assert summary.parity == pytest.approx(100.0 * 6 / 11)
+    assert "parity 54.5%" in summary.describe()
+    assert out.read_text(encoding="utf-8").startswith("<!doctype html>")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".report-")] == []
+
+
+def test_empty_store_renders(tmp_path: Path) -> None:
+    db = build_db(tmp_path / "e.duckdb", [])
+    out = tmp_path / "e.html"
+    summary = render_report(db, str(out))
+    assert summary.exchanges == 0 and summary.parity is None
+    soup = BeautifulSoup(out.read_text(encoding="utf-8"), "html.parser")
+    assert endpoint_rows(soup) == []
+    assert soup.select_one('[data-k="parity"]').get_text(strip=True) == "n/a"  # type: ignore[union-attr]
+
+
+def test_missing_store_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="does not exist"):
+        render_report(str(tmp_path / "none.duckdb"), str(tmp_path / "out.html"))
+    assert not (tmp_path / "out.html").exists()
