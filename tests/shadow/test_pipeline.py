@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from comparators.model import Payload
 from shadow.model import BackendResponse, Request

@@ -6,8 +6,6 @@ import gzip
 import json
 from typing import Any
 
-import pytest
-
 from comparators import Comparison, Difference, Kind, Payload, Verdict
 from shadow.model import BackendResponse, Exchange, Request
 from shadow.records import body_for_review, difference_rows, exchange_row
