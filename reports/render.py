@@ -9,7 +9,7 @@ from typing import Any
 import jinja2
 
 from reports.context import ReportContext, Summary, build_context
-from shadow.store import open_for_reading
+from shadow.store import reading
 
 
 def _pct(value: float | None) -> str:
@@ -60,12 +60,9 @@ def render_html(context: ReportContext) -> str:
 
 def render_report(db_path: str, output: str, run_id: str | None = None) -> Summary:
     """Query the store, render the report, write it atomically; return the summary."""
-    con = open_for_reading(db_path)
-    try:
+    # Leave the block before rendering: a live writer is waiting for the file.
+    with reading(db_path) as con:
         context = build_context(con, db_path, run_id)
-    finally:
-        # Close before rendering: a live writer is waiting for the file.
-        con.close()
     html = render_html(context)
     directory = os.path.dirname(os.path.abspath(output))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".report-", suffix=".html")

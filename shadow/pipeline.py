@@ -178,6 +178,7 @@ class Pipeline:
         if self._recorder is not None:
             self._recorder.close()
         await self._flush(final=True)
+        self.writer.release()
         if self._sender is not None:
             await self._sender.aclose()
 
@@ -384,6 +385,8 @@ class Pipeline:
             n = await asyncio.to_thread(self.writer.write, batch)
         except StoreError as exc:
             self.writer.restore(batch)
+            if final:
+                self.writer.release()
             log.error("shadow: could not write to the store (%s); will retry", exc)
             if final:
                 raise

@@ -1,9 +1,12 @@
 """DuckDB storage: opening files safely and the single batching writer.
 
 Only one process may hold a DuckDB file open for writing, and while it does no
-other process can open it at all. So the writer holds the file only while it
-flushes a batch (a few milliseconds a second) and readers (`shadow report`)
-open it read-only between flushes, each side retrying briefly on a lock.
+other process can open it at all. Opening and closing the file for every batch
+costs tens of milliseconds, so the writer keeps it open, but a reader
+(`shadow report`) first leaves a request file beside the database
+(`<db>.read-request`); the writer sees it at its next flush (within a second),
+closes the file and from then on opens it only while it writes a batch, until
+the reader is done and removes the request.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -56,8 +60,48 @@ def connect(path: str, *, read_only: bool, wait: float = 30.0) -> duckdb.DuckDBP
         delay = min(delay * 2, 0.2)
 
 
+READ_REQUEST_SUFFIX = ".read-request"
+_READ_REQUEST_FRESH = 900.0  # seconds; an older request was left by a reader that died
+
+
+def read_requested(path: str) -> bool:
+    """Whether a reader is waiting for (or reading) the database at `path`."""
+    try:
+        mtime = os.stat(path + READ_REQUEST_SUFFIX).st_mtime
+    except OSError:
+        return False
+    return time.time() - mtime < _READ_REQUEST_FRESH
+
+
+@contextmanager
+def reading(path: str, wait: float = 30.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection, asking a live writer to let go of the file meanwhile."""
+    request = path + READ_REQUEST_SUFFIX
+    made = False
+    if os.path.exists(path):
+        try:
+            with open(request, "a"):
+                os.utime(request)
+            made = True
+        except OSError:
+            pass  # a read-only directory: no writer can be running there either
+    try:
+        con = open_for_reading(path, wait=wait)
+        try:
+            yield con
+        finally:
+            con.close()
+    finally:
+        if made:
+            with suppress(OSError):
+                os.remove(request)
+
+
 def open_for_reading(path: str, wait: float = 30.0) -> duckdb.DuckDBPyConnection:
-    """Read-only connection to a shadow database; StoreError if it is not one."""
+    """Read-only connection to a shadow database; StoreError if it is not one.
+
+    Prefer `reading()`, which also asks a running writer to release the file.
+    """
     con = connect(path, read_only=True, wait=wait)
     try:
         version = schema_version(con)
@@ -145,6 +189,7 @@ class StoreWriter:
         self._runs: dict[str, Run] = {}
         self._dirty_runs: set[str] = set()
         self.written = 0
+        self._con: duckdb.DuckDBPyConnection | None = None
         prepare(path)
 
     @property
@@ -177,19 +222,32 @@ class StoreWriter:
         self._dirty_runs.update(r.run_id for r in batch.runs)
 
     def flush(self) -> int:
-        """Write everything buffered; return the number of exchanges written."""
+        """Write everything buffered and let go of the file; return exchanges written."""
         batch = self.detach()
         try:
             return self.write(batch)
         except StoreError:
             self.restore(batch)
             raise
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Close the file if it is held (at the end, or when a reader asks for it)."""
+        if self._con is not None:
+            self._con.close()
+            self._con = None
 
     def write(self, batch: _Batch) -> int:
         """Write one detached batch in a single transaction (safe in another thread)."""
+        share = read_requested(self.path)
+        if share:
+            self.release()
         if not batch.exchanges and not batch.runs:
             return 0
-        con = connect(self.path, read_only=False, wait=self.lock_wait)
+        if self._con is None:
+            self._con = connect(self.path, read_only=False, wait=self.lock_wait)
+        con = self._con
         try:
             con.execute("BEGIN TRANSACTION")
             for r in batch.runs:
@@ -219,9 +277,11 @@ class StoreWriter:
                 con.unregister("_batch")
             con.execute("COMMIT")
         except duckdb.Error as exc:
+            self.release()
             raise StoreError(_describe(exc, self.path)) from None
         finally:
-            con.close()
+            if share:
+                self.release()
         self.written += len(batch.exchanges)
         return len(batch.exchanges)
 
@@ -238,4 +298,13 @@ def ensure_writable(path: str) -> None:
     prepare(path)
 
 
-__all__ = ["Run", "StoreWriter", "connect", "ensure_writable", "migrate", "open_for_reading"]
+__all__ = [
+    "Run",
+    "StoreWriter",
+    "connect",
+    "ensure_writable",
+    "migrate",
+    "open_for_reading",
+    "read_requested",
+    "reading",
+]
