@@ -36,8 +36,8 @@ from shadow.urls import parse_backend_url
 logger = logging.getLogger(__name__)
 
 _META = "shadow"  # flow.metadata key: set when the request was queued
-BATCH_DELAY = 0.005  # seconds a message may wait for others to share its queue put
-BATCH_MAX = 64
+BATCH_DELAY = 0.02  # seconds a message may wait for others to share its queue put
+BATCH_MAX = 256
 
 
 def _headers(h: http.Headers) -> tuple[tuple[str, str], ...]:

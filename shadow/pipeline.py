@@ -54,6 +54,7 @@ class PipelineSettings:
     flush_rows: int = 5000
     stale_after: float = 120.0
     compare_processes: int = 1  # 0: compare in this process (tests, tiny runs)
+    niceness: int = 10  # added to the worker's nice value (live proxy first)
     primary_headers: tuple[tuple[str, str], ...] = ()  # header overrides per target
     candidate_headers: tuple[tuple[str, str], ...] = ()
     record: str | None = None  # write what passed through here (.har, .jsonl or mitm dump)

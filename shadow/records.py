@@ -7,7 +7,8 @@ decoded for the reviewer and cut to a size cap, with a flag when cut.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from comparators import DecodeError, body_text, decode_body
@@ -58,7 +59,7 @@ def exchange_row(
     """One row of `exchanges`, in schema.EXCHANGE_COLUMNS order."""
     req = ex.request
     req_text, req_cut = body_for_review(req.headers, req.body, body_cap)
-    prim, cand = ex.primary, ex.candidate
+    prim, cand, sec = ex.primary, ex.candidate, ex.secondary
     return (
         ex.id,
         run_id,
@@ -85,11 +86,30 @@ def exchange_row(
         req_cut,
         *_side(prim, body_cap),
         *_side(cand, body_cap),
+        sec.payload.status if sec and sec.payload else None,
+        sec.elapsed_ms if sec else None,
+        sec.error if sec else None,
     )
 
 
-def difference_rows(ex: Exchange, comparison: Comparison, run_id: str) -> list[Sequence[Any]]:
-    """Rows of `differences`; values as JSON text, secrets in header values redacted."""
+_INDEX_RE = re.compile(r"\[\d+\]")
+
+
+def cluster_path(path: str) -> str:
+    """A difference path with list indices as [*], so differences group into clusters."""
+    return _INDEX_RE.sub("[*]", path)
+
+
+def difference_rows(
+    ex: Exchange,
+    comparison: Comparison,
+    run_id: str,
+    status: Mapping[str, tuple[str, str | None]] | None = None,
+) -> list[Sequence[Any]]:
+    """Rows of `differences`; values as JSON text, secrets in header values redacted.
+
+    `status` maps a difference path to ('noise' | 'accepted', reason); others are 'real'.
+    """
     rows: list[Sequence[Any]] = []
     for d in comparison.differences:
         p, c = d.primary, d.candidate
@@ -102,5 +122,9 @@ def difference_rows(ex: Exchange, comparison: Comparison, run_id: str) -> list[S
             p, c = (REDACTED if v is not None else None for v in (p, c))
         elif d.path == "$body":
             p, c = (redact_body_text(v) if isinstance(v, str) else v for v in (p, c))
-        rows.append((ex.id, run_id, ex.endpoint, d.path, d.kind.value, _json(p), _json(c)))
+        state, reason = (status or {}).get(d.path, ("real", None))
+        rows.append(
+            (ex.id, run_id, ex.endpoint, d.path, d.kind.value, _json(p), _json(c),
+             state, cluster_path(d.path), reason)
+        )  # fmt: skip
     return rows

@@ -10,7 +10,7 @@ from importlib import resources
 
 import duckdb
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 EXCHANGE_COLUMNS = (
     "exchange_id", "run_id", "ts", "source", "method", "endpoint", "path", "query",
@@ -18,12 +18,16 @@ EXCHANGE_COLUMNS = (
     "candidate_ms", "primary_error", "candidate_error", "diff_count", "diffs_truncated",
     "body_kind", "notes", "request_headers", "request_body", "request_body_truncated",
     "primary_headers", "primary_body", "primary_body_truncated", "candidate_headers",
-    "candidate_body", "candidate_body_truncated",
+    "candidate_body", "candidate_body_truncated", "secondary_status", "secondary_ms",
+    "secondary_error",
 )  # fmt: skip
 
 DIFFERENCE_COLUMNS = (
     "exchange_id", "run_id", "endpoint", "path", "kind", "primary_value", "candidate_value",
+    "status", "cluster_path", "reason",
 )  # fmt: skip
+
+NOISE_COLUMNS = ("exchange_id", "run_id", "endpoint", "path", "cluster_path", "kind")
 
 CREATE_META = "CREATE TABLE IF NOT EXISTS shadow_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
 GET_VERSION = "SELECT value FROM shadow_meta WHERE key = 'schema_version'"

@@ -24,7 +24,13 @@ import duckdb
 import pyarrow as pa
 
 from shadow.errors import StoreError
-from shadow.schema import DIFFERENCE_COLUMNS, EXCHANGE_COLUMNS, migrate, schema_version
+from shadow.schema import (
+    DIFFERENCE_COLUMNS,
+    EXCHANGE_COLUMNS,
+    NOISE_COLUMNS,
+    migrate,
+    schema_version,
+)
 
 _LOCK_MARKERS = ("lock", "Conflicting", "different configuration")
 
@@ -153,7 +159,7 @@ _EXCHANGE_SCHEMA = pa.schema(
         (c, pa.timestamp("us"))
         if c == "ts"
         else (c, pa.int32())
-        if c in ("primary_status", "candidate_status", "diff_count")
+        if c in ("primary_status", "candidate_status", "secondary_status", "diff_count")
         else (c, pa.float64())
         if c.endswith("_ms")
         else (c, pa.bool_())
@@ -163,6 +169,7 @@ _EXCHANGE_SCHEMA = pa.schema(
     ]
 )
 _DIFF_SCHEMA = pa.schema([(c, pa.string()) for c in DIFFERENCE_COLUMNS])
+_NOISE_SCHEMA = pa.schema([(c, pa.string()) for c in NOISE_COLUMNS])
 
 UPSERT_RUN = """
 INSERT OR REPLACE INTO runs (run_id, source, started_at, ended_at, primary_url, candidate_url,
@@ -173,6 +180,7 @@ INSERT_EXCHANGES = f"INSERT INTO exchanges ({', '.join(EXCHANGE_COLUMNS)}) SELEC
 INSERT_DIFFERENCES = (
     f"INSERT INTO differences ({', '.join(DIFFERENCE_COLUMNS)}) SELECT * FROM _batch"
 )
+INSERT_NOISE = f"INSERT INTO noise_differences ({', '.join(NOISE_COLUMNS)}) SELECT * FROM _batch"
 
 
 class StoreWriter:
@@ -186,6 +194,7 @@ class StoreWriter:
         self.lock_wait = lock_wait
         self._exchanges: list[Sequence[Any]] = []
         self._differences: list[Sequence[Any]] = []
+        self._noise: list[Sequence[Any]] = []
         self._runs: dict[str, Run] = {}
         self._dirty_runs: set[str] = set()
         self.written = 0
@@ -201,9 +210,15 @@ class StoreWriter:
         self._runs[run.run_id] = run
         self._dirty_runs.add(run.run_id)
 
-    def add(self, exchange_row: Sequence[Any], difference_rows: Sequence[Sequence[Any]]) -> None:
+    def add(
+        self,
+        exchange_row: Sequence[Any],
+        difference_rows: Sequence[Sequence[Any]],
+        noise_rows: Sequence[Sequence[Any]] = (),
+    ) -> None:
         self._exchanges.append(exchange_row)
         self._differences.extend(difference_rows)
+        self._noise.extend(noise_rows)
 
     def detach(self) -> _Batch:
         """Take the buffered rows out, so they can be written off the owner's thread."""
@@ -211,14 +226,16 @@ class StoreWriter:
             self._exchanges,
             self._differences,
             [replace(self._runs[r]) for r in sorted(self._dirty_runs)],
+            self._noise,
         )
-        self._exchanges, self._differences, self._dirty_runs = [], [], set()
+        self._exchanges, self._differences, self._noise, self._dirty_runs = [], [], [], set()
         return batch
 
     def restore(self, batch: _Batch) -> None:
         """Put back a batch whose write failed, ahead of newer rows."""
         self._exchanges[:0] = batch.exchanges
         self._differences[:0] = batch.differences
+        self._noise[:0] = batch.noise
         self._dirty_runs.update(r.run_id for r in batch.runs)
 
     def flush(self) -> int:
@@ -275,6 +292,12 @@ class StoreWriter:
                 con.register("_batch", pa.table(darrays, schema=_DIFF_SCHEMA))
                 con.execute(INSERT_DIFFERENCES)
                 con.unregister("_batch")
+            if batch.noise:
+                ncols = list(zip(*batch.noise, strict=True))
+                narrays = {name: list(ncols[i]) for i, name in enumerate(NOISE_COLUMNS)}
+                con.register("_batch", pa.table(narrays, schema=_NOISE_SCHEMA))
+                con.execute(INSERT_NOISE)
+                con.unregister("_batch")
             con.execute("COMMIT")
         except duckdb.Error as exc:
             self.release()
@@ -291,6 +314,7 @@ class _Batch:
     exchanges: list[Sequence[Any]]
     differences: list[Sequence[Any]]
     runs: list[Run]
+    noise: list[Sequence[Any]] = field(default_factory=list)
 
 
 def ensure_writable(path: str) -> None:

@@ -14,6 +14,7 @@ The addon puts lists of messages (batches); each message is a tuple:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -80,6 +81,9 @@ def run_worker(
     # the worker must drain after the proxy, not die with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Background work: when CPU is short, the live proxy must win it, not the copies.
+    with contextlib.suppress(OSError):
+        os.nice(settings.niceness)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
         asyncio.run(_serve(settings, queue, dropped, ready))

@@ -60,11 +60,11 @@ def query(path: Path, sql: str) -> list[tuple[Any, ...]]:
         con.close()
 
 
-def test_prepare_creates_schema_version_1(tmp_path: Path) -> None:
+def test_prepare_creates_latest_schema_version(tmp_path: Path) -> None:
     db = tmp_path / "s.duckdb"
     prepare(str(db))
     assert db.exists()
-    assert query(db, "SELECT value FROM shadow_meta WHERE key = 'schema_version'") == [("1",)]
+    assert query(db, "SELECT value FROM shadow_meta WHERE key = 'schema_version'") == [("2",)]
     tables = {r[0] for r in query(db, "SELECT table_name FROM duckdb_tables()")}
     assert {"shadow_meta", "runs", "exchanges", "differences"} <= tables
     prepare(str(db))  # again: no error, still version 1
