@@ -70,6 +70,14 @@ class Shadow:
             """,
         )  # fmt: skip
         loader.add_option(
+            "shadow_secondary", str, "",
+            """
+            Base URL of a second instance of the primary (legacy) backend. Each copy
+            also goes there; fields that differ between primary and secondary are
+            nondeterministic and reported as noise, not as differences.
+            """,
+        )  # fmt: skip
+        loader.add_option(
             "shadow_db", str, "parity.duckdb",
             "DuckDB file the exchanges and their differences are written to.",
         )  # fmt: skip
@@ -136,6 +144,11 @@ class Shadow:
             return
         try:
             candidate = parse_backend_url(opts.shadow_candidate, "shadow_candidate")
+            secondary = (
+                parse_backend_url(opts.shadow_secondary, "shadow_secondary")
+                if opts.shadow_secondary
+                else None
+            )
             load_config(opts.shadow_config or None)
             unsafe = parse_methods(opts.shadow_mirror_unsafe)
             if opts.shadow_timeout <= 0:
@@ -155,6 +168,7 @@ class Shadow:
         self.settings = PipelineSettings(
             db=opts.shadow_db,
             candidate=candidate,
+            secondary=secondary,
             run_id=opts.shadow_run_id or uuid.uuid4().hex[:12],
             source="proxy",
             config_path=opts.shadow_config or None,

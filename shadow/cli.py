@@ -290,6 +290,150 @@ def replay(
         click.echo(line)
 
 
+@cli.command()
+@db_option()
+@click.option(
+    "--min-parity",
+    type=float,
+    default=100.0,
+    show_default=True,
+    metavar="PCT",
+    help="Minimum parity (% of compared exchanges that match) for every endpoint.",
+)
+@click.option(
+    "--endpoint",
+    "endpoint_thresholds",
+    multiple=True,
+    metavar="PATTERN=PCT",
+    help="Minimum parity for endpoints matching a glob, e.g. 'GET /api/analysis/*=99' "
+    "(repeatable; the pattern with the most literal characters wins, then the last given).",
+)
+@click.option(
+    "--max-candidate-errors",
+    type=float,
+    default=None,
+    metavar="PCT",
+    help="Most % of an endpoint's copied requests that may end in a candidate error.",
+)
+@click.option(
+    "--max-latency-ratio",
+    type=float,
+    default=None,
+    metavar="R",
+    help="Most candidate p95 / primary p95 latency per endpoint.",
+)
+@click.option(
+    "--min-samples",
+    type=int,
+    default=20,
+    show_default=True,
+    help="Compared exchanges an endpoint needs to be judged; fewer: INCONCLUSIVE.",
+)
+@click.option(
+    "--allow-inconclusive", is_flag=True, help="Do not fail because of INCONCLUSIVE endpoints."
+)
+@click.option("--run", "run_id", default=None, help="Only this run (default: all runs).")
+@click.option(
+    "--junit",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Also write the results as JUnit XML to this file.",
+)
+def check(
+    db: str,
+    min_parity: float,
+    endpoint_thresholds: tuple[str, ...],
+    max_candidate_errors: float | None,
+    max_latency_ratio: float | None,
+    min_samples: int,
+    allow_inconclusive: bool,
+    run_id: str | None,
+    junit: str | None,
+) -> None:
+    """Gate a CI job on parity: exit 0 if every endpoint meets its thresholds.
+
+    Parity = match / (match + differ) per endpoint. An endpoint with fewer than
+    --min-samples compared exchanges is INCONCLUSIVE: never passed, and it fails
+    the gate unless --allow-inconclusive. Endpoints whose requests were all
+    skipped (never copied) are listed but not judged. The gate also fails when
+    no endpoint could be judged at all.
+
+    Exit codes: 0 passed, 1 failed, 2 bad option, 3 database error.
+
+    \b
+    Examples:
+      shadow check --db parity.duckdb --min-parity 99.5
+      shadow check --db parity.duckdb --min-parity 99.5 --endpoint 'GET /api/analysis/*=98' \\
+          --max-candidate-errors 0.5 --max-latency-ratio 1.5 --junit parity.xml
+    """
+    from shadow import gate
+    from shadow.store import reading
+
+    thresholds = gate.make_thresholds(
+        min_parity,
+        endpoint_thresholds,
+        max_candidate_errors,
+        max_latency_ratio,
+        min_samples,
+        allow_inconclusive,
+    )
+    with reading(db) as con:
+        rows = gate.fetch_rows(con, run_id)
+    results = gate.evaluate(rows, thresholds)
+    for pattern in gate.unused_patterns(results, thresholds):
+        click.echo(f"shadow: warning: --endpoint pattern {pattern!r} matches no endpoint", err=True)
+    if results:
+        click.echo(gate.format_table(results))
+    if junit:
+        try:
+            gate.junit_xml(results, thresholds, db=db, run_id=run_id).write(
+                junit, encoding="utf-8", xml_declaration=True
+            )
+        except OSError as exc:
+            raise ConfigError(f"--junit {junit}: cannot write ({exc.strerror})") from None
+    click.echo(gate.summary_line(results, thresholds))
+    if junit:
+        click.echo(f"junit: {junit}")
+    sys.exit(0 if gate.passed(results, thresholds) else 1)
+
+
+@cli.command()
+@db_option()
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet"]),
+    default="parquet",
+    show_default=True,
+    help="File format.",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory to write one file per table into (created if missing).",
+)
+@click.option("--run", "run_id", default=None, help="Only this run (default: all runs).")
+def export(db: str, fmt: str, output: str, run_id: str | None) -> None:
+    """Export the store's tables (runs, exchanges, differences, noise_differences).
+
+    One file per table, named <table>.parquet; existing files are replaced.
+
+    \b
+    Example:
+      shadow export --db parity.duckdb --format parquet -o parity-parquet/
+    """
+    from shadow.export import export_tables
+    from shadow.store import reading
+
+    with reading(db) as con:
+        written = export_tables(con, output, run_id=run_id, fmt=fmt)
+    for item in written:
+        click.echo(f"{item.path}  ({item.rows} rows)")
+    click.echo(f"export: {len(written)} tables to {output}")
+
+
 def main() -> None:
     cli(prog_name="shadow")
 

@@ -13,6 +13,8 @@ ignore_order = ["$.tags"]
 
 from __future__ import annotations
 
+import fnmatch
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +25,8 @@ from shadow.endpoints import EndpointMatcher, RoutePattern
 from shadow.errors import ConfigError
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_TOP_KEYS = {"compare", "endpoints"}
+_TOP_KEYS = {"compare", "endpoints", "accepted"}
+_ACCEPTED_KEYS = {"endpoint", "path", "kind", "reason"}
 _ENDPOINT_KEYS = {"route", "methods", "mirror_unsafe", "compare"}
 
 
@@ -35,12 +38,30 @@ class EndpointConfig:
 
 
 @dataclass(frozen=True)
+class Accepted:
+    """A known, accepted difference: shown as accepted, never counted against parity."""
+
+    endpoint: str  # "GET /api/analysis/{id}" (shell-style wildcards allowed)
+    path: str  # exact difference path, or with list indices as [*]
+    reason: str
+    kind: str | None = None
+
+    def matches(self, endpoint: str, path: str, kind: str) -> bool:
+        if self.kind is not None and self.kind != kind:
+            return False
+        if self.endpoint != endpoint and not fnmatch.fnmatchcase(endpoint, self.endpoint):
+            return False
+        return path == self.path or re.sub(r"\[\d+\]", "[*]", path) == self.path
+
+
+@dataclass(frozen=True)
 class Config:
     """A parsed config; `rules_for` and `may_copy` answer per request."""
 
     rules: Rules = DEFAULT_RULES
     endpoints: tuple[EndpointConfig, ...] = ()
     source: str = "<defaults>"
+    accepted: tuple[Accepted, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "matcher", EndpointMatcher(e.pattern for e in self.endpoints))
@@ -64,6 +85,13 @@ class Config:
         if key not in cache:
             cache[key] = self.rules.merged(ep.compare)
         return cache[key]
+
+    def accepted_reason(self, endpoint: str, path: str, kind: str) -> str | None:
+        """The reason a difference was accepted, or None."""
+        for entry in self.accepted:
+            if entry.matches(endpoint, path, kind):
+                return entry.reason
+        return None
 
     def may_copy(self, method: str, path: str, unsafe_allowed: frozenset[str]) -> bool:
         """Whether a request may be sent to the candidate as well.
@@ -118,7 +146,31 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> Config:
         except (ValueError, RuleError) as exc:
             raise ConfigError(f"{where}: {exc}") from None
         endpoints.append(EndpointConfig(pattern, mirror, compare))
-    return Config(rules=rules, endpoints=tuple(endpoints), source=source)
+    accepted = _parse_accepted(data.get("accepted", []), source)
+    return Config(rules=rules, endpoints=tuple(endpoints), source=source, accepted=accepted)
+
+
+def _parse_accepted(raw: Any, source: str) -> tuple[Accepted, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(f"{source}: 'accepted' must be an array of tables ([[accepted]])")
+    out = []
+    for i, entry in enumerate(raw):
+        where = f"{source}: accepted[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where} must be a table")
+        unknown = set(entry) - _ACCEPTED_KEYS
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        values: dict[str, Any] = {k: entry.get(k) for k in _ACCEPTED_KEYS}
+        for key in ("endpoint", "path", "reason"):
+            if not isinstance(values[key], str) or not values[key].strip():
+                raise ConfigError(f"{where}: {key!r} (a non-empty string) is required")
+        if values["kind"] is not None and not isinstance(values["kind"], str):
+            raise ConfigError(f"{where}: 'kind' must be a string")
+        if not values["path"].startswith("$"):
+            raise ConfigError(f"{where}: 'path' must start with '$'")
+        out.append(Accepted(values["endpoint"], values["path"], values["reason"], values["kind"]))
+    return tuple(out)
 
 
 def load_config(path: str | None) -> Config:

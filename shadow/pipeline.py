@@ -22,6 +22,7 @@ from shadow import evaluate
 from shadow.config import load_config
 from shadow.errors import StoreError
 from shadow.model import BackendResponse, Exchange, Request
+from shadow.noise import NoiseModel
 from shadow.recording import RedactingRecorder, open_recorder
 from shadow.records import DEFAULT_BODY_CAP
 from shadow.sender import Sender
@@ -68,7 +69,8 @@ class _Pending:
     endpoint: str
     created: float
     skip_reason: str | None = None
-    candidate: asyncio.Task[BackendResponse] | None = None
+    # The candidate's answer and, with a secondary, the secondary's.
+    candidate: asyncio.Task[tuple[BackendResponse, BackendResponse | None]] | None = None
     primary: BackendResponse | None = None
 
 
@@ -115,6 +117,7 @@ class Pipeline:
             base = self.run.primary_url or "http://primary.invalid"
             self._recorder = RedactingRecorder(open_recorder(settings.record), base)
         self._evaluating = 0
+        self._noise = NoiseModel()  # learned noise, for comparisons made in this process
         self._to_evaluate: list[Exchange] = []
         self._eval_timer: asyncio.TimerHandle | None = None
         self._inflight: set[str] = set()  # keys being compared
@@ -246,20 +249,24 @@ class Pipeline:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _copy(self, request: Request) -> BackendResponse:
+    async def _copy(self, request: Request) -> tuple[BackendResponse, BackendResponse | None]:
         self._waiting += 1
         try:
             await self._sem.acquire()
         finally:
             self._waiting -= 1
+        s = self.settings
         try:
-            return await self.sender.send(
-                self.settings.candidate,
-                request,
-                "1",
-                self.settings.timeout,
-                self.settings.candidate_headers,
+            to_candidate = self.sender.send(
+                s.candidate, request, "1", s.timeout, s.candidate_headers
             )
+            if s.secondary is None:
+                return await to_candidate, None
+            # The secondary is a second legacy instance: what differs between it
+            # and the primary is nondeterminism, not migration (noise).
+            to_secondary = self.sender.send(s.secondary, request, "1", s.timeout, s.primary_headers)
+            candidate, secondary = await asyncio.gather(to_candidate, to_secondary)
+            return candidate, secondary
         finally:
             self._sem.release()
 
@@ -272,10 +279,11 @@ class Pipeline:
         primary = pending.primary
         assert primary is not None
         candidate: BackendResponse | None = None
+        secondary: BackendResponse | None = None
         task = pending.candidate
         if task is not None:
             if task.done() and not task.cancelled():
-                candidate = task.result()
+                candidate, secondary = task.result()
             else:
                 candidate = BackendResponse.failed("no answer before shutdown")
         if self._recorder is not None:
@@ -291,11 +299,16 @@ class Pipeline:
             started_at=pending.started_at,
             source=self.settings.source,
             skip_reason=pending.skip_reason,
+            secondary=secondary,
         )
         if self._executor is None or evaluate.is_cheap(exchange):
             # Identical answers and errors cost microseconds: a trip to the pool costs more.
             s = self.settings
-            self._store(evaluate.evaluate(exchange, self.config, s.run_id, s.body_cap, s.bodies))
+            self._store(
+                evaluate.evaluate(
+                    exchange, self.config, s.run_id, s.body_cap, s.bodies, self._noise
+                )
+            )
             self._settle(key)
             return
         if self._evaluating >= self.settings.backlog:
@@ -342,7 +355,7 @@ class Pipeline:
                 self._settle(key)
 
     def _store(self, result: evaluate.Evaluated) -> None:
-        self.writer.add(result.row, result.differences)
+        self.writer.add(result.row, result.differences, result.noise)
         verdict = result.verdict
         self.counters.by_verdict[verdict] = self.counters.by_verdict.get(verdict, 0) + 1
         if verdict in (Verdict.MATCH, Verdict.DIFFER):

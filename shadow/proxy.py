@@ -31,6 +31,7 @@ class ProxySettings:
     confdir: str = field(default_factory=lambda: os.path.expanduser("~/.shadow/mitmproxy"))
     run_id: str = ""
     record: str = ""
+    secondary: str = ""
     quiet: bool = False
 
 
@@ -76,6 +77,7 @@ async def _serve(s: ProxySettings) -> int:
             shadow_queue_size=s.queue_size,
             shadow_run_id=s.run_id,
             shadow_record=s.record,
+            shadow_secondary=s.secondary,
         )
     except (exceptions.OptionsError, KeyError) as exc:
         raise ConfigError(str(exc).strip("'\"").splitlines()[0]) from None
