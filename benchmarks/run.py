@@ -4,8 +4,8 @@
 
 Starts the ~1 KB JSON app twice (primary, candidate), then measures side by side:
 the primary directly; plain mitmdump as a reverse proxy (closed loop, then at a
-fixed rate equal to its own maximum); `shadow proxy` (closed loop, then at that
-same fixed rate), stopping each shadow proxy with SIGINT and reading what it
+fixed rate equal to its own maximum, then at half of it); `shadow proxy` (closed
+loop, then at the same two fixed rates), stopping each shadow proxy with SIGINT and reading what it
 stored. Prints a table, writes benchmarks/results/latest.json. Only 127.0.0.1.
 """
 
@@ -110,8 +110,9 @@ class Bench:
         self.rows.append(row)
         return row
 
-    def shadow(self, config: str, primary: int, candidate: int, rate: float | None) -> dict:
-        name = "shadow_rate" if rate else "shadow"
+    def shadow(
+        self, config: str, primary: int, candidate: int, rate: float | None, name: str
+    ) -> dict:
         db = os.path.join(self.tmp, f"{name}.duckdb")
         argv = [
             tool("shadow"), "proxy",
@@ -144,13 +145,19 @@ class Bench:
         base = self.measure("mitmdump", port, "mitmdump")
         rate = round(a.rate or base["rps"])
         base_rate = self.measure(f"mitmdump @{rate}/s", port, "mitmdump", rate)
+        # Half of mitmdump's maximum: no queueing, so the added p50 is the real cost.
+        half = max(1, round(rate / 2))
+        base_half = self.measure(f"mitmdump @{half}/s", port, "mitmdump", half)
         self.procs.stop("mitmdump", signal.SIGINT)
-        shadow = self.shadow("shadow proxy", primary, candidate, None)
-        shadow_rate = self.shadow(f"shadow proxy @{rate}/s", primary, candidate, rate)
-        for row in [*self.rows[:3], shadow]:
+        shadow = self.shadow("shadow proxy", primary, candidate, None, "shadow")
+        shadow_rate = self.shadow(f"shadow proxy @{rate}/s", primary, candidate, rate, "shadow_r")
+        shadow_half = self.shadow(f"shadow proxy @{half}/s", primary, candidate, half, "shadow_h")
+        for row in [*self.rows[:2], shadow]:
             report.compare_to(row, base)
         for row in (base_rate, shadow_rate):
             report.compare_to(row, base_rate)
+        for row in (base_half, shadow_half):
+            report.compare_to(row, base_half)
         self.procs.close()
         return {"rate": rate, "rows": self.rows}
 
