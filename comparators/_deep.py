@@ -89,7 +89,7 @@ def prune_equal(primary: Any, candidate: Any) -> tuple[Any, Any, bool]:
     kind = type(primary)
     if kind is not type(candidate):
         return primary, candidate, False
-    if kind is dict:
+    if kind is dict or issubclass(kind, dict):  # aligned trees hold KeyedList dicts too
         pa: dict[Any, Any] = {}
         pb: dict[Any, Any] = {}
         for key, value in primary.items():

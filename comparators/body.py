@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from comparators import _deep
+from comparators.align import canonical_aligned, plain
 from comparators.canonical import canonical_json, digest
 from comparators.decode import (
     body_text,
@@ -110,11 +111,13 @@ def _summary(side: Side) -> Any:
     return ""
 
 
-def _json_diffs(a: Any, b: Any, rules: Rules, result: BodyResult) -> None:
+def _json_diffs(
+    a: Any, b: Any, rules: Rules, result: BodyResult, extra: list[_deep.RawDiff]
+) -> None:
     found = _deep.deep_diff(a, b, _deep.budget_for(rules.max_diffs))
     result.exhausted = found.exhausted
     tolerated = 0
-    kept = []
+    kept = list(extra)
     for diff in found.diffs:
         if diff.kind is Kind.VALUE_CHANGED and rules.has_tolerance and _within(diff, rules):
             tolerated += 1
@@ -124,7 +127,7 @@ def _json_diffs(a: Any, b: Any, rules: Rules, result: BodyResult) -> None:
         result.notes.append(f"tolerated {tolerated} numeric difference{'s' * (tolerated != 1)}")
     kept.sort(key=lambda d: path_sort_key(d.path))
     result.differences = [
-        Difference(format_path(d.path), d.kind, d.primary, d.candidate) for d in kept
+        Difference(format_path(d.path), d.kind, plain(d.primary), plain(d.candidate)) for d in kept
     ]
 
 
@@ -144,14 +147,34 @@ def _compare_json(
     va, vb = rules.normalizer.json(a.value, counts), rules.normalizer.json(b.value, counts)
     ca, cb = canonical_json(va), canonical_json(vb)
     if ca == cb:
-        return  # fast path: equal canonical forms, deepdiff is not needed
+        return  # fast path: equal canonical forms, nothing more to do
+    renames: list[_deep.RawDiff] = []
+    if rules.aligner:
+        # Pair-aware normalizers (int_float, iso_instants, keyed lists, ...) run
+        # only when the bodies differ; deepdiff only if they still differ after.
+        aligned = rules.aligner.align(va, vb)
+        va, vb, renames = aligned.primary, aligned.candidate, aligned.renames
+        result.notes.extend(aligned.notes)
+        ca, cb = canonical_aligned(va), canonical_aligned(vb)
+        if ca == cb:
+            _json_diffs_none(renames, result)
+            return
     if max(len(a.raw), len(b.raw)) > rules.max_body_bytes_for_diff:
         result.notes.append("body over max_body_bytes_for_diff: compared by hash only")
+        _json_diffs_none(renames, result)
         result.differences.append(
             Difference(BODY, Kind.VALUE_CHANGED, digest(ca, 16), digest(cb, 16))
         )
     else:
-        _json_diffs(va, vb, rules, result)
+        _json_diffs(va, vb, rules, result, renames)
+
+
+def _json_diffs_none(renames: list[_deep.RawDiff], result: BodyResult) -> None:
+    """Differences when the aligned bodies are equal: the renamed keys only."""
+    renames = sorted(renames, key=lambda d: path_sort_key(d.path))
+    result.differences = [
+        Difference(format_path(d.path), d.kind, d.primary, d.candidate) for d in renames
+    ]
 
 
 def compare_bodies(primary: Payload, candidate: Payload, rules: Rules) -> BodyResult:
@@ -180,6 +203,7 @@ def compare_bodies(primary: Payload, candidate: Payload, rules: Rules) -> BodyRe
             # overflow Python's stack: fall back to comparing the decoded bytes.
             counts.clear()
             result.differences = []
+            result.notes.clear()
             result.notes.append("JSON nested too deeply to diff: compared raw bytes")
             if a.raw != b.raw:
                 result.differences.append(

@@ -2,32 +2,96 @@
 
 from __future__ import annotations
 
+import re
+from typing import NamedTuple
+
+from comparators.align import Normalization
 from comparators.body import compare_bodies
-from comparators.decode import header_values, media_type
 from comparators.model import Comparison, Difference, Kind, Payload, Verdict
 from comparators.rules import DEFAULT_RULES, Rules
 
 
-def _header_value(payload: Payload, name: str) -> str | None:
-    """Normalized value of header `name`, or None when absent."""
-    values = header_values(payload.headers, name)
-    if not values:
-        return None
-    if name == "content-type":
-        # Compared by media type only: `charset=utf-8` vs none is not a difference.
-        return media_type(payload.headers)
+class _Header(NamedTuple):
+    """One header as compared (`value`) and as sent (`raw`, name spellings)."""
+
+    value: str | None
+    raw: str | None = None
+    names: tuple[str, ...] = ()
+    media: bool = False  # `value` is a normalized media type
+
+
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_MEDIA = re.compile(rf"\s*{_TOKEN}/{_TOKEN}\s*(?:;|\Z)")
+
+
+def _media(value: str, params: bool, drop: tuple[str, ...] = ()) -> str:
+    """A media type lowercased; with `params`, its parameters normalized too.
+
+    Parameter names are lowercased, quotes and spaces dropped and the charset
+    value lowercased (RFC 9110 8.3.1: all case-insensitive); names in `drop` go.
+    """
+    parts = value.split(";")
+    out = [parts[0].strip().lower()]
+    if params:
+        for param in parts[1:]:
+            key, sep, val = param.partition("=")
+            key, val = key.strip().lower(), val.strip().strip('"')
+            if key and key not in drop:
+                out.append(f"{key}={val.lower() if key == 'charset' else val}" if sep else key)
+    return ";".join(out)
+
+
+def _header(payload: Payload, name: str, opts: Normalization) -> _Header:
+    """Header `name` of `payload` as compared under `opts` (value None when absent)."""
+    pairs = [(key, value) for key, value in payload.headers if key.lower() == name]
+    if not pairs:
+        return _Header(None)
+    names = tuple(dict.fromkeys(key for key, _ in pairs))
     # Repeated headers mean the same as one comma-joined header (RFC 9110, 5.3).
-    return ", ".join(v.strip() for v in values)
+    raw = ", ".join(value.strip() for _, value in pairs)
+    if name == "content-type":
+        # By media type only (charset=utf-8 vs none is no difference) unless
+        # media_type_params is off; then parameters count, normalized.
+        value = _media(pairs[0][1], params=not opts.media_type_params)
+        return _Header(value, raw, names, True)
+    if opts.media_type_params and _MEDIA.match(raw):
+        parts = (_media(part, params=True, drop=("charset",)) for part in raw.split(","))
+        return _Header(", ".join(parts), raw, names, True)
+    return _Header(raw, raw, names)
+
+
+def compare_headers(
+    primary: Payload, candidate: Payload, rules: Rules
+) -> tuple[list[Difference], list[str]]:
+    """HEADER differences (one per compared header that differs) and notes."""
+    opts = rules.normalize
+    out: list[Difference] = []
+    notes: list[str] = []
+    for name in sorted(rules.compared_headers):
+        path = f"$header.{name}"
+        a, b = _header(primary, name, opts), _header(candidate, name, opts)
+        if a.value != b.value:
+            out.append(Difference(path, Kind.HEADER, a.value, b.value))
+        elif a.value is None:
+            continue
+        elif not opts.header_name_case and a.names != b.names:
+            # Names compared as spelled: the value shows the spelling.
+            out.append(
+                Difference(
+                    path, Kind.HEADER, f"{a.names[0]}: {a.value}", f"{b.names[0]}: {b.value}"
+                )
+            )
+        else:
+            if a.media and a.raw != b.raw:
+                notes.append(f"media_type_params: {path}")
+            if a.names != b.names:
+                notes.append(f"header_name_case: {path}")
+    return out, notes
 
 
 def header_differences(primary: Payload, candidate: Payload, rules: Rules) -> list[Difference]:
     """One HEADER difference per compared header whose normalized values differ."""
-    out = []
-    for name in sorted(rules.compared_headers):
-        a, b = _header_value(primary, name), _header_value(candidate, name)
-        if a != b:
-            out.append(Difference(f"$header.{name}", Kind.HEADER, a, b))
-    return out
+    return compare_headers(primary, candidate, rules)[0]
 
 
 def compare(primary: Payload, candidate: Payload, rules: Rules = DEFAULT_RULES) -> Comparison:
@@ -40,10 +104,11 @@ def compare(primary: Payload, candidate: Payload, rules: Rules = DEFAULT_RULES) 
     differences: list[Difference] = []
     if rules.compare_status and primary.status != candidate.status:
         differences.append(Difference("$status", Kind.STATUS, primary.status, candidate.status))
-    differences.extend(header_differences(primary, candidate, rules))
+    headers, notes = compare_headers(primary, candidate, rules)
+    differences.extend(headers)
     body = compare_bodies(primary, candidate, rules)
     differences.extend(body.differences)
-    notes = list(body.notes)
+    notes.extend(body.notes)
     truncated = body.exhausted or len(differences) > rules.max_diffs
     if body.exhausted:
         notes.append("deepdiff stopped on its work budget: differences may be missing")

@@ -33,6 +33,9 @@ class Kind(StrEnum):
     REMOVED = "removed"
     STATUS = "status"
     HEADER = "header"
+    # An object key spelled otherwise (camelCase vs snake_case), with the
+    # `normalize.key_case` rule: path is the primary's, values the two key names.
+    RENAMED = "renamed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,8 @@ class Difference:
     `path` is JSONPath-like (`$.items[3].name`; `$status`, `$header.content-type`
     and `$body` for the non-JSON parts). `primary` and `candidate` are plain JSON
     values; `None` together with kind ADDED/REMOVED means "absent on that side".
+    Records of lists matched by key are addressed `$.items[id=42]`; a RENAMED
+    difference holds the old and the new key name (`createdAt`, `created_at`).
     """
 
     path: str

@@ -9,7 +9,7 @@ and is idempotent: normalizing a normalized value changes nothing.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from comparators.canonical import canonical_json
@@ -55,14 +55,18 @@ class _State:
 class Normalizer:
     """Compiled normalizers of one Rules object."""
 
-    __slots__ = ("_ignore", "_interned", "_mask_sets", "_masks", "_order", "_root")
+    __slots__ = ("_ignore", "_interned", "_mask_sets", "_masks", "_order", "_root", "_sort_key")
 
     def __init__(
         self,
         ignore_paths: Sequence[Pattern] = (),
         ignore_order: Sequence[Pattern] = (),
         masks: Sequence[Mask] = (),
+        sort_key: Callable[[Any], bytes] = canonical_json,
     ) -> None:
+        # Order-free lists are sorted by `sort_key` (the Aligner's canonical
+        # semantic form, so that 1.0 and 1 or two spellings of an instant sort alike).
+        self._sort_key = sort_key
         self._ignore = PathSet(ignore_paths)
         self._order = PathSet(ignore_order)
         self._masks = tuple(masks)
@@ -147,7 +151,7 @@ class Normalizer:
                 else:
                     items.append(self._walk(item, child, counts))
             if state.sort_label is not None:
-                items.sort(key=canonical_json)
+                items.sort(key=self._sort_key)
                 counts["sorted", state.sort_label] += 1
             return items
         return value

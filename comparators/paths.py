@@ -7,6 +7,10 @@ index; `()` is the root. Patterns accept
 
 where `*` matches any single key or index and `..` lets any number of steps
 (zero included) come before the next one. A leading `$` is optional.
+
+A list whose records are matched by key (see `comparators.align`) has
+`KeyIndex` steps instead of indexes, printed `$.items[id=42]` (the key value as
+JSON: `[id=42]`, `[id="a-1"]`); only `*` matches them in a pattern.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 Step = str | int
 Path = tuple[Step, ...]
@@ -25,6 +30,28 @@ _NAME = re.compile(r"[^.\[\]\s'\"]+")
 _INDEX = re.compile(r"\[\s*(-?\d+|\*)\s*\]")
 _DQ = re.compile(r'\[\s*("(?:[^"\\]|\\.)*")\s*\]')
 _SQ = re.compile(r"\[\s*'((?:[^'\\]|\\.)*)'\s*\]")
+
+
+class KeyIndex(str):
+    """Step to the record of a keyed list whose `field` equals `value`.
+
+    A `str` (its text is the printed step, `[id=42]`) so that it can be a dict key
+    in aligned trees and travel through deepdiff's paths; `order` is the record's
+    position in its list, used to sort differences in document order.
+    """
+
+    field: str
+    value: str | int
+    order: int
+
+    def __new__(cls, field: str, value: str | int, order: int = 0) -> KeyIndex:
+        name = field if _IDENT.match(field) else json.dumps(field, ensure_ascii=False)
+        self = super().__new__(cls, f"[{name}={json.dumps(value, ensure_ascii=False)}]")
+        self.field, self.value, self.order = field, value, order
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (KeyIndex, (self.field, self.value, self.order))
 
 
 class PatternError(ValueError):
@@ -175,7 +202,9 @@ def format_path(path: Sequence[Step], root: str = "$") -> str:
     """`$.items[3].name`, with keys that are not identifiers as `$["a b"]`."""
     parts = [root]
     for step in path:
-        if isinstance(step, int):
+        if isinstance(step, KeyIndex):
+            parts.append(str.__str__(step))
+        elif isinstance(step, int):
             parts.append(f"[{step}]")
         elif _IDENT.match(step):
             parts.append(f".{step}")
@@ -186,4 +215,11 @@ def format_path(path: Sequence[Step], root: str = "$") -> str:
 
 def path_sort_key(path: Sequence[Step]) -> tuple[tuple[int, int, str], ...]:
     """Sort key putting paths in document-like order (indexes numerically)."""
-    return tuple((0, s, "") if isinstance(s, int) else (1, 0, s) for s in path)
+    return tuple(
+        (0, s.order, "")
+        if isinstance(s, KeyIndex)
+        else (0, s, "")
+        if isinstance(s, int)
+        else (1, 0, s)
+        for s in path
+    )

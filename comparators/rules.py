@@ -2,6 +2,16 @@
 
 `parse_rules({})` gives the defaults; `rules.merged(endpoint_table)` layers an
 endpoint's own `[compare]` table on top (list keys extend, the rest override).
+
+Migration-aware keys (see `comparators.align`):
+
+    normalize = {int_float = true, iso_instants = true, null_absent = false,
+                 key_case = false, media_type_params = true,
+                 header_name_case = true, auto_list_key = true}   # the defaults
+    list_keys = {"$.items" = "id", "$..reports" = "report_id"}   # pattern -> key field
+
+An endpoint's `normalize` table overrides only the switches it names;
+`list_keys` merges per pattern (the later pattern wins where several match).
 """
 
 from __future__ import annotations
@@ -9,9 +19,10 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from comparators.align import DEFAULT_NORMALIZATION, NORMALIZE_KEYS, Aligner, Normalization
 from comparators.errors import RuleError
 from comparators.masks import Mask, parse_mask
 from comparators.normalize import Normalizer
@@ -35,13 +46,20 @@ class Rules:
     masks: tuple[Mask, ...] = ()
     max_diffs: int = 200
     max_body_bytes_for_diff: int = 2_000_000
+    normalize: Normalization = DEFAULT_NORMALIZATION
+    list_keys: tuple[tuple[Pattern, str], ...] = ()
     normalizer: Normalizer = field(init=False, repr=False, compare=False)
+    aligner: Aligner = field(init=False, repr=False, compare=False)
     _tolerance_set: PathSet = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Compiled once here so that every compare() reuses them.
+        aligner = Aligner(self.normalize, self.list_keys)
+        object.__setattr__(self, "aligner", aligner)
         object.__setattr__(
-            self, "normalizer", Normalizer(self.ignore_paths, self.ignore_order, self.masks)
+            self,
+            "normalizer",
+            Normalizer(self.ignore_paths, self.ignore_order, self.masks, aligner.sort_key),
         )
         object.__setattr__(self, "_tolerance_set", PathSet(p for p, _ in self.tolerances))
 
@@ -68,16 +86,18 @@ class Rules:
     def merged(self, mapping: Mapping[str, Any]) -> Rules:
         """New Rules with `mapping` layered on top: list keys extend, others override.
 
-        `tolerances` merges per pattern (a pattern given again gets the new value).
+        `tolerances` and `list_keys` merge per pattern (a pattern given again gets
+        the new value); `normalize` overrides only the switches it names.
         """
-        changes = _parse_fields(mapping)
+        changes = _parse_fields(mapping, self.normalize)
         for key in EXTENDING_KEYS:
             if key in changes:
                 changes[key] = _dedupe((*getattr(self, key), *changes[key]))
-        if "tolerances" in changes:
-            table = {p.source: (p, t) for p, t in self.tolerances}
-            table.update({p.source: (p, t) for p, t in changes["tolerances"]})
-            changes["tolerances"] = tuple(table.values())
+        for key in ("tolerances", "list_keys"):
+            if key in changes:
+                table = {p.source: (p, v) for p, v in getattr(self, key)}
+                table.update({p.source: (p, v) for p, v in changes[key]})
+                changes[key] = tuple(table.values())
         return replace(self, **changes)
 
 
@@ -155,6 +175,33 @@ def _int(value: Any, key: str, minimum: int) -> int:
     return value
 
 
+def _normalize(value: Any, key: str) -> dict[str, bool]:
+    """The switches a `normalize` table names (applied over a base by the caller)."""
+    if not isinstance(value, Mapping):
+        raise RuleError(f"{_where(key)} must be a table of name = true/false, got {value!r}")
+    out = {}
+    for name, flag in value.items():
+        if name not in NORMALIZE_KEYS:
+            close = difflib.get_close_matches(str(name), NORMALIZE_KEYS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            known = ", ".join(NORMALIZE_KEYS)
+            raise RuleError(f"unknown key {name!r} in [compare.normalize]{hint} (known: {known})")
+        out[name] = _bool(flag, f"{key}.{name}")
+    return out
+
+
+def _list_keys(value: Any, key: str) -> tuple[tuple[Pattern, str], ...]:
+    where = _where(key)
+    if not isinstance(value, Mapping):
+        raise RuleError(f"{where} must be a table of path pattern = key field, got {value!r}")
+    out = []
+    for path, name in value.items():
+        if not isinstance(name, str) or not name:
+            raise RuleError(f"{where}[{path!r}] must be a key field name, got {name!r}")
+        out.append((_pattern(path, f"{where} key"), name))
+    return tuple(out)
+
+
 def _masks(value: Any, key: str) -> tuple[Mask, ...]:
     return tuple(
         parse_mask(spec, f"{_where(key)}[{i}]") for i, spec in enumerate(_list(value, key))
@@ -172,10 +219,14 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "masks": _masks,
     "max_diffs": lambda v, k: _int(v, k, 1),
     "max_body_bytes_for_diff": lambda v, k: _int(v, k, 0),
+    "normalize": _normalize,
+    "list_keys": _list_keys,
 }
 
 
-def _parse_fields(mapping: Mapping[str, Any]) -> dict[str, Any]:
+def _parse_fields(
+    mapping: Mapping[str, Any], base: Normalization = DEFAULT_NORMALIZATION
+) -> dict[str, Any]:
     if not isinstance(mapping, Mapping):
         raise RuleError(f"[compare] must be a table, got {type(mapping).__name__}")
     out: dict[str, Any] = {}
@@ -186,7 +237,14 @@ def _parse_fields(mapping: Mapping[str, Any]) -> dict[str, Any]:
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise RuleError(f"unknown key {key!r} in [compare]{hint}")
         out[key] = parser(value, key)
+    if "normalize" in out:
+        out["normalize"] = replace(base, **out["normalize"])
     return out
+
+
+def normalize_table(rules: Rules) -> dict[str, bool]:
+    """The `normalize` switches of `rules` as a table `parse_rules` accepts."""
+    return asdict(rules.normalize)
 
 
 def parse_rules(mapping: Mapping[str, Any]) -> Rules:

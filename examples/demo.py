@@ -89,21 +89,27 @@ def main() -> int:
     out.mkdir(parents=True)
     db, report = out / "parity.duckdb", out / "report.html"
     py = sys.executable
-    p_port, c_port, x_port = free_port(), free_port(), free_port()
+    p_port, c_port, s_port, x_port = free_port(), free_port(), free_port(), free_port()
     t0 = time.monotonic()
     with (
         started([py, "examples/legacy/app.py", "--port", str(p_port)], p_port, out / "legacy.log"),
         started([py, "examples/candidate/app.py", "--port", str(c_port)], c_port, out / "cand.log"),
+        # a second legacy instance: what differs between the two legacies is noise
+        started([py, "examples/legacy/app.py", "--port", str(s_port)], s_port, out / "sec.log"),
     ):
         proxy_cmd = [
             py, "-m", "shadow.cli", "proxy",
             "--primary", f"http://127.0.0.1:{p_port}",
             "--candidate", f"http://127.0.0.1:{c_port}",
+            "--secondary", f"http://127.0.0.1:{s_port}",
             "--listen", f"127.0.0.1:{x_port}",
             "--db", str(db), "--config", "examples/shadow.toml",
             "--confdir", str(out / "mitmproxy"), "--quiet",
         ]  # fmt: skip
-        print(f"demo: primary :{p_port} (legacy), candidate :{c_port} (FastAPI), proxy :{x_port}")
+        print(
+            f"demo: primary :{p_port} (legacy), secondary :{s_port} (legacy again), "
+            f"candidate :{c_port} (FastAPI), proxy :{x_port}"
+        )
         with started(proxy_cmd, x_port, out / "proxy.log"):
             statuses = asyncio.run(
                 send_traffic(f"http://127.0.0.1:{x_port}", args.requests, args.concurrency)

@@ -1,207 +1,124 @@
-"""Template contexts: dataclasses built from SQL results, so templates compute nothing."""
+"""Template contexts: dataclasses built from SQL results, so templates compute nothing.
+
+Sizes are bounded whatever the store holds: every endpoint gets a table row,
+but only the MAX_DETAIL_ENDPOINTS worst get a section, each with at most
+CLUSTERS_PER_STATUS clusters per status and SAMPLES_PER_ENDPOINT samples whose
+bodies are cut to BODY_CHARS characters.
+"""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import duckdb
 
 from reports import queries
-from reports.jsonview import Line, body_lines
+from reports._sql import rows
+from reports.baseline import Delta, RunComparison, Snapshot, compare
+from reports.detail import Cluster, load_clusters, load_histograms
+from reports.overview import EndpointRow, Summary, load_endpoints, load_summary, never_exercised
+from reports.samples import Sample, Side, load_samples
 
-TOP_FIELDS_PER_ENDPOINT = 10
+MAX_DETAIL_ENDPOINTS = 200
+CLUSTERS_PER_STATUS = 10
 SAMPLES_PER_ENDPOINT = 3
+BODY_CHARS = 8192
 
-
-def _pct(part: int, whole: int) -> float | None:
-    return 100.0 * part / whole if whole else None
-
-
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
-    cur = con.execute(sql, params)
-    names = [d[0] for d in cur.description or []]
-    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-
-
-@dataclass(frozen=True)
-class Summary:
-    exchanges: int
-    compared: int
-    matched: int
-    differed: int
-    candidate_errors: int
-    primary_errors: int
-    skipped: int
-    endpoints: int
-    dropped: int
-    first_ts: datetime | None
-    last_ts: datetime | None
-
-    @property
-    def parity(self) -> float | None:
-        return _pct(self.matched, self.compared)
-
-    def describe(self) -> str:
-        parity = f"{self.parity:.1f}%" if self.parity is not None else "n/a"
-        return (
-            f"{self.exchanges} exchanges, {self.endpoints} endpoints, parity {parity} "
-            f"({self.matched}/{self.compared} compared), {self.differed} differ, "
-            f"{self.candidate_errors} candidate errors, {self.skipped} skipped, "
-            f"{self.dropped} copies dropped"
-        )
-
-
-@dataclass(frozen=True)
-class FieldStat:
-    path: str
-    kind: str
-    occurrences: int
-    exchanges: int
-    share: float | None  # % of the endpoint's compared exchanges with this difference
-    primary_example: str | None
-    candidate_example: str | None
-
-
-@dataclass(frozen=True)
-class Side:
-    status: int | None
-    ms: float | None
-    error: str | None
-    headers: list[tuple[str, str]]
-    lines: list[Line]
-    truncated: bool
-
-
-@dataclass(frozen=True)
-class Sample:
-    exchange_id: str
-    ts: datetime
-    method: str
-    target: str
-    verdict: str
-    request_headers: list[tuple[str, str]]
-    request_body: str | None
-    primary: Side
-    candidate: Side
-    differences: list[dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class EndpointRow:
-    endpoint: str
-    anchor: str
-    requests: int
-    compared: int
-    matched: int
-    differed: int
-    candidate_errors: int
-    primary_errors: int
-    skipped: int
-    status_mismatches: int
-    primary_p50: float | None
-    primary_p95: float | None
-    candidate_p50: float | None
-    candidate_p95: float | None
-    fields: list[FieldStat] = field(default_factory=list)
-    samples: list[Sample] = field(default_factory=list)
-
-    @property
-    def parity(self) -> float | None:
-        return _pct(self.matched, self.compared)
+__all__ = [
+    "BODY_CHARS",
+    "CLUSTERS_PER_STATUS",
+    "MAX_DETAIL_ENDPOINTS",
+    "SAMPLES_PER_ENDPOINT",
+    "Cluster",
+    "EndpointRow",
+    "ReportContext",
+    "RunComparison",
+    "Sample",
+    "Side",
+    "Summary",
+    "build_context",
+]
 
 
 @dataclass(frozen=True)
 class ReportContext:
     title: str
     db_path: str
+    scope: str  # "all runs" or "run <id>"
     generated_at: datetime
     summary: Summary
     runs: list[dict[str, Any]]
-    endpoints: list[EndpointRow]
+    endpoints: list[EndpointRow]  # all, worst first
+    detailed: list[EndpointRow]  # those with a section
+    routes_known: bool
+    unexercised: list[str]  # known routes without traffic
+    comparison: RunComparison | None
 
-
-def _headers(text: str | None) -> list[tuple[str, str]]:
-    return [(k, v) for k, v in json.loads(text)] if text else []
-
-
-def _sort_key(row: dict[str, Any]) -> tuple[Any, ...]:
-    compared = row["compared"]
-    parity = row["matched"] / compared if compared else 2.0  # not compared: after the worst
-    return (parity, -row["candidate_errors"], -row["requests"], row["endpoint"])
-
-
-def _anchor(index: int) -> str:
-    return f"ep-{index}"
+    @property
+    def not_detailed(self) -> int:
+        return len(self.endpoints) - len(self.detailed)
 
 
 def build_context(
-    con: duckdb.DuckDBPyConnection, db_path: str, run_id: str | None = None
+    con: duckdb.DuckDBPyConnection,
+    db_path: str,
+    run_id: str | None = None,
+    *,
+    routes: Sequence[str] | None = None,
+    baseline: Snapshot | None = None,
+    max_detail: int | None = None,
 ) -> ReportContext:
-    """Run the report's queries and shape them for the templates."""
-    p = [run_id, run_id]
-    s = _rows(con, queries.SUMMARY, p)[0]
-    runs = _rows(con, queries.RUNS, p)
-    summary = Summary(dropped=sum(int(r["copies_dropped"] or 0) for r in runs), **s)
-    ep_rows = sorted(_rows(con, queries.ENDPOINTS, p), key=_sort_key)
+    """Run the report's queries and shape them for the templates.
 
-    fields: dict[str, list[FieldStat]] = {}
-    compared_by_ep = {r["endpoint"]: r["compared"] for r in ep_rows}
-    for f in _rows(con, queries.TOP_FIELDS, [*p, TOP_FIELDS_PER_ENDPOINT]):
-        ep = f.pop("endpoint")
-        f["share"] = _pct(f["exchanges"], compared_by_ep.get(ep, 0))
-        fields.setdefault(ep, []).append(FieldStat(**f))
+    `routes` ("METHOD /template") are the known routes; `baseline` what to compare with;
+    `max_detail` how many of the worst endpoints get a section (MAX_DETAIL_ENDPOINTS).
+    """
+    if max_detail is None:
+        max_detail = MAX_DETAIL_ENDPOINTS
+    runs = rows(con, queries.RUNS, {"run": run_id})
+    summary = load_summary(con, run_id, runs)
+    endpoints = load_endpoints(con, run_id, detailed=max_detail)
+    names = [e.endpoint for e in endpoints if e.anchor is not None]
 
-    sample_rows = _rows(con, queries.SAMPLES, [*p, SAMPLES_PER_ENDPOINT])
-    diffs: dict[str, list[dict[str, Any]]] = {}
-    if sample_rows:
-        ids = [r["exchange_id"] for r in sample_rows]
-        for d in _rows(con, queries.SAMPLE_DIFFERENCES, [ids]):
-            diffs.setdefault(d.pop("exchange_id"), []).append(d)
-    samples: dict[str, list[Sample]] = {}
-    for r in sample_rows:
-        these = diffs.get(r["exchange_id"], [])
-        paths = frozenset(d["path"] for d in these)
-        target = r["path"] + (f"?{r['query']}" if r["query"] else "")
-        samples.setdefault(r["endpoint"], []).append(
-            Sample(
-                exchange_id=r["exchange_id"],
-                ts=r["ts"],
-                method=r["method"],
-                target=target,
-                verdict=r["verdict"],
-                request_headers=_headers(r["request_headers"]),
-                request_body=r["request_body"],
-                primary=Side(
-                    r["primary_status"], r["primary_ms"], r["primary_error"],
-                    _headers(r["primary_headers"]), body_lines(r["primary_body"], paths),
-                    bool(r["primary_body_truncated"]),
-                ),
-                candidate=Side(
-                    r["candidate_status"], r["candidate_ms"], r["candidate_error"],
-                    _headers(r["candidate_headers"]), body_lines(r["candidate_body"], paths),
-                    bool(r["candidate_body_truncated"]),
-                ),
-                differences=these,
-            )
-        )  # fmt: skip
+    compared = {e.endpoint: e.compared for e in endpoints}
+    clusters, totals = load_clusters(con, run_id, names, compared, CLUSTERS_PER_STATUS)
+    histograms = load_histograms(con, run_id, names)
+    urls = {r["run_id"]: (r["primary_url"], r["candidate_url"]) for r in runs}
+    samples = load_samples(con, run_id, names, SAMPLES_PER_ENDPOINT, BODY_CHARS, urls)
 
-    endpoints = [
-        EndpointRow(
-            anchor=_anchor(i),
-            fields=fields.get(r["endpoint"], []),
-            samples=samples.get(r["endpoint"], []),
-            **r,
+    scope = f"run {run_id}" if run_id is not None else "all runs"
+    comparison = None
+    deltas: dict[str, Delta] = {}
+    if baseline is not None:
+        comparison, deltas = compare(baseline, scope, summary, endpoints)
+
+    def detail(e: EndpointRow) -> EndpointRow:
+        mine = clusters.get(e.endpoint, {})
+        return replace(
+            e,
+            delta=deltas.get(e.endpoint),
+            clusters=mine.get("real", []),
+            noise=mine.get("noise", []),
+            accepted=mine.get("accepted", []),
+            cluster_totals=totals.get(e.endpoint, {}),
+            samples=samples.get(e.endpoint, []),
+            histogram=histograms.get(e.endpoint),
         )
-        for i, r in enumerate(ep_rows)
-    ]
+
+    endpoints = [detail(e) for e in endpoints]
     return ReportContext(
         title="Shadow parity report",
         db_path=db_path,
+        scope=scope,
         generated_at=datetime.now(),
         summary=summary,
         runs=runs,
         endpoints=endpoints,
+        detailed=[e for e in endpoints if e.anchor is not None],
+        routes_known=routes is not None,
+        unexercised=never_exercised(routes or (), (e.endpoint for e in endpoints)),
+        comparison=comparison,
     )

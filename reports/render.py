@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from typing import Any
 
 import jinja2
 
+from reports.baseline import Snapshot, latest_run, require_run, snapshot
 from reports.context import ReportContext, Summary, build_context
+from shadow.errors import StoreError
 from shadow.store import reading
 
 
@@ -28,6 +31,20 @@ def _ts(value: Any) -> str:
     return "-" if value is None else str(value)[:19]
 
 
+def _pp(value: float | None) -> str:
+    """A change in percentage points, signed."""
+    return "n/a" if value is None else f"{value:+.1f} pp"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}\u00d7"
+
+
+def _sort_num(value: float | None) -> str:
+    """A data-v attribute for the table's sorting: missing values sort first."""
+    return "-1" if value is None else f"{value:.6g}"
+
+
 def _parity_class(value: float | None) -> str:
     if value is None:
         return "na"
@@ -38,7 +55,30 @@ def _parity_class(value: float | None) -> str:
     return "bad"
 
 
-FILTERS = {"pct": _pct, "ms": _ms, "num": _num, "ts": _ts, "parity_class": _parity_class}
+def _ratio_class(value: float | None) -> str:
+    if value is None:
+        return "na"
+    return "bad" if value >= 1.5 else "warn" if value >= 1.1 else "good"
+
+
+CHANGE_MARKS = {"worse": "▼ worse", "better": "▲ better", "same": "= same", "new": "new",
+                "removed": "removed"}  # fmt: skip
+
+OUTCOMES = {"candidate_error": "candidate error", "tolerated": "noise/accepted only"}
+
+FILTERS = {
+    "pct": _pct,
+    "ms": _ms,
+    "num": _num,
+    "ts": _ts,
+    "pp": _pp,
+    "ratio": _ratio,
+    "sort_num": _sort_num,
+    "parity_class": _parity_class,
+    "ratio_class": _ratio_class,
+    "change_mark": lambda change: CHANGE_MARKS.get(change, change),
+    "outcome": lambda outcome: OUTCOMES.get(outcome, outcome),
+}
 
 
 def environment() -> jinja2.Environment:
@@ -58,15 +98,57 @@ def render_html(context: ReportContext) -> str:
     return environment().get_template("report.html").render(r=context)
 
 
-def render_report(db_path: str, output: str, run_id: str | None = None) -> Summary:
-    """Query the store, render the report, write it atomically; return the summary."""
+def other_store_baseline(baseline_db: str, baseline: str | None) -> Snapshot:
+    with reading(baseline_db) as bcon:
+        run = baseline or latest_run(bcon)
+        if run is None:
+            raise StoreError(f"baseline store {baseline_db} holds no runs")
+        require_run(bcon, run, baseline_db)
+        return snapshot(bcon, run, f"run {run} of {baseline_db}")
+
+
+def render_report(
+    db_path: str,
+    output: str,
+    run_id: str | None = None,
+    baseline: str | None = None,
+    baseline_db: str | None = None,
+    routes: Sequence[str] | None = None,
+) -> Summary:
+    """Query the store, render the report, write it atomically; return the summary.
+
+    `baseline` compares parity per endpoint with that run: a run of `db_path`, or
+    of `baseline_db` when given (default there: its latest run). With a baseline
+    in the same store and no `run_id`, the report covers the latest other run.
+    `routes` ("METHOD /template") lists known routes, to show those never exercised.
+    """
+    base: Snapshot | None = None
+    other = baseline_db is not None and os.path.abspath(baseline_db) != os.path.abspath(db_path)
+    if other:
+        assert baseline_db is not None
+        base = other_store_baseline(baseline_db, baseline)
     # Leave the block before rendering: a live writer is waiting for the file.
     with reading(db_path) as con:
-        context = build_context(con, db_path, run_id)
+        if not other and (baseline is not None or baseline_db is not None):
+            base_run = baseline or latest_run(con)
+            if base_run is None:
+                raise StoreError(f"{db_path} holds no runs to compare with")
+            require_run(con, base_run, db_path)
+            base = snapshot(con, base_run, f"run {base_run}")
+            if run_id is None:
+                run_id = latest_run(con, exclude=base_run)
+                if run_id is None:
+                    raise StoreError(f"{db_path} holds no run besides baseline {base_run!r}")
+        context = build_context(con, db_path, run_id, routes=routes, baseline=base)
     html = render_html(context)
     directory = os.path.dirname(os.path.abspath(output))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".report-", suffix=".html")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(html)
-    os.replace(tmp, output)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(html)
+        os.replace(tmp, output)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     return context.summary

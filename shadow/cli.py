@@ -46,6 +46,11 @@ def cli() -> None:
 @click.option("--primary", required=True, help="Base URL of the primary (legacy) backend.")
 @click.option("--candidate", required=True, help="Base URL of the candidate (new) backend.")
 @click.option(
+    "--secondary",
+    default=None,
+    help="Base URL of a second primary instance: what differs between the two is noise.",
+)
+@click.option(
     "--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to accept clients on."
 )
 @db_option()
@@ -76,6 +81,7 @@ def cli() -> None:
 def proxy(
     primary: str,
     candidate: str,
+    secondary: str | None,
     listen: str,
     db: str,
     config: str | None,
@@ -121,14 +127,16 @@ def proxy(
         confdir=os.path.expanduser(confdir),
         run_id=run_id,
         record=record,
+        secondary=parse_backend_url(secondary, "--secondary") if secondary else "",
         quiet=quiet,
     )
     load_config(config)
     parse_methods(mirror_unsafe)
     ensure_writable(db)
+    extra = f" and secondary {settings.secondary}" if settings.secondary else ""
     click.echo(
         f"shadow: listening on http://{host}:{port} -> primary {settings.primary}, "
-        f"copies to {settings.candidate}, storing in {db}",
+        f"copies to {settings.candidate}{extra}, storing in {db}",
         err=True,
     )
     code = run_proxy(settings)
@@ -181,6 +189,11 @@ def _header_overrides(values: tuple[str, ...], flag: str) -> tuple[tuple[str, st
     default=None,
     help="Base URL of the primary. Without it, recorded responses stand for the primary's.",
 )
+@click.option(
+    "--secondary",
+    default=None,
+    help="Base URL of a second primary instance: what differs between the two is noise.",
+)
 @db_option()
 @click.option("--config", type=click.Path(dir_okay=False), help="TOML rules and routes.")
 @click.option(
@@ -220,6 +233,7 @@ def replay(
     traffic: str,
     candidate: str,
     primary: str | None,
+    secondary: str | None,
     db: str,
     config: str | None,
     fmt: str | None,
@@ -266,6 +280,7 @@ def replay(
         path=traffic,
         candidate=parse_backend_url(candidate, "--candidate"),
         primary=parse_backend_url(primary, "--primary") if primary else None,
+        secondary=parse_backend_url(secondary, "--secondary") if secondary else None,
         db=db,
         config=config,
         fmt=fmt,
@@ -432,6 +447,94 @@ def export(db: str, fmt: str, output: str, run_id: str | None) -> None:
     for item in written:
         click.echo(f"{item.path}  ({item.rows} rows)")
     click.echo(f"export: {len(written)} tables to {output}")
+
+
+@cli.command()
+@click.option("--openapi", "openapi", default=None, help="OpenAPI JSON: a file or an http(s) URL.")
+@click.option("--nextjs", "nextjs", default=None, type=click.Path(file_okay=False, exists=True),
+              help="A Next.js project (pages/api or app/**/route.ts).")  # fmt: skip
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
+              help="Write the TOML here (default: print it).")  # fmt: skip
+def routes(openapi: str | None, nextjs: str | None, output: str | None) -> None:
+    """Print `[[endpoints]]` config entries taken from the services themselves.
+
+    Requests are grouped by these route templates instead of guessed ones.
+
+    \b
+    Examples:
+      shadow routes --openapi http://127.0.0.1:8000/openapi.json >> shadow.toml
+      shadow routes --nextjs ../legacy-app -o routes.toml
+    """
+    from shadow.routes import routes_from_nextjs, routes_from_openapi, routes_to_toml
+
+    if not openapi and not nextjs:
+        raise ConfigError("give --openapi SOURCE and/or --nextjs DIR")
+    found = [*(routes_from_openapi(openapi) if openapi else []),
+             *(routes_from_nextjs(nextjs) if nextjs else [])]  # fmt: skip
+    _emit(routes_to_toml(found), output, f"{len(found)} routes")
+
+
+def _emit(text: str, output: str | None, what: str) -> None:
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {output}: {exc.strerror or exc}") from None
+    click.echo(f"{what} written to {output}", err=True)
+
+
+@cli.group()
+def rules() -> None:
+    """Rules that come from triage of what was stored."""
+
+
+@rules.command("suggest")
+@db_option()
+@click.option("--run", "run_id", default=None, help="Only this run (default: all runs).")
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
+              help="Write the TOML here (default: print it).")  # fmt: skip
+def rules_suggest(db: str, run_id: str | None, output: str | None) -> None:
+    """Propose config entries (ignore a noisy path, ignore order, a tolerance).
+
+    Each proposal comes with its evidence as a comment; review it, then merge
+    what you agree with into your config. Nothing is applied by itself.
+
+    \b
+    Example:
+      shadow rules suggest --db parity.duckdb -o suggested.toml
+    """
+    from shadow.triage import suggest_rules, suggestions_to_toml
+
+    found = suggest_rules(db, run_id)
+    if not found:
+        click.echo("no suggestions: nothing in the store looks like noise or drift", err=True)
+        return
+    _emit(suggestions_to_toml(found), output, f"{len(found)} suggestions")
+
+
+@cli.command()
+@click.option("--config", required=True, type=click.Path(dir_okay=False),
+              help="TOML config to append to (created if missing).")  # fmt: skip
+@click.option("--endpoint", required=True, help='The endpoint, e.g. "GET /api/analysis/{id}".')
+@click.option("--path", "path", required=True, help="The difference path, e.g. '$.createdAt'.")
+@click.option("--kind", default=None, help="Only differences of this kind (value_changed, ...).")
+@click.option("--reason", required=True, help="Why this difference is acceptable.")
+def accept(config: str, endpoint: str, path: str, kind: str | None, reason: str) -> None:
+    """Record a known, accepted difference (shown as accepted, not counted).
+
+    \b
+    Example:
+      shadow accept --config shadow.toml --endpoint "GET /api/analysis/{id}" \\
+          --path '$.createdAt' --reason "clients parse both ISO forms"
+    """
+    from shadow.accept import accept_difference
+
+    added = accept_difference(config, endpoint, path, reason, kind)
+    click.echo(added.strip("\n"))
+    click.echo(f"appended to {config}", err=True)
 
 
 def main() -> None:

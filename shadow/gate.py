@@ -113,13 +113,14 @@ class EndpointResult:
         return "; ".join(self.reasons)
 
 
-def _percent(value: str, flag: str) -> float:
+def _percent(value: str | float, flag: str) -> float:
     try:
         number = float(value)
     except ValueError:
         raise ConfigError(f"{flag} {value!r}: expected a percentage such as 99.5") from None
-    if not 0.0 <= number <= 100.0:
-        raise ConfigError(f"{flag} {value!r}: expected a percentage between 0 and 100")
+    if not 0.0 <= number <= 100.0:  # also rejects nan
+        shown = f"{number:g}" if isinstance(value, float) else repr(value)
+        raise ConfigError(f"{flag} {shown}: expected a percentage between 0 and 100")
     return number
 
 
@@ -145,9 +146,9 @@ def make_thresholds(
     allow_inconclusive: bool = False,
 ) -> Thresholds:
     """Validated thresholds from option values; ConfigError on a bad one."""
-    _percent(str(min_parity), "--min-parity")
+    _percent(min_parity, "--min-parity")
     if max_candidate_errors is not None:
-        _percent(str(max_candidate_errors), "--max-candidate-errors")
+        _percent(max_candidate_errors, "--max-candidate-errors")
     if max_latency_ratio is not None and not max_latency_ratio > 0:
         raise ConfigError(f"--max-latency-ratio {max_latency_ratio}: expected a number above 0")
     if min_samples < 1:
@@ -181,7 +182,8 @@ def judge(row: Mapping[str, Any], t: Thresholds) -> EndpointResult:
     min_parity, pattern = t.parity_for(endpoint)
     failed: list[str] = []
     if compared >= t.min_samples and parity is not None and parity < min_parity:
-        failed.append(f"parity {fmt_pct(parity)} < {min_parity:g}%")
+        source = f" ({pattern})" if pattern else ""
+        failed.append(f"parity {fmt_pct(parity)} < {min_parity:g}%{source}")
     if (
         t.max_candidate_errors is not None
         and sent >= t.min_samples

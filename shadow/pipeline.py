@@ -152,12 +152,16 @@ class Pipeline:
     async def close(self, drain_timeout: float | None = None) -> None:
         """Wait for copies in flight, store everything, end the run."""
         wait = drain_timeout if drain_timeout is not None else self.settings.timeout + 2
-        live = [p.candidate for p in self._pending.values() if p.candidate is not None]
-        if live:
-            await asyncio.wait(live, timeout=wait)
-            for task in live:
-                task.cancel()  # still running after the grace period: give up on it
-            await asyncio.gather(*live, return_exceptions=True)
+        live = {p.candidate for p in self._pending.values() if p.candidate is not None}
+        # Drain as long as copies keep finishing (a busy machine may be slow to send
+        # the last ones); give up only on copies that make no progress for `wait`.
+        while live:
+            done, live = await asyncio.wait(live, timeout=wait)
+            if not done:
+                for task in live:
+                    task.cancel()
+                await asyncio.gather(*live, return_exceptions=True)
+                break
         for key in list(self._pending):
             pending = self._pending.pop(key)
             if pending.primary is None:

@@ -23,6 +23,7 @@ FORMATS = ("har", "mitm", "gor", "jsonl")
 
 SNIFF_BYTES = 64 * 1024
 _BOM = b"\xef\xbb\xbf"
+_GZIP = b"\x1f\x8b"
 _EXTENSIONS = {
     ".har": "har",
     ".jsonl": "jsonl",
@@ -116,6 +117,8 @@ def detect_format(path: str) -> str:
         return "mitm"
     if _is_gor(head):
         return "gor"
+    if head.startswith(_GZIP):
+        raise InputError(f"{path}: gzip-compressed; decompress it first (gunzip)")
     if _looks_binary(head):
         raise InputError(f"{path}: binary data, not a recognised traffic file")
     raise InputError(

@@ -58,6 +58,10 @@ def read(path: str) -> Reader:
                 yield flow_to_recorded(index, flow)
             index += 1
     except (exceptions.FlowReadException, KeyError) as exc:  # KeyError: malformed flow state
-        yield BadEntry(index, f"truncated or corrupt flow data ({exc})", final=True)
+        if index == 0:
+            reason = f"not a mitmproxy flow dump, or its first flow is cut off or corrupt ({exc})"
+        else:
+            reason = f"truncated or corrupt flow data ({exc})"
+        yield BadEntry(index, reason, final=True)
     finally:
         fh.close()

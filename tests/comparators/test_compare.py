@@ -127,7 +127,7 @@ def test_headers(
     [
         ({"a": 1}, {"a": 2}, [("$.a", Kind.VALUE_CHANGED, 1, 2)]),
         ({"a": "x"}, {"a": "y"}, [("$.a", Kind.VALUE_CHANGED, "x", "y")]),
-        ({"a": 1}, {"a": 1.0}, [("$.a", Kind.TYPE_CHANGED, 1, 1.0)]),  # int vs float counts
+        ({"a": 1}, {"a": 1.5}, [("$.a", Kind.TYPE_CHANGED, 1, 1.5)]),  # int vs float counts
         ({"a": True}, {"a": 1}, [("$.a", Kind.TYPE_CHANGED, True, 1)]),
         ({"a": None}, {"a": 0}, [("$.a", Kind.TYPE_CHANGED, None, 0)]),
         ({"a": "1"}, {"a": 1}, [("$.a", Kind.TYPE_CHANGED, "1", 1)]),
@@ -319,11 +319,33 @@ def _strict_equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+# Every migration-aware normalizer off: only strictly equal JSON matches.
+STRICT = parse_rules(
+    {
+        "normalize": {
+            "int_float": False,
+            "iso_instants": False,
+            "null_absent": False,
+            "key_case": False,
+            "auto_list_key": False,
+        }
+    }
+)
+
+
 @given(json_values, json_values)
 def test_match_exactly_when_strictly_equal(a: Any, b: Any) -> None:
-    result = compare(_json(a), _json(b), DEFAULT_RULES)
+    result = compare(_json(a), _json(b), STRICT)
     assert (result.verdict is Verdict.MATCH) is _strict_equal(a, b)
     assert (result.differences == ()) is _strict_equal(a, b)
+
+
+def test_int_float_is_noted_under_defaults_and_a_difference_when_strict() -> None:
+    result = compare(_json({"a": 1}), _json({"a": 1.0}))
+    assert (result.verdict, result.notes) == (Verdict.MATCH, ("int_float: $.a",))
+    assert _diffs(compare(_json({"a": 1}), _json({"a": 1.0}), STRICT)) == [
+        ("$.a", Kind.TYPE_CHANGED, 1, 1.0)
+    ]
 
 
 @given(json_values)

@@ -32,7 +32,15 @@ def test_every_rules_field_is_a_config_key() -> None:
     """A field added to Rules but not to the parser could never be set from TOML."""
     names = [f.name for f in dataclasses.fields(Rules) if f.init]
     values = {f.name: getattr(DEFAULT_RULES, f.name) for f in dataclasses.fields(Rules) if f.init}
-    raw = {**values, "ignore_paths": [], "ignore_order": [], "masks": [], "tolerances": {}}
+    raw = {
+        **values,
+        "ignore_paths": [],
+        "ignore_order": [],
+        "masks": [],
+        "tolerances": {},
+        "normalize": dataclasses.asdict(DEFAULT_RULES.normalize),
+        "list_keys": {},
+    }
     assert parse_rules({n: raw[n] for n in names}) == DEFAULT_RULES
 
 

@@ -99,12 +99,13 @@ def test_endpoint_rows(con: duckdb.DuckDBPyConnection) -> None:
 
 def test_fields_and_samples(con: duckdb.DuckDBPyConnection) -> None:
     a, b, c = build_context(con, "c.duckdb").endpoints
-    assert [(f.path, f.kind, f.occurrences, f.exchanges) for f in a.fields] == [
+    assert [(f.path, f.kind, f.occurrences, f.exchanges) for f in a.clusters] == [
         ("$.v", "value_changed", 5, 5),
         ("$.w", "added", 1, 1),
     ]
-    assert a.fields[0].share == pytest.approx(100 * 5 / 6)
-    assert (a.fields[1].primary_example, a.fields[1].candidate_example) == ("null", "3")
+    assert a.clusters[0].share == pytest.approx(100 * 5 / 6)
+    assert (a.clusters[1].primary_example, a.clusters[1].candidate_example) == ("null", "3")
+    assert a.clusters[1].example_exchange == "e0" and a.noise == [] and a.accepted == []
     assert len(a.samples) == SAMPLES_PER_ENDPOINT
     assert [s.exchange_id for s in a.samples] == ["e4", "e3", "e2"]  # newest first
     sample = a.samples[1]
@@ -117,7 +118,7 @@ def test_fields_and_samples(con: duckdb.DuckDBPyConnection) -> None:
     assert [s.verdict for s in b.samples] == ["candidate_error"]
     assert b.samples[0].candidate.error == "refused"
     assert b.samples[0].candidate.lines == []
-    assert c.samples == [] and c.fields == []
+    assert c.samples == [] and c.clusters == []
 
 
 def test_run_filter(con: duckdb.DuckDBPyConnection) -> None:

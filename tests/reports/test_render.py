@@ -165,6 +165,10 @@ def cells(row: Tag) -> list[Tag]:
     return row.find_all("td")
 
 
+def col(row: Tag) -> dict[str, Tag]:
+    return {str(td["data-col"]): td for td in cells(row)}
+
+
 def test_endpoints_table_one_row_per_endpoint_worst_first(
     report: tuple[str, str, BeautifulSoup],
 ) -> None:
@@ -199,26 +203,57 @@ def test_endpoint_numbers_match_sql(report: tuple[str, str, BeautifulSoup]) -> N
         requests, matched, compared, differ, mismatches, cand_errors, skipped = expected[
             row["data-endpoint"]
         ]
-        c = cells(row)
-        assert int(c[1]["data-v"]) == requests
-        assert c[1].get_text(strip=True) == str(requests)
-        parity_text = c[2].get_text(strip=True)
+        c = col(row)
+        assert int(str(c["requests"]["data-v"])) == requests
+        assert c["requests"].get_text(strip=True) == str(requests)
+        parity_text = c["parity"].get_text(strip=True)
         if compared:
-            assert float(c[2]["data-v"]) == pytest.approx(100.0 * matched / compared)
+            assert float(str(c["parity"]["data-v"])) == pytest.approx(100.0 * matched / compared)
             assert parity_text == f"{100.0 * matched / compared:.1f}%"
         else:
-            assert c[2]["data-v"] == "-1"
+            assert c["parity"]["data-v"] == "-1"
             assert parity_text == "n/a"
-        assert int(c[3]["data-v"]) == differ
-        assert int(c[4]["data-v"]) == mismatches
-        assert c[4].get_text(strip=True) == str(mismatches)
-        assert int(c[5]["data-v"]) == cand_errors
-        assert c[5].get_text(strip=True) == str(cand_errors)
-        assert int(c[6]["data-v"]) == skipped
-    by_name = {r["data-endpoint"]: cells(r) for r in endpoint_rows(soup)}
-    assert by_name["GET /api/analysis/{id}"][2].get_text(strip=True) == "25.0%"
-    assert by_name["GET /api/analysis/{id}"][4].get_text(strip=True) == "1"
-    assert by_name["GET /api/insights"][5].get_text(strip=True) == "1"
+        assert int(str(c["differed"]["data-v"])) == differ
+        assert int(str(c["status_mismatches"]["data-v"])) == mismatches
+        assert c["status_mismatches"].get_text(strip=True) == str(mismatches)
+        assert int(str(c["candidate_errors"]["data-n"])) == cand_errors
+        assert int(str(c["skipped"]["data-v"])) == skipped
+    by_name = {r["data-endpoint"]: col(r) for r in endpoint_rows(soup)}
+    assert by_name["GET /api/analysis/{id}"]["parity"].get_text(strip=True) == "25.0%"
+    assert by_name["GET /api/analysis/{id}"]["status_mismatches"].get_text(strip=True) == "1"
+    # the candidate error rate: 1 of the 3 copies sent
+    assert by_name["GET /api/insights"]["candidate_errors"].get_text(" ", strip=True) == (
+        "33.3% (1)"
+    )
+    assert by_name["GET /api/health"]["candidate_errors"].get_text(strip=True) == "0.0%"
+    assert by_name["POST /api/start-analysis"]["candidate_errors"].get_text(strip=True) == "n/a"
+
+
+def test_latency_columns_match_sql(report: tuple[str, str, BeautifulSoup]) -> None:
+    db, _, soup = report
+    expected = {
+        r[0]: r[1:]
+        for r in sql(
+            db,
+            """
+            SELECT endpoint, quantile_cont(primary_ms, [0.5, 0.95, 0.99]),
+                   quantile_cont(candidate_ms, [0.5, 0.95, 0.99])
+                       FILTER (WHERE candidate_error IS NULL AND verdict <> 'skipped')
+            FROM exchanges GROUP BY endpoint
+            """,
+        )
+    }
+    for row in endpoint_rows(soup):
+        primary, candidate = expected[row["data-endpoint"]]
+        c = col(row)
+        assert c["primary_latency"].get_text(strip=True) == " / ".join(f"{v:.1f}" for v in primary)
+        if candidate is None:
+            assert c["candidate_latency"].get_text(strip=True) == "- / - / -"
+            assert c["p95_ratio"].get_text(strip=True) == "-"
+        else:
+            assert float(str(c["p95_ratio"]["data-v"])) == pytest.approx(
+                candidate[1] / primary[1], rel=1e-5
+            )
 
 
 def test_summary_cards(report: tuple[str, str, BeautifulSoup]) -> None:
@@ -244,6 +279,8 @@ def test_summary_cards(report: tuple[str, str, BeautifulSoup]) -> None:
         "candidate_errors": str(cand_errors),
         "skipped": str(skipped),
         "dropped": str(dropped),
+        "tolerated": "0",
+        "time_range": "2024-05-02 08:53:20 → 2024-05-02 08:53:32",
     }
     assert cards["parity"] == "54.5%"  # 6 of 11 compared
     assert cards["dropped"] == "8"
@@ -262,7 +299,7 @@ def section_for(soup: BeautifulSoup, endpoint: str) -> Tag:
 def test_field_table_most_frequent_paths(report: tuple[str, str, BeautifulSoup]) -> None:
     db, _, soup = report
     section = section_for(soup, "GET /api/analysis/{id}")
-    table = section.find("table", class_="fields")
+    table = section.find("table", class_="clusters")
     assert isinstance(table, Tag)
     got = [
         [td.get_text(strip=True) for td in tr.find_all("td")[:4]]
@@ -284,7 +321,7 @@ def test_field_table_most_frequent_paths(report: tuple[str, str, BeautifulSoup])
 def test_matching_endpoint_says_no_differences(report: tuple[str, str, BeautifulSoup]) -> None:
     _, _, soup = report
     section = section_for(soup, "GET /api/health")
-    assert section.find("table", class_="fields") is None
+    assert section.find("table", class_="clusters") is None
     assert "No differences in 2 compared exchanges" in section.get_text()
     skipped = section_for(soup, "POST /api/start-analysis")
     assert "Nothing compared" in skipped.get_text()

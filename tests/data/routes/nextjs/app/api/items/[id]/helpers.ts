@@ -1,0 +1,1 @@
+export const formatItem = (x: unknown) => x;

@@ -1,0 +1,4 @@
+import { handle } from "../../../../lib/pages";
+
+export * from "../../../../lib/handlers";
+export default handle;
