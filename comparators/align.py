@@ -24,11 +24,15 @@ parsed bodies together (after ignore_paths, masks and ignore_order) and
   not keyable (an item without the key, a repeated key) it is compared by
   position and a note says so.
 
-Lists compared by position keep their indexes; lists of different lengths are
-lined up with difflib on the `semantic` form of their items, so equivalent
-items still pair up. Everything done is counted in notes such as
-"int_float: 3 values ($.a, $.b[0], $.c)" or "iso_instants: $.createdAt":
-nothing is normalized silently. The walk is pure and builds new containers.
+Other lists of equal lengths are compared by position (int indexes); lists of
+different lengths are lined up with difflib on the `semantic` form of their
+items (so equivalent items pair up, and one inserted item is one ADDED, not a
+shift of every later one); they become KeyedLists of `SeqIndex` steps, printed
+as indexes (the candidate's for an added item, the primary's otherwise).
+
+Everything done is counted in notes such as "int_float: 3 values ($.a, $.b[0],
+$.c)" or "iso_instants: $.createdAt": nothing is normalized silently. The
+walk is pure and builds new containers.
 """
 
 from __future__ import annotations
@@ -45,10 +49,11 @@ from comparators._deep import RawDiff
 from comparators.canonical import canonical_json
 from comparators.instants import canonical_instant, same_instant
 from comparators.model import Kind
-from comparators.paths import KeyIndex, Path, PathSet, Pattern, States, format_path
+from comparators.paths import KeyIndex, Path, PathSet, Pattern, SeqIndex, States, format_path
 
 AUTO_KEY = "id"
 _MAX_NOTE_PATHS = 3
+_MAX_MATCHING = 4_000_000  # len(a) * len(b) above which lists are not lined up
 _SAFE_INT = 2**63  # integral floats beyond this stay floats (orjson cannot write such ints)
 
 
@@ -72,7 +77,7 @@ _BODY_SWITCHES = ("int_float", "iso_instants", "null_absent", "key_case", "auto_
 
 
 class KeyedList(dict[str, Any]):
-    """A list whose records were matched by key: `KeyIndex` step -> record."""
+    """An aligned list: `KeyIndex` (records matched by key) or `SeqIndex` step -> item."""
 
 
 class Alignment(NamedTuple):
@@ -315,14 +320,22 @@ class _Walk:
                 oa.append(x)
                 ob.append(y)
             return oa, ob
-        # Different lengths: line equivalent items up as deepdiff will line up equal ones.
+        if len(a) * len(b) > _MAX_MATCHING:
+            return a, b  # too big to line up: deepdiff compares them by position
+        # Different lengths: line items up (difflib on their semantic forms), so that
+        # one inserted item is one ADDED and not a shift of every later item.
         key = self.aligner.sort_key
         matcher = SequenceMatcher(None, [key(x) for x in a], [key(y) for y in b], autojunk=False)
-        la, lb = list(a), list(b)
+        la, lb = KeyedList(), KeyedList()
         for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-            if tag == "equal" or (tag == "replace" and i2 - i1 == j2 - j1):
-                for i, j in zip(range(i1, i2), range(j1, j2), strict=True):
-                    la[i], lb[j] = self.pair(a[i], b[j], (*ppath, i), (*apath, i), step(states, i))
+            paired = min(i2 - i1, j2 - j1) if tag in ("equal", "replace") else 0
+            for i, j in zip(range(i1, i1 + paired), range(j1, j1 + paired), strict=True):
+                s = SeqIndex(i)
+                la[s], lb[s] = self.pair(a[i], b[j], (*ppath, i), (*apath, i), step(states, i))
+            for i in range(i1 + paired, i2):
+                la[SeqIndex(i)] = a[i]
+            for j in range(j1 + paired, j2):
+                lb[SeqIndex(j, added=True)] = b[j]
         return la, lb
 
     def _keyed(

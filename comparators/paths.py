@@ -10,7 +10,8 @@ where `*` matches any single key or index and `..` lets any number of steps
 
 A list whose records are matched by key (see `comparators.align`) has
 `KeyIndex` steps instead of indexes, printed `$.items[id=42]` (the key value as
-JSON: `[id=42]`, `[id="a-1"]`); only `*` matches them in a pattern.
+JSON: `[id=42]`, `[id="a-1"]`); lists of different lengths lined up item by item
+have `SeqIndex` steps, printed as indexes. Only `*` matches either in a pattern.
 """
 
 from __future__ import annotations
@@ -52,6 +53,25 @@ class KeyIndex(str):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (KeyIndex, (self.field, self.value, self.order))
+
+
+class SeqIndex(str):
+    """Step to an item of a list lined up with another of a different length.
+
+    Printed `[index]` (the index on its own side: the candidate's for an added
+    item, the primary's otherwise); its text is unique within the aligned list.
+    """
+
+    position: int
+    order: int
+
+    def __new__(cls, position: int, added: bool = False) -> SeqIndex:
+        self = super().__new__(cls, f"+{position}" if added else str(position))
+        self.position = self.order = position
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (SeqIndex, (self.position, str.startswith(self, "+")))
 
 
 class PatternError(ValueError):
@@ -204,6 +224,8 @@ def format_path(path: Sequence[Step], root: str = "$") -> str:
     for step in path:
         if isinstance(step, KeyIndex):
             parts.append(str.__str__(step))
+        elif isinstance(step, SeqIndex):
+            parts.append(f"[{step.position}]")
         elif isinstance(step, int):
             parts.append(f"[{step}]")
         elif _IDENT.match(step):
@@ -217,7 +239,7 @@ def path_sort_key(path: Sequence[Step]) -> tuple[tuple[int, int, str], ...]:
     """Sort key putting paths in document-like order (indexes numerically)."""
     return tuple(
         (0, s.order, "")
-        if isinstance(s, KeyIndex)
+        if isinstance(s, KeyIndex | SeqIndex)
         else (0, s, "")
         if isinstance(s, int)
         else (1, 0, s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Sequence
@@ -11,7 +12,7 @@ import jinja2
 
 from reports.baseline import Snapshot, latest_run, require_run, snapshot
 from reports.context import ReportContext, Summary, build_context
-from shadow.errors import StoreError
+from shadow.errors import ConfigError, StoreError
 from shadow.store import reading
 
 
@@ -140,15 +141,25 @@ def render_report(
                 if run_id is None:
                     raise StoreError(f"{db_path} holds no run besides baseline {base_run!r}")
         context = build_context(con, db_path, run_id, routes=routes, baseline=base)
-    html = render_html(context)
+    write_atomically(output, render_html(context))
+    return context.summary
+
+
+def write_atomically(output: str, text: str) -> None:
+    """Write `output` via a temporary file, so a reader never sees half a report."""
     directory = os.path.dirname(os.path.abspath(output))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".report-", suffix=".html")
+    if not os.path.isdir(directory):
+        raise ConfigError(f"cannot write {output}: directory {directory} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".report-", suffix=".html")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {output}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(html)
+            fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be shared
         os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
+    except OSError as exc:
+        with contextlib.suppress(OSError):
             os.remove(tmp)
-        raise
-    return context.summary
+        raise ConfigError(f"cannot write {output}: {exc.strerror or exc}") from None

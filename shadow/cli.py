@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from shadow.errors import ConfigError, InputError, ShadowError
+from shadow.errors import ConfigError, InputError, ShadowError, StoreError
 
 
 class _Group(click.Group):
@@ -155,18 +156,58 @@ def proxy(
     help="HTML file to write.",
 )
 @click.option("--run", "run_id", default=None, help="Only this run (default: all runs).")
-def report(db: str, output: str, run_id: str | None) -> None:
+@click.option(
+    "--baseline",
+    default=None,
+    metavar="RUN",
+    help="Show per endpoint what got better or worse since this run.",
+)
+@click.option(
+    "--baseline-db",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Take the baseline from this database (default: its latest run).",
+)
+@click.option(
+    "--config",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Config whose [[endpoints]] routes are listed when never exercised.",
+)
+def report(
+    db: str,
+    output: str,
+    run_id: str | None,
+    baseline: str | None,
+    baseline_db: str | None,
+    config: str | None,
+) -> None:
     """Write a self-contained HTML parity report from --db.
 
     Works while a proxy is still writing to the same file.
 
     \b
-    Example:
+    Examples:
       shadow report --db parity.duckdb -o report.html
+      shadow report --db parity.duckdb --baseline 3f2a9c1b7d4e -o report.html
+      shadow report --db today.duckdb --baseline-db yesterday.duckdb --config shadow.toml
     """
     from reports import render_report
+    from shadow.config import load_config
 
-    summary = render_report(db, output, run_id=run_id)
+    routes = None
+    if config:
+        cfg = load_config(config)
+        routes = [
+            f"{m} {ep.pattern.template}"
+            for ep in cfg.endpoints
+            for m in (sorted(ep.pattern.methods) if ep.pattern.methods else ["*"])
+        ]
+    if baseline_db is not None and not os.path.exists(baseline_db):
+        raise StoreError(f"baseline database {baseline_db} does not exist")
+    summary = render_report(
+        db, output, run_id=run_id, baseline=baseline, baseline_db=baseline_db, routes=routes
+    )
     click.echo(summary.describe())
     click.echo(f"report: {output}")
 

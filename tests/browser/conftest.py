@@ -46,7 +46,7 @@ def chromium_path() -> str | None:
     return "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # Playwright holds an event loop: release it after its tests
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright

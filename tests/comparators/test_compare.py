@@ -40,6 +40,20 @@ def test_equal_payloads_match() -> None:
     assert result == Comparison(Verdict.MATCH, (), "json", False, ())
 
 
+def test_header_normalizations_are_noted() -> None:
+    result = compare(
+        Payload(200, (("Content-Type", "application/json; charset=utf-8"), ("ETag", "1"))),
+        Payload(200, (("content-type", "application/json"), ("etag", "1"))),
+        parse_rules({"headers": ["content-type", "etag"]}),
+    )
+    assert result.verdict is Verdict.MATCH
+    assert result.notes == (
+        "media_type_params: $header.content-type",
+        "header_name_case: $header.content-type",
+        "header_name_case: $header.etag",
+    )
+
+
 def test_rules_default_to_default_rules() -> None:
     assert compare(_json(1), _json(2)).verdict is Verdict.DIFFER
 
@@ -101,6 +115,52 @@ def test_status(rules: dict[str, Any], statuses: tuple[int, int], expected: list
             [("x-a", "v")],
             [("x-a", "V")],
             [("$header.x-a", Kind.HEADER, "v", "V")],
+        ),
+        # media_type_params (on): charset dropped from other media-type headers too
+        (
+            {"headers": ["x-ct"]},
+            [("x-ct", "Text/Plain; Charset=UTF-8; q=1")],
+            [("x-ct", "text/plain;q=1")],
+            [],
+        ),
+        (
+            {"headers": ["x-ct"]},
+            [("x-ct", "text/plain; q=1")],
+            [("x-ct", "text/plain; q=2")],
+            [("$header.x-ct", Kind.HEADER, "text/plain;q=1", "text/plain;q=2")],
+        ),
+        # media_type_params off: content-type parameters count (normalized)
+        (
+            {"normalize": {"media_type_params": False}},
+            [("Content-Type", 'application/json; charset="UTF-8"')],
+            [("content-type", "Application/JSON;charset=utf-8")],
+            [],
+        ),
+        (
+            {"normalize": {"media_type_params": False}},
+            [("Content-Type", "application/json; charset=utf-8")],
+            [("Content-Type", "application/json")],
+            [
+                (
+                    "$header.content-type",
+                    Kind.HEADER,
+                    "application/json;charset=utf-8",
+                    "application/json",
+                )
+            ],
+        ),
+        # header_name_case off: names compared as spelled
+        (
+            {"headers": ["etag"], "normalize": {"header_name_case": False}},
+            [("ETag", "1")],
+            [("etag", "1")],
+            [("$header.etag", Kind.HEADER, "ETag: 1", "etag: 1")],
+        ),
+        (
+            {"headers": ["etag"], "normalize": {"header_name_case": False}},
+            [("etag", "1")],
+            [("etag", "1")],
+            [],
         ),
         (
             {"headers": ["content-type", "x-b"], "ignore_headers": ["Content-Type"]},

@@ -235,3 +235,67 @@ def test_rules_are_hashable_and_survive_pickling() -> None:
     assert clone == rules
     assert clone.normalizer.json({"items": [{"x": 1, "y": 2}], "rid": 3}) == {"items": [{"y": 2}]}
     assert clone.tolerance_at(("anything",)) == 1.0
+
+
+def test_normalize_defaults_and_switches() -> None:
+    n = DEFAULT_RULES.normalize
+    assert (n.int_float, n.iso_instants, n.media_type_params, n.header_name_case) == (True,) * 4
+    assert n.auto_list_key is True
+    assert (n.null_absent, n.key_case) == (False, False)
+    rules = parse_rules({"normalize": {"null_absent": True, "int_float": False}})
+    assert rules.normalize.null_absent is True and rules.normalize.int_float is False
+    assert rules.normalize.iso_instants is True  # not named: the default
+
+
+def test_list_keys() -> None:
+    rules = parse_rules({"list_keys": {"$.items": "id", "$..reports": "code"}})
+    assert [(p.source, f) for p, f in rules.list_keys] == [("$.items", "id"), ("$..reports", "code")]
+
+
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [
+        ({"normalize": True}, "compare.normalize must be a table of name = true/false"),
+        (
+            {"normalize": {"int_floats": True}},
+            "unknown key 'int_floats' in [compare.normalize]; did you mean 'int_float'?",
+        ),
+        ({"normalize": {"bogus": True}}, "(known: int_float, iso_instants, null_absent"),
+        ({"normalize": {"key_case": "yes"}}, "compare.normalize.key_case must be true or false"),
+        ({"normalize": {"key_case": 1}}, "compare.normalize.key_case must be true or false"),
+        ({"list_keys": ["$.items"]}, "compare.list_keys must be a table of path pattern = key"),
+        ({"list_keys": {"$.items": 1}}, "compare.list_keys['$.items'] must be a key field name"),
+        ({"list_keys": {"$.items": ""}}, "compare.list_keys['$.items'] must be a key field name"),
+        ({"list_keys": {"$.a[": "id"}}, "compare.list_keys key '$.a[': bad path pattern"),
+        ({"list_key": {}}, "did you mean 'list_keys'"),
+    ],
+)
+def test_bad_migration_keys(mapping: dict[str, Any], message: str) -> None:
+    with pytest.raises(RuleError) as info:
+        parse_rules(mapping)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_merged_overrides_only_the_named_switches_and_merges_list_keys() -> None:
+    base = parse_rules(
+        {
+            "normalize": {"null_absent": True, "int_float": False},
+            "list_keys": {"$.a": "id", "$.b": "code"},
+        }
+    )
+    merged = base.merged({"normalize": {"int_float": True}, "list_keys": {"$.b": "sku"}})
+    assert merged.normalize.null_absent is True  # kept from the global table
+    assert merged.normalize.int_float is True
+    assert [(p.source, f) for p, f in merged.list_keys] == [("$.a", "id"), ("$.b", "sku")]
+    assert base.normalize.int_float is False  # the base is untouched
+    assert base.merged({}) == base
+    assert hash(merged) != hash(base)
+
+
+def test_rules_with_migration_keys_survive_pickling() -> None:
+    rules = parse_rules({"normalize": {"key_case": True}, "list_keys": {"$.r": "code"}})
+    clone = pickle.loads(pickle.dumps(rules))
+    assert clone == rules
+    aligned = clone.aligner.align({"r": [{"code": "a"}]}, {"r": [{"code": "a", "n": 1}]})
+    assert list(aligned.primary["r"]) == ['[code="a"]']

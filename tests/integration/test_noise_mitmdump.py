@@ -47,6 +47,8 @@ def test_secondary_marks_request_id_as_noise_and_keeps_real_slip(
     legacy: Server, candidate: Server, secondary: Server, tmp_path: Path
 ) -> None:
     db = tmp_path / "noise.duckdb"
+    config = tmp_path / "shadow.toml"  # keep the datetime slip visible (see examples/)
+    config.write_text("[compare]\nnormalize = { iso_instants = false }\n")
     args = [
         "-s", str(ROOT / "shadow" / "addon.py"),
         "--mode", f"reverse:{legacy.url}",
@@ -54,6 +56,7 @@ def test_secondary_marks_request_id_as_noise_and_keeps_real_slip(
         "--set", f"shadow_candidate={candidate.url}",
         "--set", f"shadow_secondary={secondary.url}",
         "--set", f"shadow_db={db}",
+        "--set", f"shadow_config={config}",
     ]  # fmt: skip
     with mitmdump(*args) as (url, proc), httpx.Client(timeout=10) as client:
         for i in range(30):

@@ -92,7 +92,11 @@ def test_client_gets_primary_answer_and_exchanges_are_stored(
     diffs = {
         (str(e), str(p)) for e, p in _rows(db, "SELECT DISTINCT endpoint, path FROM differences")
     }
-    assert ("GET /api/analysis/{id}", "$.createdAt") in diffs
+    assert ("GET /api/analysis/{id}", "$.requestId") in diffs
+    assert ("GET /api/insights/{id}", "$.confidenceScore") in diffs  # renamed field
+    # equal instants in another ISO form are equal by default, and say so in notes
+    notes = _rows(db, "SELECT notes FROM exchanges WHERE notes LIKE '%iso_instants%'")
+    assert notes
     # without a configured route, 'abc' is not id-like: its own endpoint (400 vs 422)
     assert ("GET /api/analysis/abc", "$status") in diffs
     # secrets never reach the store

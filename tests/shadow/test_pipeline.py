@@ -39,6 +39,12 @@ def run(
     **settings: Any,
 ) -> Pipeline:
     settings.setdefault("compare_processes", 0)  # in-process: no pool start-up per test
+    if "config_path" not in settings:
+        # Keep the example's datetime slip visible: equal instants in other ISO forms
+        # are equal by default (a normalizer), which would hide `$.createdAt`.
+        config = db.parent / "slips.toml"
+        config.write_text("[compare]\nnormalize = { iso_instants = false }\n")
+        settings["config_path"] = str(config)
 
     async def go() -> Pipeline:
         p = Pipeline(PipelineSettings(db=str(db), candidate=candidate_url, run_id="t1", **settings))
@@ -104,7 +110,7 @@ def test_compare_in_a_process_pool_with_config(
     """The default: comparisons run in a spawned pool that loads the config itself."""
     config = tmp_path / "shadow.toml"
     config.write_text(
-        '[compare]\nignore_paths = ["$.requestId"]\n'
+        '[compare]\nignore_paths = ["$.requestId"]\nnormalize = { iso_instants = false }\n'
         '[[endpoints]]\nroute = "/api/analysis/{id}"\n'
         '[endpoints.compare]\nignore_paths = ["$.createdAt", "$.completedAt"]\n'
     )
