@@ -4,8 +4,12 @@ from comparators import Payload, compare, parse_rules
 
 rules = parse_rules({"ignore_paths": ["$..request_id"], "masks": ["iso_timestamp"]})
 result = compare(Payload(200, body=b"..."), Payload(200, body=b"..."), rules)
+
+Migration-aware normalizers (`normalize = {...}`, `list_keys = {...}`), the
+difference paths and the notes are described in comparators/README.md.
 """
 
+from comparators.align import Normalization
 from comparators.canonical import canonical_json
 from comparators.compare import compare
 from comparators.decode import body_text, decode_body, media_type
@@ -22,6 +26,7 @@ __all__ = [
     "Difference",
     "Headers",
     "Kind",
+    "Normalization",
     "Payload",
     "RuleError",
     "Rules",

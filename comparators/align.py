@@ -49,10 +49,21 @@ from comparators._deep import RawDiff
 from comparators.canonical import canonical_json
 from comparators.instants import canonical_instant, same_instant
 from comparators.model import Kind
-from comparators.paths import KeyIndex, Path, PathSet, Pattern, SeqIndex, States, format_path
+from comparators.paths import (
+    KeyIndex,
+    Path,
+    PathSet,
+    Pattern,
+    SeqIndex,
+    States,
+    Step,
+    format_path,
+)
 
 AUTO_KEY = "id"
 _MAX_NOTE_PATHS = 3
+_ANY_STEP = object()
+_MAX_CACHED_STEPS = 65_536
 _MAX_MATCHING = 4_000_000  # len(a) * len(b) above which lists are not lined up
 _SAFE_INT = 2**63  # integral floats beyond this stay floats (orjson cannot write such ints)
 
@@ -116,6 +127,20 @@ def keyable(items: Sequence[Any], field: str) -> bool:
     return True
 
 
+# A path while walking: (parent, step) links from the root (None), made into a tuple
+# only when a note or a RENAMED difference needs it.
+Link = tuple[Any, Step] | None
+
+
+def steps(link: Link) -> Path:
+    """The tuple of steps a Link stands for."""
+    out: list[Step] = []
+    while link is not None:
+        link, step = link
+        out.append(step)
+    return tuple(reversed(out))
+
+
 class _Notes:
     """Per normalizer: how many times it acted, and the first few paths."""
 
@@ -138,11 +163,11 @@ class _Notes:
         self.counts: dict[str, int] = {}
         self.paths: dict[str, list[Path]] = {}
 
-    def add(self, name: str, path: Path) -> None:
+    def add(self, name: str, path: Link) -> None:
         n = self.counts.get(name, 0)
         self.counts[name] = n + 1
         if n < _MAX_NOTE_PATHS:
-            self.paths.setdefault(name, []).append(path)
+            self.paths.setdefault(name, []).append(steps(path))
 
     def render(self) -> list[str]:
         out = []
@@ -161,18 +186,32 @@ class _Notes:
 class Aligner:
     """The body normalizers of one Rules object, compiled once."""
 
-    __slots__ = ("_fields", "_keys", "options")
+    __slots__ = ("_fields", "_keys", "_steps", "options", "semantic_on")
 
     def __init__(
-        self, options: Normalization, list_keys: Sequence[tuple[Pattern, str]] = ()
+        self,
+        options: Normalization,
+        list_keys: Sequence[tuple[Pattern, str]] = (),
+        ignore_order: Sequence[Pattern] = (),
     ) -> None:
         self.options = options
-        self._keys = PathSet(p for p, _ in list_keys)
+        # One PathSet for both: `list_keys` patterns first, then the order-free lists
+        # (sorted again here by their semantic form, see `_lists`).
+        self._keys = PathSet([*(p for p, _ in list_keys), *ignore_order])
         self._fields = tuple(f for _, f in list_keys)
+        self._steps: dict[tuple[States, Any], States] = {}  # transitions, cached
+        self.semantic_on = any(getattr(options, s) for s in _BODY_SWITCHES)
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self.options, self._keys, self._fields, self.semantic_on)  # not the cache
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.options, self._keys, self._fields, self.semantic_on = state
+        self._steps = {}
 
     def __bool__(self) -> bool:
         """False when aligning would change nothing."""
-        return bool(self._keys) or any(getattr(self.options, s) for s in _BODY_SWITCHES)
+        return bool(self._fields) or self.semantic_on
 
     def semantic(self, value: Any) -> Any:
         """One side's value in a form where equivalent values are equal.
@@ -203,25 +242,40 @@ class Aligner:
         return value
 
     def sort_key(self, value: Any) -> bytes:
-        """Sort key for the items of an order-free list (canonical semantic form)."""
-        return canonical_json(self.semantic(value) if self else value)
+        """Canonical bytes of the semantic form: equivalent items get equal keys."""
+        return canonical_json(self.semantic(value) if self.semantic_on else value)
 
     def align(self, primary: Any, candidate: Any) -> Alignment:
         """Both values aligned (see the module docstring); the inputs are not modified."""
         walk = _Walk(self)
         start = self._keys.start() if self._keys else None
-        a, b = walk.pair(primary, candidate, (), (), start)
+        a, b = walk.pair(primary, candidate, None, None, start)
         return Alignment(a, b, walk.renames, walk.notes.render())
 
     def key_field(self, states: States | None) -> tuple[str, str] | None:
         """(field, note name) of an explicit `list_keys` pattern matching here."""
         if not states:
             return None
-        hits = self._keys.matched(states)
+        hits = [i for i in self._keys.matched(states) if i < len(self._fields)]
         return (self._fields[max(hits)], "list_keys") if hits else None
 
+    def order_free(self, states: States | None) -> bool:
+        """Does an `ignore_order` pattern match here?"""
+        n = len(self._fields)
+        return bool(states) and any(i >= n for i in self._keys.matched(states or frozenset()))
+
     def step(self, states: States | None, step: Any) -> States | None:
-        return self._keys.step(states, step) if states else states
+        """Pattern states below `step` (None: no patterns to follow)."""
+        if not states:
+            return states
+        # Keyed and lined-up steps only ever match `*`: one cache entry for all.
+        key = (states, _ANY_STEP if isinstance(step, KeyIndex | SeqIndex) else step)
+        hit = self._steps.get(key)
+        if hit is None:
+            hit = self._keys.step(states, step)
+            if len(self._steps) < _MAX_CACHED_STEPS:
+                self._steps[key] = hit
+        return hit
 
 
 class _Walk:
@@ -236,7 +290,7 @@ class _Walk:
         self.notes = _Notes()
 
     def pair(
-        self, a: Any, b: Any, ppath: Path, apath: Path, states: States | None
+        self, a: Any, b: Any, ppath: Link, apath: Link, states: States | None
     ) -> tuple[Any, Any]:
         """(a', b'): `ppath` is the primary's path, `apath` the aligned (new-name) one."""
         ta, tb = type(a), type(b)
@@ -265,7 +319,7 @@ class _Walk:
         return a, b
 
     def _dicts(
-        self, a: dict[str, Any], b: dict[str, Any], ppath: Path, apath: Path, states: States | None
+        self, a: dict[str, Any], b: dict[str, Any], ppath: Link, apath: Link, states: States | None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         opts, step = self.opts, self.aligner.step
         renamed: dict[str, str] = {}
@@ -278,17 +332,17 @@ class _Walk:
         for key, va in a.items():
             if key in b:
                 oa[key], ob[key] = self.pair(
-                    va, b[key], (*ppath, key), (*apath, key), step(states, key)
+                    va, b[key], (ppath, key), (apath, key), step(states, key)
                 )
             elif key in renamed:
                 new = renamed[key]
-                self.renames.append(RawDiff((*ppath, key), Kind.RENAMED, key, new))
-                self.notes.add("key_case", (*ppath, key))
+                self.renames.append(RawDiff(steps((ppath, key)), Kind.RENAMED, key, new))
+                self.notes.add("key_case", (ppath, key))
                 oa[new], ob[new] = self.pair(
-                    va, b[new], (*ppath, key), (*apath, new), step(states, new)
+                    va, b[new], (ppath, key), (apath, new), step(states, new)
                 )
             elif va is None and opts.null_absent:
-                self.notes.add("null_absent", (*apath, key))
+                self.notes.add("null_absent", (apath, key))
             else:
                 oa[key] = va
         targets = set(renamed.values())
@@ -296,13 +350,13 @@ class _Walk:
             if key in a or key in targets:
                 continue
             if vb is None and opts.null_absent:
-                self.notes.add("null_absent", (*apath, key))
+                self.notes.add("null_absent", (apath, key))
             else:
                 ob[key] = vb
         return oa, ob
 
     def _lists(
-        self, a: list[Any], b: list[Any], ppath: Path, apath: Path, states: States | None
+        self, a: list[Any], b: list[Any], ppath: Link, apath: Link, states: States | None
     ) -> tuple[Any, Any]:
         explicit = self.aligner.key_field(states)
         if explicit is not None:
@@ -313,10 +367,15 @@ class _Walk:
         elif self.opts.auto_list_key and (a or b) and keyable(a, AUTO_KEY) and keyable(b, AUTO_KEY):
             return self._keyed(a, b, AUTO_KEY, "auto_list_key", ppath, apath, states)
         step = self.aligner.step
+        if self.aligner.order_free(states) and self.aligner.semantic_on:
+            # Sorted per side by canonical bytes (the cheap fast-path order); sort
+            # again by semantic form so that 1.0 and 1, or two spellings of one
+            # instant, land at the same place on both sides.
+            a, b = sorted(a, key=self.aligner.sort_key), sorted(b, key=self.aligner.sort_key)
         if len(a) == len(b):
             oa, ob = [], []
             for i, (x, y) in enumerate(zip(a, b, strict=True)):
-                x, y = self.pair(x, y, (*ppath, i), (*apath, i), step(states, i))
+                x, y = self.pair(x, y, (ppath, i), (apath, i), step(states, i))
                 oa.append(x)
                 ob.append(y)
             return oa, ob
@@ -331,7 +390,7 @@ class _Walk:
             paired = min(i2 - i1, j2 - j1) if tag in ("equal", "replace") else 0
             for i, j in zip(range(i1, i1 + paired), range(j1, j1 + paired), strict=True):
                 s = SeqIndex(i)
-                la[s], lb[s] = self.pair(a[i], b[j], (*ppath, i), (*apath, i), step(states, i))
+                la[s], lb[s] = self.pair(a[i], b[j], (ppath, i), (apath, i), step(states, i))
             for i in range(i1 + paired, i2):
                 la[SeqIndex(i)] = a[i]
             for j in range(j1 + paired, j2):
@@ -344,8 +403,8 @@ class _Walk:
         b: list[Any],
         field: str,
         source: str,
-        ppath: Path,
-        apath: Path,
+        ppath: Link,
+        apath: Link,
         states: States | None,
     ) -> tuple[KeyedList, KeyedList]:
         by_key = {item[field]: item for item in b}
@@ -358,8 +417,8 @@ class _Walk:
                 oa[kstep], ob[kstep] = self.pair(
                     item,
                     by_key[value],
-                    (*ppath, kstep),
-                    (*apath, kstep),
+                    (ppath, kstep),
+                    (apath, kstep),
                     self.aligner.step(states, kstep),
                 )
             else:

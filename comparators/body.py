@@ -149,7 +149,8 @@ def _compare_json(
     if ca == cb:
         return  # fast path: equal canonical forms, nothing more to do
     renames: list[_deep.RawDiff] = []
-    if rules.aligner:
+    too_big = max(len(a.raw), len(b.raw)) > rules.max_body_bytes_for_diff
+    if rules.aligner and not too_big:
         # Pair-aware normalizers (int_float, iso_instants, keyed lists, ...) run
         # only when the bodies differ; deepdiff only if they still differ after.
         aligned = rules.aligner.align(va, vb)
@@ -157,11 +158,11 @@ def _compare_json(
         result.notes.extend(aligned.notes)
         ca, cb = canonical_aligned(va), canonical_aligned(vb)
         if ca == cb:
-            _json_diffs_none(renames, result)
+            _renames_only(renames, result)
             return
-    if max(len(a.raw), len(b.raw)) > rules.max_body_bytes_for_diff:
+    if too_big:
+        # Neither aligned (a walk in Python) nor diffed: the bytes decide.
         result.notes.append("body over max_body_bytes_for_diff: compared by hash only")
-        _json_diffs_none(renames, result)
         result.differences.append(
             Difference(BODY, Kind.VALUE_CHANGED, digest(ca, 16), digest(cb, 16))
         )
@@ -169,7 +170,7 @@ def _compare_json(
         _json_diffs(va, vb, rules, result, renames)
 
 
-def _json_diffs_none(renames: list[_deep.RawDiff], result: BodyResult) -> None:
+def _renames_only(renames: list[_deep.RawDiff], result: BodyResult) -> None:
     """Differences when the aligned bodies are equal: the renamed keys only."""
     renames = sorted(renames, key=lambda d: path_sort_key(d.path))
     result.differences = [

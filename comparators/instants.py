@@ -29,7 +29,7 @@ def instant(text: str) -> Instant | None:
     m = _ISO.match(text)
     if m is None:
         return None
-    year, month, day, hour, minute = (int(g) for g in m.group(1, 2, 3, 4, 5))
+    year, month, day, hour, minute = map(int, m.group(1, 2, 3, 4, 5))
     second = int(m.group(6) or 0)
     if hour > 23 or minute > 59 or second > 59:
         return None  # 24:00 and leap seconds: too rare to be worth guessing

@@ -64,8 +64,8 @@ class Normalizer:
         masks: Sequence[Mask] = (),
         sort_key: Callable[[Any], bytes] = canonical_json,
     ) -> None:
-        # Order-free lists are sorted by `sort_key` (the Aligner's canonical
-        # semantic form, so that 1.0 and 1 or two spellings of an instant sort alike).
+        # Order-free lists are sorted by `sort_key` (canonical bytes: C speed on the
+        # fast path; the Aligner sorts them again by semantic form when bodies differ).
         self._sort_key = sort_key
         self._ignore = PathSet(ignore_paths)
         self._order = PathSet(ignore_order)

@@ -47,7 +47,8 @@ class KeyIndex(str):
 
     def __new__(cls, field: str, value: str | int, order: int = 0) -> KeyIndex:
         name = field if _IDENT.match(field) else json.dumps(field, ensure_ascii=False)
-        self = super().__new__(cls, f"[{name}={json.dumps(value, ensure_ascii=False)}]")
+        text = str(value) if type(value) is int else json.dumps(value, ensure_ascii=False)
+        self = super().__new__(cls, f"[{name}={text}]")
         self.field, self.value, self.order = field, value, order
         return self
 

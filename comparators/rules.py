@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from comparators.align import DEFAULT_NORMALIZATION, NORMALIZE_KEYS, Aligner, Normalization
@@ -54,12 +54,11 @@ class Rules:
 
     def __post_init__(self) -> None:
         # Compiled once here so that every compare() reuses them.
-        aligner = Aligner(self.normalize, self.list_keys)
-        object.__setattr__(self, "aligner", aligner)
         object.__setattr__(
-            self,
-            "normalizer",
-            Normalizer(self.ignore_paths, self.ignore_order, self.masks, aligner.sort_key),
+            self, "aligner", Aligner(self.normalize, self.list_keys, self.ignore_order)
+        )
+        object.__setattr__(
+            self, "normalizer", Normalizer(self.ignore_paths, self.ignore_order, self.masks)
         )
         object.__setattr__(self, "_tolerance_set", PathSet(p for p, _ in self.tolerances))
 
@@ -240,11 +239,6 @@ def _parse_fields(
     if "normalize" in out:
         out["normalize"] = replace(base, **out["normalize"])
     return out
-
-
-def normalize_table(rules: Rules) -> dict[str, bool]:
-    """The `normalize` switches of `rules` as a table `parse_rules` accepts."""
-    return asdict(rules.normalize)
 
 
 def parse_rules(mapping: Mapping[str, Any]) -> Rules:

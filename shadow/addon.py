@@ -30,7 +30,7 @@ from shadow.model import BackendResponse, Request
 from shadow.pipeline import PipelineSettings
 from shadow.recording import check_record_path
 from shadow.sender import MARK_HEADER
-from shadow.store import ensure_writable
+from shadow.store import ensure_new_run, ensure_writable
 from shadow.urls import parse_backend_url
 
 logger = logging.getLogger(__name__)
@@ -156,6 +156,7 @@ class Shadow:
             if opts.shadow_concurrency < 1 or opts.shadow_queue_size < 1:
                 raise ShadowError("shadow_concurrency and shadow_queue_size must be at least 1")
             ensure_writable(opts.shadow_db)
+            ensure_new_run(opts.shadow_db, opts.shadow_run_id, "shadow_run_id")
             if opts.shadow_bodies not in ("differ", "all", "none"):
                 raise ShadowError("shadow_bodies must be one of differ, all, none")
             if opts.shadow_record:

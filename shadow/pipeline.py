@@ -218,7 +218,11 @@ class Pipeline:
             task.add_done_callback(lambda _t: self._finish_if_pending(key))
 
     async def exchange(self, key: str, request: Request, started_at: float) -> None:
-        """Replay helper: call the primary ourselves, then pair as the proxy does."""
+        """Replay helper: call the primary ourselves, then pair as the proxy does.
+
+        Callers filter out requests that may not be copied (unsafe methods) first:
+        this sends to the primary whatever it is given.
+        """
         assert self.settings.primary is not None
         self.on_request(key, request, started_at)
         async with self._sem:

@@ -30,6 +30,7 @@ from shadow.errors import ConfigError, InputError
 from shadow.model import BackendResponse
 from shadow.pipeline import Pipeline, PipelineSettings
 from shadow.sources import Recorded, detect_format, read_traffic
+from shadow.store import ensure_new_run
 
 MAX_BAD_MESSAGES = 5  # bad entries named in the summary (all are counted)
 
@@ -145,18 +146,6 @@ def _check(o: ReplayOptions) -> None:
         raise ConfigError("--timeout must be positive")
 
 
-def _check_new_run(db: str, run_id: str) -> None:
-    """A named run must be new: replaying into an existing run would rewrite its row."""
-    if not run_id or not os.path.exists(db):
-        return
-    from shadow.store import reading
-
-    with reading(db) as con:
-        found = con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()
-    if found and found[0]:
-        raise ConfigError(f"--run-id {run_id}: a run of that name is already in {db}")
-
-
 def _run_options(o: ReplayOptions, fmt: str) -> dict[str, Any]:
     """The options stored with the run: everything but header values (they may be secrets)."""
     options: dict[str, Any] = {
@@ -184,7 +173,7 @@ async def replay(
     config = load_config(o.config)  # fail on a bad config before reading anything
     _check(o)
     fmt = o.fmt or detect_format(o.path)
-    _check_new_run(o.db, o.run_id)
+    ensure_new_run(o.db, o.run_id, "--run-id")
     run_id = o.run_id or uuid.uuid4().hex[:12]
     summary = ReplaySummary(run_id)
 

@@ -23,7 +23,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from shadow.errors import StoreError
+from shadow.errors import ConfigError, StoreError
 from shadow.schema import (
     DIFFERENCE_COLUMNS,
     EXCHANGE_COLUMNS,
@@ -317,6 +317,16 @@ class _Batch:
     noise: list[Sequence[Any]] = field(default_factory=list)
 
 
+def ensure_new_run(path: str, run_id: str, what: str) -> None:
+    """A named run must be new: writing into an existing run would rewrite its row."""
+    if not run_id or not os.path.exists(path):
+        return
+    with reading(path) as con:
+        found = con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    if found and found[0]:
+        raise ConfigError(f"{what} {run_id}: a run of that name is already in {path}")
+
+
 def ensure_writable(path: str) -> None:
     """Fail now, with a one-line StoreError, if `path` cannot hold a shadow database."""
     prepare(path)
@@ -326,6 +336,7 @@ __all__ = [
     "Run",
     "StoreWriter",
     "connect",
+    "ensure_new_run",
     "ensure_writable",
     "migrate",
     "open_for_reading",

@@ -48,8 +48,10 @@ def _records(children: st.SearchStrategy[Any]) -> st.SearchStrategy[list[Any]]:
 
 api_values: st.SearchStrategy[Any] = st.recursive(
     api_scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(_keys, children, max_size=4)
-    | _records(children),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(_keys, children, max_size=4)
+        | _records(children)
+    ),
     max_leaves=20,
 )

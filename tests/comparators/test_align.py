@@ -409,7 +409,9 @@ def variants(draw: st.DrawFn, value: Any, switch: str) -> Any:
             if switch == "auto_list_key" and _is_records(items):
                 items = draw(st.permutations(items))
             return items
-        if switch == "int_float" and key != AUTO_KEY and draw(st.booleans()):
+        if key == AUTO_KEY:
+            return v  # ids are matched exactly: 7 and 7.0, or two spellings, are two ids
+        if switch == "int_float" and draw(st.booleans()):
             if kind is int and abs(v) < 2**53:
                 return float(v)
             if kind is float and v.is_integer():
@@ -486,10 +488,10 @@ def equivalent(a: Any, b: Any, null_absent: bool = True) -> bool:
     if ta is list and tb is list:
         if (a or b) and keyable(a, AUTO_KEY) and keyable(b, AUTO_KEY):
             ka, kb = {r[AUTO_KEY]: r for r in a}, {r[AUTO_KEY]: r for r in b}
-            return ka.keys() == kb.keys() and all(
-                equivalent(ka[k], kb[k], null_absent) for k in ka
-            )
-        return len(a) == len(b) and all(equivalent(x, y, null_absent) for x, y in zip(a, b))
+            return ka.keys() == kb.keys() and all(equivalent(ka[k], kb[k], null_absent) for k in ka)
+        return len(a) == len(b) and all(
+            equivalent(x, y, null_absent) for x, y in zip(a, b, strict=True)
+        )
     numbers = (int, float)
     if ta in numbers and tb in numbers:
         return bool(a == b)
@@ -588,9 +590,7 @@ def test_keyed_records_shuffled_match_and_one_insert_is_one_added(
     new = data.draw(st.integers(0, 10**6).filter(lambda i: i not in ids))
     shuffled.insert(data.draw(st.integers(0, len(shuffled))), {"id": new, "v": 0})
     result = _cmp({"items": items}, {"items": shuffled})
-    assert [(d.path, d.kind) for d in result.differences] == [
-        (f"$.items[id={new}]", Kind.ADDED)
-    ]
+    assert [(d.path, d.kind) for d in result.differences] == [(f"$.items[id={new}]", Kind.ADDED)]
 
 
 def test_keyed_list_is_a_dict_of_records() -> None:
@@ -598,3 +598,55 @@ def test_keyed_list_is_a_dict_of_records() -> None:
     assert type(aligned.primary) is KeyedList
     assert list(aligned.primary) == ["[id=2]", "[id=1]"]
     assert plain(aligned.primary) == [{"id": 2}, {"id": 1}]
+
+
+@given(
+    st.lists(st.integers(0, 10**6), unique=True, min_size=1, max_size=60),
+    st.data(),
+    st.booleans(),
+)
+def test_lists_without_keys_one_insert_or_removal_is_one_difference(
+    skus: list[int], data: st.DataObject, remove: bool
+) -> None:
+    lines = [{"sku": s, "qty": 1} for s in skus]
+    other = list(lines)
+    if remove:
+        at = data.draw(st.integers(0, len(lines) - 1))
+        del other[at]
+        expected = [(f"$.lines[{at}]", Kind.REMOVED)]
+    else:
+        at = data.draw(st.integers(0, len(lines)))
+        other.insert(at, {"sku": -1, "qty": 1})
+        expected = [(f"$.lines[{at}]", Kind.ADDED)]
+    result = _cmp({"lines": lines}, {"lines": other})
+    assert [(d.path, d.kind) for d in result.differences] == expected
+
+
+def test_lists_without_keys_pair_the_changed_items_they_line_up() -> None:
+    lines = [{"sku": i, "qty": 1} for i in range(10)]
+    other = [*lines[:3], {"sku": 3, "qty": 2}, *lines[4:8], *lines[9:]]
+    result = _cmp({"lines": lines}, {"lines": other})
+    assert _diffs(result) == [
+        ("$.lines[3].qty", "value_changed", 1, 2),
+        ("$.lines[8]", "removed", {"sku": 8, "qty": 1}, None),
+    ]
+
+
+_ORDER_FREE = parse_rules({"ignore_order": ["$.l"]})
+
+
+@given(st.lists(api_values, max_size=8), st.randoms(use_true_random=False), st.data())
+def test_order_free_lists_with_noise_still_match(
+    items: list[Any], rnd: random.Random, data: st.DataObject
+) -> None:
+    other = data.draw(variants(data.draw(variants(items, "int_float")), "iso_instants"))
+    rnd.shuffle(other)
+    result = _cmp({"l": items}, {"l": other}, _ORDER_FREE)
+    assert result.verdict is Verdict.MATCH, _diffs(result)
+
+
+def test_bodies_over_the_diff_limit_are_not_aligned() -> None:
+    rules = parse_rules({"max_body_bytes_for_diff": 5})
+    result = _cmp({"a": 1}, {"a": 1.0}, rules)
+    assert [d.path for d in result.differences] == ["$body"]
+    assert result.notes == ("body over max_body_bytes_for_diff: compared by hash only",)

@@ -249,7 +249,10 @@ def test_normalize_defaults_and_switches() -> None:
 
 def test_list_keys() -> None:
     rules = parse_rules({"list_keys": {"$.items": "id", "$..reports": "code"}})
-    assert [(p.source, f) for p, f in rules.list_keys] == [("$.items", "id"), ("$..reports", "code")]
+    assert [(p.source, f) for p, f in rules.list_keys] == [
+        ("$.items", "id"),
+        ("$..reports", "code"),
+    ]
 
 
 @pytest.mark.parametrize(

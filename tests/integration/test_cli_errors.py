@@ -98,3 +98,15 @@ def test_bad_options(args: list[str], needle: str, legacy: Server, tmp_path: Pat
         "--db", str(tmp_path / "o.duckdb"), "--confdir", str(tmp_path / "m"),
     )  # fmt: skip
     _assert_one_line_error(r, 2, needle)
+
+
+def test_reused_run_id_is_refused(legacy: Server, candidate: Server, tmp_path: Path) -> None:
+    from shadow.store import Run, StoreWriter
+
+    db = tmp_path / "runs.duckdb"
+    writer = StoreWriter(str(db))
+    writer.run_changed(Run(run_id="nightly", source="proxy", started_at=0.0))
+    writer.flush()
+    args = _proxy_args(legacy.url, candidate.url, tmp_path, "--db", str(db), "--run-id", "nightly")
+    r = _run(*args)
+    _assert_one_line_error(r, 2, "nightly", "already in")

@@ -205,3 +205,21 @@ def test_dump_and_its_har_export_agree(candidate: Server, tmp_path: Path) -> Non
         )
         assert r.returncode == 0, r.stderr
     assert _verdicts(db, "dump") == _verdicts(db, "har")
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("goreplay.gor", "gor"), ("sample.jsonl", "jsonl")])
+def test_goreplay_and_json_lines_files(
+    name: str, fmt: str, legacy: Server, candidate: Server, tmp_path: Path
+) -> None:
+    """Both small fixtures (3 entries each, one an unsafe POST) replay in both modes."""
+    db = tmp_path / "g.duckdb"
+    for run, primary in (("prim", ["--primary", legacy.url]), ("rec", [])):
+        r = _replay(
+            str(TRAFFIC / name), "--candidate", candidate.url, *primary, "--db", str(db),
+            "--run-id", run,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert "read 3 entries:" in r.stdout and "unsafe method 1" in r.stdout
+    assert _rows(db, "SELECT count(*) FROM exchanges WHERE run_id = 'prim'")[0][0] >= 2
+    for (options,) in _rows(db, "SELECT options FROM runs"):
+        assert json.loads(options)["fmt"] == fmt

@@ -449,3 +449,31 @@ def test_run_id_already_used(cand: Backend, tmp_path: Path) -> None:
     r = _replay(str(path), "--candidate", cand.url, "--db", db, "--run-id", "same")
     assert r.returncode == 2 and "--run-id same" in r.stderr and "already" in r.stderr
     assert _rows(Path(db), "SELECT count(*) FROM exchanges") == [(1,)]
+
+
+def test_interrupt_keeps_what_was_sent(cand: Backend, tmp_path: Path) -> None:
+    import signal
+
+    path = _traffic(tmp_path, [_line("GET", f"/i/{i}") for i in range(100)])
+    db = tmp_path / "i.duckdb"
+    args = ["--db", str(db), "--run-id", "int", "--rate", "10", "--no-progress"]
+    proc = subprocess.Popen(
+        shadow_cmd("replay", str(path), "--candidate", cand.url, *args),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(cand.seen) < 10 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err
+    ((n, ended, counted),) = _rows(
+        db,
+        "SELECT (SELECT count(*) FROM exchanges), ended_at, exchanges FROM runs "
+        "WHERE run_id = 'int'",
+    )
+    assert ended is not None and n == counted == len(cand.seen) and 10 <= n < 100
