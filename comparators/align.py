@@ -20,7 +20,8 @@ parsed bodies together (after ignore_paths, masks and ignore_order) and
   (str or int, not bool). A keyed list becomes a `KeyedList` (a dict from
   `KeyIndex` steps, printed `[id=42]`, to records), so an inserted record is
   one ADDED `$.items[id=42]`, a changed field is `$.items[id=7].name`, and
-  reordering alone is no difference (it is noted). When a `list_keys` list is
+  the same records in another order are ONE `Kind.REORDERED` difference at the
+  list (values: the first keys in each order), not one per record. When a `list_keys` list is
   not keyable (an item without the key, a repeated key) it is compared by
   position and a note says so.
 
@@ -429,8 +430,18 @@ class _Walk:
         common_a = [item[field] for item in a if item[field] in by_key]
         common_b = [item[field] for item in b if item[field] in in_a]
         if common_a != common_b:
+            # Same records, other order: ONE difference at the list (clients may rely
+            # on the order, e.g. newest first); `ignore_order` on the path silences it.
             self.notes.add(source, apath)
+            self.renames.append(
+                RawDiff(steps(ppath), Kind.REORDERED, _head(common_a), _head(common_b))
+            )
         return oa, ob
+
+
+def _head(keys: list[Any], n: int = 10) -> list[Any]:
+    """The first keys of a record order, enough to show how it differs."""
+    return keys if len(keys) <= n else [*keys[:n], "..."]
 
 
 def _renames(only_a: list[str], only_b: list[str]) -> dict[str, str]:

@@ -36,6 +36,9 @@ class Kind(StrEnum):
     # An object key spelled otherwise (camelCase vs snake_case), with the
     # `normalize.key_case` rule: path is the primary's, values the two key names.
     RENAMED = "renamed"
+    # The same records of a keyed list in another order: one difference at the list;
+    # values are the first record keys in each order.
+    REORDERED = "reordered"
 
 
 @dataclass(frozen=True, slots=True)

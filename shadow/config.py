@@ -14,7 +14,6 @@ ignore_order = ["$.tags"]
 from __future__ import annotations
 
 import fnmatch
-import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 from comparators import DEFAULT_RULES, RuleError, Rules, parse_rules
 from shadow.endpoints import EndpointMatcher, RoutePattern
 from shadow.errors import ConfigError
+from shadow.records import cluster_path
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _TOP_KEYS = {"compare", "endpoints", "accepted"}
@@ -51,7 +51,7 @@ class Accepted:
             return False
         if self.endpoint != endpoint and not fnmatch.fnmatchcase(endpoint, self.endpoint):
             return False
-        return path == self.path or re.sub(r"\[\d+\]", "[*]", path) == self.path
+        return path == self.path or cluster_path(path) == self.path
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,8 @@ def exchange_row(
     )
 
 
-_INDEX_RE = re.compile(r"\[\d+\]")
+# List steps: positions `[3]` and record keys `[id=42]`, `[code="R1"]` (not `["key"]`).
+_INDEX_RE = re.compile(r"\[(?:\d+|[A-Za-z_][\w-]*=(?:\"(?:[^\"\\]|\\.)*\"|[^\]]*))\]")
 
 
 def cluster_path(path: str) -> str:
