@@ -51,11 +51,16 @@ class Payload:
 
     def header(self, name: str) -> str | None:
         """First value of header `name` (case-insensitive), or None."""
-        lname = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lname:
-                return value
-        return None
+        return first_header(self.headers, name)
+
+
+def first_header(headers: Headers, name: str) -> str | None:
+    """First value of header `name` in `headers` (case-insensitive), or None."""
+    lname = name.lower()
+    for key, value in headers:
+        if key.lower() == lname:
+            return value
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from comparators.model import Headers, Payload
+from comparators.model import Headers, Payload, first_header
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +28,8 @@ class Request:
         return f"{self.path}?{self.query}" if self.query else self.path
 
     def header(self, name: str) -> str | None:
-        lname = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lname:
-                return value
-        return None
+        """First value of header `name` (case-insensitive), or None."""
+        return first_header(self.headers, name)
 
 
 @dataclass(frozen=True, slots=True)

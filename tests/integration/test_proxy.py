@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import duckdb
 import httpx
 import pytest
 from starlette.applications import Starlette
@@ -20,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tests.conftest import Server, free_port, run_proxy, serve, shadow_cmd
+from tests.integration.helpers import rows as _rows
 
 pytestmark = pytest.mark.integration
 
@@ -32,14 +32,6 @@ def _strip_request_id(body: bytes) -> object:
     if isinstance(value, dict):
         value.pop("requestId", None)
     return value
-
-
-def _rows(db: Path, sql: str) -> list[tuple[object, ...]]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 PATHS = [

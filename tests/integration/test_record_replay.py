@@ -12,46 +12,20 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-import duckdb
 import httpx
 import pytest
 
 from examples.traffic import SECRET_COOKIE, SECRET_TOKEN, demo_requests
 from shadow.sources import read_traffic
-from tests.conftest import ROOT, Server, run_proxy, shadow_cmd
+from tests.conftest import Server, run_proxy
+from tests.integration.helpers import replay as _replay
+from tests.integration.helpers import rows as _rows
+from tests.integration.helpers import verdicts as _verdicts
 
 pytestmark = pytest.mark.integration
 
 N = 60
-
-
-def _replay(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        shadow_cmd("replay", *args, "--no-progress"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-
-
-def _rows(db: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
-
-
-def _verdicts(db: Path, run_id: str) -> dict[tuple[str, str], int]:
-    rows = _rows(
-        db,
-        "SELECT endpoint, verdict, count(*) FROM exchanges WHERE run_id = ? GROUP BY ALL",
-        [run_id],
-    )
-    return {(str(e), str(v)): int(n) for e, v, n in rows}
 
 
 def _live_run(legacy: Server, candidate: Server, tmp: Path, record: Path) -> Path:

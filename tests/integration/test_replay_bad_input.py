@@ -13,35 +13,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 
 from shadow.sources import JsonlWriter, read_traffic
-from tests.conftest import ROOT, Server, shadow_cmd
+from tests.conftest import ROOT, Server
+from tests.integration.helpers import replay as _replay
+from tests.integration.helpers import rows as _rows
 
 pytestmark = pytest.mark.integration
 
 TRAFFIC = ROOT / "tests" / "data" / "traffic"
 CHROMIUM = TRAFFIC / "chromium.har"  # 12 entries, all answered (see test_replay_files.py)
 DUMP = TRAFFIC / "shadow_proxy.mitm"  # 40 flows recorded by shadow proxy
-
-
-def _replay(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        shadow_cmd("replay", *args, "--no-progress"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-
-
-def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def _one_line_error(r: subprocess.CompletedProcess[str], *needles: str) -> str:

@@ -17,45 +17,18 @@ Fixtures in tests/data/traffic/ and where they come from:
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
-from typing import Any
 
-import duckdb
 import pytest
 
-from tests.conftest import ROOT, Server, shadow_cmd
+from tests.conftest import ROOT, Server
+from tests.integration.helpers import replay as _replay
+from tests.integration.helpers import rows as _rows
+from tests.integration.helpers import verdicts as _verdicts
 
 pytestmark = pytest.mark.integration
 
 TRAFFIC = ROOT / "tests" / "data" / "traffic"
-
-
-def _replay(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        shadow_cmd("replay", *args, "--no-progress"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-
-
-def _rows(db: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
-
-
-def _verdicts(db: Path, run_id: str) -> dict[tuple[str, str], int]:
-    rows = _rows(
-        db,
-        "SELECT endpoint, verdict, count(*) FROM exchanges WHERE run_id = ? GROUP BY ALL",
-        [run_id],
-    )
-    return {(str(e), str(v)): int(n) for e, v, n in rows}
 
 
 def _diff_paths(db: Path, run_id: str) -> set[tuple[str, str]]:

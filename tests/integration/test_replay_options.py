@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request as StarletteRequest
@@ -28,6 +27,8 @@ from comparators.model import Payload
 from shadow.model import Request
 from shadow.recording import RedactingRecorder, open_recorder
 from tests.conftest import ROOT, Server, serve, shadow_cmd
+from tests.integration.helpers import replay as _replay
+from tests.integration.helpers import rows as _rows
 
 pytestmark = pytest.mark.integration
 
@@ -140,29 +141,11 @@ def _traffic(tmp: Path, lines: list[str], name: str = "t.jsonl") -> Path:
     return path
 
 
-def _replay(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        shadow_cmd("replay", *args, "--no-progress"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-
-
 def _ok(*args: str) -> subprocess.CompletedProcess[str]:
     r = _replay(*args)
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert "Traceback" not in r.stderr
     return r
-
-
-def _rows(db: Path, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 # -- pacing ------------------------------------------------------------------------------

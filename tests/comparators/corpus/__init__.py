@@ -2,14 +2,18 @@
 
 Every case says which differences are REAL (a set of difference paths, in the
 syntax `compare` reports: `$.items[id=42]`, `$.createdAt`, `$status`,
-`$header.content-type`, `$body`) and which NOISE it carries (the note prefixes
-that must show that a normalizer or rule hid something: "iso_instants",
-"int_float", "ignored", ...). `evaluate` runs compare() on every case and scores
+`$header.content-type`, `$body`; a keyed list whose records come in another order
+is ONE real difference of kind `reordered` at the list, `$.items`, unless the
+rules make that list order-free with `ignore_order`) and which NOISE it carries
+(the note prefixes that must show that a normalizer or rule hid something:
+"iso_instants", "int_float", "ignored", ...). `evaluate` runs compare() on every
+case and scores
 
 - verdicts: a case is positive when it has real differences; DIFFER is the
   predicted positive. precision = TP / (TP + FP), recall = TP / (TP + FN);
 - paths: the reported difference paths against the labelled ones, summed over
-  all cases (micro-average);
+  all cases (micro-average); a labelled `reordered` path reported with another
+  kind makes the case a miss;
 - noise noted: the share of noisy cases whose notes name every kind of noise.
 
     python -m tests.comparators.corpus        # prints the table (from the repo root)
@@ -25,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from comparators import Payload, Rules, Verdict, compare, parse_rules
+from comparators import Kind, Payload, Rules, Verdict, compare, parse_rules
 
 JSON = (("Content-Type", "application/json"),)
 
@@ -71,6 +75,7 @@ class Case:
     candidate: Payload
     expected: frozenset[str]  # paths of the real differences
     noise: tuple[str, ...] = ()  # note prefixes that must appear
+    reordered: frozenset[str] = frozenset()  # expected paths that must be of kind reordered
 
 
 CASES: list[Case] = []
@@ -92,15 +97,18 @@ def case(
     noise: Iterable[str] = (),
     status: tuple[int, int] = (200, 200),
     headers: tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = (JSON, JSON),
+    reordered: Iterable[str] = (),
 ) -> None:
+    """Add a case; `reordered` lists keyed lists in another order (real, kind reordered)."""
     CASES.append(
         Case(
             name,
             category,
             _payload(primary, status[0], headers[0]),
             _payload(candidate, status[1], headers[1]),
-            frozenset(expected),
+            frozenset(expected) | frozenset(reordered),
             tuple(noise),
+            frozenset(reordered),
         )
     )
 
@@ -289,12 +297,20 @@ case(
 # --- reordering --------------------------------------------------------------------------------
 
 case("reordering", "object keys", order(), dict(reversed(list(order().items()))))
-case(
+case(  # the order may matter to a client (newest first): one difference at the list
     "reordering",
     "records by id",
     order(6),
     changed(order(6), lambda d: d["items"].reverse()),
     noise=["auto_list_key"],
+    reordered=["$.items"],
+)
+case(  # ... unless the rules say the order does not matter
+    "reordering",
+    "records under ignore_order",
+    {"tags": [{"id": i, "label": f"t{i}"} for i in range(4)]},
+    {"tags": [{"id": i, "label": f"t{i}"} for i in reversed(range(4))]},
+    noise=["sorted"],
 )
 case(
     "reordering",
@@ -310,6 +326,7 @@ case(
     changed(order(5), _do(lambda d: d["items"].reverse(), _set(["items", 0, "qty"], 99))),
     ["$.items[id=5].qty"],
     ["auto_list_key"],
+    reordered=["$.items"],
 )
 case(
     "reordering",
@@ -324,6 +341,7 @@ case(
     {"reports": [{"code": c, "n": i} for i, c in enumerate("abcd")]},
     {"reports": [{"code": c, "n": i} for i, c in reversed(list(enumerate("abcd")))]},
     noise=["list_keys"],
+    reordered=["$.reports"],
 )
 case(
     "reordering",
@@ -336,6 +354,7 @@ case(
         ]
     },
     noise=["auto_list_key"],
+    reordered=["$.orders", "$.orders[id=4711].items", "$.orders[id=4712].items"],
 )
 
 # --- numeric formats ---------------------------------------------------------------------------
@@ -434,6 +453,7 @@ case(
     changed(LONG, _do(lambda d: d["items"].reverse(), _set(["items", 245, "unitPrice"], 1.0))),
     ["$.items[id=5].unitPrice"],
     ["auto_list_key"],
+    reordered=["$.items"],
 )
 SKUS = [f"SKU-{i:04d}" for i in range(220)]
 case(
@@ -601,7 +621,7 @@ def _noisy(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 NOISE = ["iso_instants", "int_float", "auto_list_key", "ignored", "sorted", "null_absent"]
-case("combos", "all noise", order(4), _noisy(order(4)), noise=NOISE)
+case("combos", "all noise", order(4), _noisy(order(4)), noise=NOISE, reordered=["$.items"])
 case(
     "combos",
     "all noise and a price",
@@ -609,6 +629,7 @@ case(
     changed(_noisy(order(4)), _set(["items", 0, "unitPrice"], 1.0)),
     ["$.items[id=4].unitPrice"],
     NOISE,
+    reordered=["$.items"],
 )
 case(
     "combos",
@@ -624,6 +645,7 @@ case(
     ),
     ["$.createdAt", "$.items[id=77]"],
     ["key_case", "auto_list_key"],
+    reordered=["$.items"],
 )
 case(
     "combos",
@@ -637,6 +659,7 @@ case(
     },
     ["$.orders[id=4712].items[id=2].qty"],
     ["auto_list_key"],
+    reordered=["$.orders", "$.orders[id=4711].items"],
 )
 case(
     "combos",
@@ -645,6 +668,7 @@ case(
     changed(_noisy(order()), _set(["customer", "id"], "7")),
     ["$.customer.id"],
     NOISE,
+    reordered=["$.items"],
 )
 case(
     "combos",
@@ -655,6 +679,7 @@ case(
     ),
     ["$.items[id=210]", "$.items[id=119].name"],
     NOISE,
+    reordered=["$.items"],
 )
 case(
     "combos",
@@ -664,6 +689,7 @@ case(
     ["$status"],
     NOISE,
     status=(200, 503),
+    reordered=["$.items"],
 )
 
 
@@ -683,6 +709,7 @@ case(
     _report((2, 3), reverse=True),
     ["$.data.report.sections[id=2].rows[id=3].value"],
     ["auto_list_key"],
+    reordered=[f"$.data.report.sections[id={s}].rows" for s in range(3)],
 )
 
 
@@ -764,6 +791,12 @@ def evaluate(table: dict[str, Any], rules_name: str = "", cases: list[Case] = CA
         result = compare(c.primary, c.candidate, rules)
         scores.seconds += time.perf_counter() - start
         found = {d.path for d in result.differences}
+        # A labelled reordered list must be reported as such, not as another kind.
+        wrong_kind = sorted(
+            p
+            for p in c.reordered & found
+            if not any(d.path == p and d.kind is Kind.REORDERED for d in result.differences)
+        )
         predicted, actual = result.verdict is Verdict.DIFFER, bool(c.expected)
         key = ("t" if predicted == actual else "f") + ("p" if predicted else "n")
         scores.verdict[key] += 1
@@ -774,11 +807,12 @@ def evaluate(table: dict[str, Any], rules_name: str = "", cases: list[Case] = CA
         if c.noise:
             scores.noisy_cases += 1
             scores.noise_noted += noted
-        if found != c.expected or not noted:
+        if found != c.expected or not noted or wrong_kind:
             extra, missing = _few(found - c.expected), _few(c.expected - found)
             scores.misses.append(
                 f"{c.category}/{c.name}: extra {extra} missing {missing}"
                 + ("" if noted else f"; noise not noted: {list(c.noise)}")
+                + (f"; not of kind reordered: {wrong_kind}" if wrong_kind else "")
             )
     return scores
 
