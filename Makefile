@@ -31,6 +31,8 @@ test: $(STAMP) lint
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/replay_bench.py
+	$(PY) benchmarks/report_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
