@@ -253,6 +253,12 @@ class Aligner:
         a, b = walk.pair(primary, candidate, None, None, start)
         return Alignment(a, b, walk.renames, walk.notes.render())
 
+    def order_free(self, states: States | None) -> bool:
+        """Whether an `ignore_order` pattern matches here (its order is no difference)."""
+        if not states:
+            return False
+        return any(i >= len(self._fields) for i in self._keys.matched(states))
+
     def key_field(self, states: States | None) -> tuple[str, str] | None:
         """(field, note name) of an explicit `list_keys` pattern matching here."""
         if not states:
@@ -433,9 +439,10 @@ class _Walk:
             # Same records, other order: ONE difference at the list (clients may rely
             # on the order, e.g. newest first); `ignore_order` on the path silences it.
             self.notes.add(source, apath)
-            self.renames.append(
-                RawDiff(steps(ppath), Kind.REORDERED, _head(common_a), _head(common_b))
-            )
+            if not self.aligner.order_free(states):
+                self.renames.append(
+                    RawDiff(steps(ppath), Kind.REORDERED, _head(common_a), _head(common_b))
+                )
         return oa, ob
 
 
