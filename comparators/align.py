@@ -253,12 +253,6 @@ class Aligner:
         a, b = walk.pair(primary, candidate, None, None, start)
         return Alignment(a, b, walk.renames, walk.notes.render())
 
-    def order_free(self, states: States | None) -> bool:
-        """Whether an `ignore_order` pattern matches here (its order is no difference)."""
-        if not states:
-            return False
-        return any(i >= len(self._fields) for i in self._keys.matched(states))
-
     def key_field(self, states: States | None) -> tuple[str, str] | None:
         """(field, note name) of an explicit `list_keys` pattern matching here."""
         if not states:
