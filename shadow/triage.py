@@ -170,6 +170,14 @@ ORDER BY endpoint, ts, exchange_id
 """
 
 
+REORDERED_SQL = f"""
+SELECT endpoint, {_CLUSTER} AS cpath, count(DISTINCT exchange_id) AS exchanges
+FROM differences
+WHERE {_RUN} AND kind = 'reordered' AND coalesce(status, 'real') = 'real'
+GROUP BY ALL ORDER BY ALL
+"""
+
+
 @dataclass(frozen=True)
 class Suggestion:
     """One proposed rule for an endpoint, with the evidence a reviewer needs."""
@@ -195,6 +203,7 @@ def suggest_rules(db: str, run_id: str | None = None) -> list[Suggestion]:
         }
         path_rows = con.execute(PATHS_SQL, params).fetchall()
         sample = con.execute(ORDER_SAMPLE_SQL, params).fetchall()
+        reordered_rows = con.execute(REORDERED_SQL, params).fetchall()
         clusters: dict[str, set[str]] = {}
         for endpoint, cpath, *_ in path_rows:
             clusters.setdefault(endpoint, set()).add(cpath)
@@ -205,6 +214,19 @@ def suggest_rules(db: str, run_id: str | None = None) -> list[Suggestion]:
     ]
     compared = {e: c for e, (c, _) in endpoints.items()}
     order = list(_order_suggestions(sample, clusters, compared))
+    # Keyed lists returned in another order are one `reordered` difference each. Order
+    # can matter to clients (newest first), so this is only ever a medium suggestion.
+    known = {(s.endpoint, s.path) for s in order}
+    order += [
+        Suggestion(
+            endpoint, "ignore_order", cpath, None,
+            f"same records in another order in {_share(int(n), compared.get(endpoint, 0))} "
+            "compared exchanges; ignore only if no client relies on the order",
+            "medium",
+        )
+        for endpoint, cpath, n in reordered_rows
+        if (endpoint, cpath) not in known and _valid_pattern(cpath)
+    ]  # fmt: skip
     # Value changes inside a reordered list compare misaligned items: no evidence.
     reordered = [(s.endpoint, s.path + "[") for s in order if s.confidence == "high"]
     suggestions = [

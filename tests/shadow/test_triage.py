@@ -325,3 +325,15 @@ def test_missing_database_is_a_store_error(tmp_path: Path) -> None:
 
 def test_empty_database_suggests_nothing(tmp_path: Path) -> None:
     assert suggest_rules(build(tmp_path, [])) == []
+
+
+def test_reordered_keyed_list_gets_a_medium_ignore_order(tmp_path: Path) -> None:
+    """A `reordered` difference (keyed records in another order) is one medium proposal."""
+    diff = Difference("$.reports", Kind.REORDERED, [3, 2, 1], [1, 2, 3])
+    db = build(tmp_path, [Ex("GET /api/reports", [diff], {"r": 1}, {"r": 2}) for _ in range(12)])
+    found = [s for s in suggest_rules(db) if s.kind == "ignore_order"]
+    assert [(s.endpoint, s.path, s.confidence) for s in found] == [
+        ("GET /api/reports", "$.reports", "medium")
+    ]
+    assert "12 of 12" in found[0].evidence and "relies on the order" in found[0].evidence
+    assert '"$.reports"' in suggestions_to_toml(found)
