@@ -138,6 +138,9 @@ class Shadow:
     def configure(self, updated: set[str]) -> None:
         if not any(name.startswith("shadow_") for name in updated):
             return
+        if self.process is not None:
+            # The worker was started with the old settings and holds the database.
+            raise exceptions.OptionsError("shadow options cannot change while the proxy runs")
         opts = ctx.options
         if not opts.shadow_candidate:
             self.enabled = False
@@ -220,6 +223,8 @@ class Shadow:
                 reason = "" if self._failed.empty() else f": {self._failed.get()}"
                 logger.error(f"shadow: worker exited (code {self.process.exitcode}){reason}")
                 self.enabled = False
+                # Nobody reads the queue any more: do not let its feeder block our exit.
+                self.queue.cancel_join_thread()
                 return
 
     def _put(self, msg: tuple[Any, ...]) -> None:
@@ -256,6 +261,8 @@ class Shadow:
         req = flow.request
         if MARK_HEADER in req.headers:
             return  # one of our own copies came back through the proxy
+        if req.stream:
+            return  # a streamed body (stream_large_bodies) is not kept: nothing to copy
         path, _, query = req.path.partition("?")
         record = Request(req.method, path, query, _headers(req.headers), req.raw_content or b"")
         self._put(("req", flow.id, record, req.timestamp_start or time.time()))
@@ -263,16 +270,20 @@ class Shadow:
         self.queued += 1
 
     def response(self, flow: http.HTTPFlow) -> None:
-        if not flow.metadata.get(_META) or flow.response is None:
+        if not self.enabled or not flow.metadata.get(_META) or flow.response is None:
             return
         resp, req = flow.response, flow.request
+        if resp.stream:
+            reason = "primary body streamed (stream_large_bodies): not compared"
+            self._put(("resp", flow.id, BackendResponse.failed(reason)))
+            return
         start = req.timestamp_end or req.timestamp_start
         end = resp.timestamp_end or time.time()
         payload = Payload(resp.status_code, _headers(resp.headers), resp.raw_content or b"")
         self._put(("resp", flow.id, BackendResponse(payload, elapsed_ms=(end - start) * 1000)))
 
     def error(self, flow: http.HTTPFlow) -> None:
-        if not flow.metadata.get(_META) or flow.response is not None:
+        if not self.enabled or not flow.metadata.get(_META) or flow.response is not None:
             return
         msg = flow.error.msg if flow.error else "primary failed"
         self._put(("resp", flow.id, BackendResponse.failed(msg)))
@@ -293,8 +304,10 @@ class Shadow:
             logger.error("shadow: worker queue stayed full; stopping it anyway")
         self.process.join(timeout=self.settings.timeout + 120)
         if self.process.is_alive():
-            logger.error("shadow: worker did not finish in time; terminating it")
-            self.process.terminate()
+            logger.error("shadow: worker did not finish in time; stopping it")
+            self.process.kill()  # it ignores SIGTERM on purpose (it must outlive a Ctrl-C)
+            self.process.join(timeout=5)
+            self.queue.cancel_join_thread()
         self.process = None
 
 

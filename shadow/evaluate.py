@@ -93,8 +93,10 @@ def classify(
             reason = config.accepted_reason(exchange.endpoint, d.path, d.kind.value)
             if reason is not None:
                 status[d.path] = ("accepted", reason)
-    if comparison.verdict == Verdict.DIFFER and all(
-        d.path in status for d in comparison.differences
+    if (
+        comparison.verdict == Verdict.DIFFER
+        and not comparison.truncated  # unseen differences may be real ones
+        and all(d.path in status for d in comparison.differences)
     ):
         comparison = replace(comparison, verdict=Verdict.MATCH)
     return comparison, status, noisy

@@ -14,6 +14,7 @@ import multiprocessing
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -339,28 +340,63 @@ class Pipeline:
             self._eval_timer.cancel()
             self._eval_timer = None
         batch, self._to_evaluate = self._to_evaluate, []
-        if not batch or self._executor is None:
+        if not batch:
             return
-        future = asyncio.get_running_loop().run_in_executor(
-            self._executor, evaluate.process_many, batch
-        )
-        keys = [e.id for e in batch]
-        future.add_done_callback(lambda f: self._evaluated(keys, f))
+        if self._executor is None:
+            self._evaluate_here(batch)
+            return
+        try:
+            future = asyncio.get_running_loop().run_in_executor(
+                self._executor, evaluate.process_many, batch
+            )
+        except BrokenProcessPool:
+            self._pool_broken()
+            self._evaluate_here(batch)
+            return
+        future.add_done_callback(lambda f: self._evaluated(batch, f))
 
-    def _evaluated(self, keys: list[str], future: asyncio.Future[list[evaluate.Evaluated]]) -> None:
-        self._evaluating -= len(keys)
+    def _pool_broken(self) -> None:
+        """The comparison process died (e.g. killed for memory): compare here from now on."""
+        if self._executor is not None:
+            log.error("shadow: the comparison process died; comparing in the worker from now on")
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    def _evaluate_here(self, batch: list[Exchange]) -> None:
+        s = self.settings
+        for exchange in batch:
+            self._evaluating -= 1
+            try:
+                self._store(
+                    evaluate.evaluate(
+                        exchange, self.config, s.run_id, s.body_cap, s.bodies, self._noise
+                    )
+                )
+            except Exception as exc:  # one bad exchange must not stop the others
+                log.error("shadow: comparing exchange %s failed: %r", exchange.id, exc)
+            finally:
+                self._settle(exchange.id)
+
+    def _evaluated(
+        self, batch: list[Exchange], future: asyncio.Future[list[evaluate.Evaluated]]
+    ) -> None:
+        if not future.cancelled() and isinstance(future.exception(), BrokenProcessPool):
+            self._pool_broken()
+            self._evaluate_here(batch)
+            return
+        self._evaluating -= len(batch)
         try:
             if future.cancelled():
                 return
             exc = future.exception()
             if exc is not None:
-                log.error("shadow: comparing %d exchanges failed: %r", len(keys), exc)
+                log.error("shadow: comparing %d exchanges failed: %r", len(batch), exc)
                 return
             for result in future.result():
                 self._store(result)
         finally:
-            for key in keys:
-                self._settle(key)
+            for exchange in batch:
+                self._settle(exchange.id)
 
     def _store(self, result: evaluate.Evaluated) -> None:
         self.writer.add(result.row, result.differences, result.noise)
@@ -381,7 +417,10 @@ class Pipeline:
     def _expire_stale(self) -> None:
         """Forget requests whose primary answer never came (its message was dropped)."""
         limit = time.monotonic() - self.settings.stale_after
-        for key in [k for k, p in self._pending.items() if p.created < limit]:
+        # Only those still waiting for the primary: an answered one waits for its copy,
+        # which its own timeout bounds.
+        stale = [k for k, p in self._pending.items() if p.created < limit and p.primary is None]
+        for key in stale:
             pending = self._pending.pop(key)
             if pending.candidate is not None:
                 pending.candidate.cancel()
@@ -406,11 +445,14 @@ class Pipeline:
         try:
             n = await asyncio.to_thread(self.writer.write, batch)
         except StoreError as exc:
-            self.writer.restore(batch)
-            if final:
-                self.writer.release()
-            log.error("shadow: could not write to the store (%s); will retry", exc)
-            if final:
-                raise
+            if not final:
+                self.writer.restore(batch)
+                log.error("shadow: could not write to the store (%s); will retry", exc)
+                return
+            self.writer.release()
+            # Last chance: keep the rows in a file beside the database rather than lose them.
+            spill = f"{self.settings.db}.unflushed-{self.settings.run_id}.jsonl"
+            await asyncio.to_thread(self.writer.spill, batch, spill)
+            log.error("shadow: could not write to the store (%s); rows saved in %s", exc, spill)
             return
         self.counters.stored += n

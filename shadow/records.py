@@ -124,8 +124,11 @@ def difference_rows(
         elif d.path == "$body":
             p, c = (redact_body_text(v) if isinstance(v, str) else v for v in (p, c))
         state, reason = (status or {}).get(d.path, ("real", None))
+        # Objects and lists may hold credential members below the difference's path.
+        pj, cj = (redact_body_text(_json(v)) if isinstance(v, dict | list) else _json(v)
+                  for v in (p, c))  # fmt: skip
         rows.append(
-            (ex.id, run_id, ex.endpoint, d.path, d.kind.value, _json(p), _json(c),
+            (ex.id, run_id, ex.endpoint, d.path, d.kind.value, pj, cj,
              state, cluster_path(d.path), reason)
         )  # fmt: skip
     return rows

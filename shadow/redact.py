@@ -16,10 +16,17 @@ SECRET_HEADERS = frozenset(
 )
 _SECRET_HEADER_RE = re.compile(r"(api[-_]?key|token|secret|password|session|signature)", re.I)
 
-# Query parameters that carry credentials.
-_SECRET_QUERY_RE = re.compile(
-    r"(?i)(^|&)((?:api[-_]?key|access[-_]?token|token|auth|password|secret|signature|key)=)[^&]*"
+# Words that make a key, a field or a query parameter a credential, anywhere in its
+# name (access_token, X-Amz-Signature, sessionId, client_secret). Over-redacting a
+# harmless field only hides its value from reviewers; under-redacting leaks.
+_SECRET_WORDS = (
+    r"password|passwd|secret|token|api[-_]?key|apikey|authorization|credential"
+    r"|private[-_]?key|signature|jwt|session[-_]?id|sessionid|cookie"
 )
+_SECRET_NAME = r"[^&=\"]*(?:" + _SECRET_WORDS + r")[^&=\"]*"
+
+# Query parameters that carry credentials (and OAuth's `code`, `sig`, `key`).
+_SECRET_QUERY_RE = re.compile(r"(?i)(^|&)((?:" + _SECRET_NAME + r"|code|sig|key|auth)=)[^&]*")
 
 
 def is_secret_header(name: str) -> bool:
@@ -38,10 +45,7 @@ def redact_query(query: str) -> str:
 
 
 # JSON members and form fields whose values are credentials, wherever they appear in a body.
-_SECRET_KEY = (
-    r"(?:password|passwd|secret|client_secret|api[-_]?key|apikey"
-    r"|access[-_]?token|refresh[-_]?token|id[-_]?token|token|authorization)"
-)
+_SECRET_KEY = _SECRET_NAME
 # A string (possibly cut off by the body cap), a number or a literal.
 _JSON_SECRET_RE = re.compile(
     r'("' + _SECRET_KEY + r'"\s*:\s*)(?:"(?:[^"\\]|\\.)*(?:"|$)|-?[\d.eE+-]+|true|false)', re.I
@@ -56,6 +60,6 @@ def redact_body_text(text: str) -> str:
 
 
 def is_secret_path(path: str) -> bool:
-    """True when a difference path ends in a credential-like key."""
-    last = re.split(r"[.\[\]\"']+", path.rstrip("]\"'"))[-1]
-    return re.fullmatch(_SECRET_KEY, last, re.I) is not None
+    """True when any key on a difference path is credential-like ($.user.token[0].x)."""
+    keys = [k for k in re.split(r"[.\[\]\"']+", path) if k and not k.lstrip("-").isdigit()]
+    return any(re.search(_SECRET_WORDS, k, re.I) for k in keys[1:] or keys)

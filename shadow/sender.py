@@ -65,7 +65,9 @@ class Sender:
     def __init__(self, concurrency: int) -> None:
         session = aiohttp.ClientSession(
             cookie_jar=aiohttp.DummyCookieJar(),
-            connector=aiohttp.TCPConnector(limit=concurrency, use_dns_cache=True),
+            # Twice the copies in flight: each may go to a candidate and a secondary,
+            # and waiting for a pooled connection must not count as backend latency.
+            connector=aiohttp.TCPConnector(limit=2 * concurrency, use_dns_cache=True),
             trust_env=False,
         )
         self._transport = AiohttpTransport(client=session)

@@ -255,6 +255,18 @@ class StoreWriter:
             self._con.close()
             self._con = None
 
+    def spill(self, batch: _Batch, path: str) -> None:
+        """Append a batch that could not be written to a JSON Lines file, one row a line."""
+        with open(path, "a", encoding="utf-8") as fh:
+            for table, cols, rows in (
+                ("exchanges", EXCHANGE_COLUMNS, batch.exchanges),
+                ("differences", DIFFERENCE_COLUMNS, batch.differences),
+                ("noise_differences", NOISE_COLUMNS, batch.noise),
+            ):
+                for row in rows:
+                    record = dict(zip(cols, row, strict=True))
+                    fh.write(json.dumps({"table": table, **record}, default=str) + "\n")
+
     def write(self, batch: _Batch) -> int:
         """Write one detached batch in a single transaction (safe in another thread)."""
         share = read_requested(self.path)

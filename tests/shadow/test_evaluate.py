@@ -104,3 +104,19 @@ def test_is_cheap() -> None:
     assert is_cheap(same)
     assert not is_cheap(_exchange({"a": 1}, {"a": 2}))
     assert not is_cheap(_exchange({"a": 1}, {"a": 1}, {"a": 1}))  # secondary: always evaluated
+
+
+def test_truncated_comparison_never_becomes_a_match() -> None:
+    """Differences cut by max_diffs may be real ones: accepted ones alone cannot clear it."""
+    from comparators.model import Comparison, Difference, Kind, Verdict
+    from shadow.evaluate import classify
+
+    config = parse_config(
+        {"accepted": [{"endpoint": "GET /api/analysis/{id}", "path": "$.ts", "reason": "ok"}]}
+    )
+    ex = _exchange({"ts": 1}, {"ts": 2})
+    cut = Comparison(
+        Verdict.DIFFER, (Difference("$.ts", Kind.VALUE_CHANGED, 1, 2),), truncated=True
+    )
+    verdict = classify(ex, cut, config, NoiseModel())[0].verdict
+    assert verdict is Verdict.DIFFER

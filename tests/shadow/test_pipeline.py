@@ -309,3 +309,37 @@ def test_close_with_copies_still_queued_ends_the_run(tmp_path: Path) -> None:
 
         asyncio.run(go())
     assert query(db, "SELECT ended_at IS NOT NULL FROM runs") == [(True,)]
+
+
+def test_comparison_process_dying_falls_back_to_comparing_here(
+    tmp_path: Path, legacy: Server, candidate: Server
+) -> None:
+    """If the pool process is killed (memory), later exchanges are still compared and stored."""
+    import os
+    import signal
+
+    db = tmp_path / "broken.duckdb"
+    req = Request("GET", "/api/analysis/2", "", JSON_HEADERS)
+    primary = fetch(legacy, req)
+
+    async def go() -> Pipeline:
+        p = Pipeline(
+            PipelineSettings(db=str(db), candidate=candidate.url, run_id="b1", compare_processes=1)
+        )
+        await p.start()
+        p.on_request("warm", req, time.time())
+        p.on_primary("warm", primary)
+        await p.wait_for("warm")  # the pool has started and compared one
+        executor: Any = p._executor
+        for proc in list(executor._processes.values()):
+            os.kill(proc.pid, signal.SIGKILL)
+        await asyncio.sleep(0.5)
+        for i in range(5):
+            p.on_request(f"k{i}", req, time.time())
+            p.on_primary(f"k{i}", primary)
+        await asyncio.wait_for(p.close(), 60)
+        return p
+
+    asyncio.run(go())
+    assert query(db, "SELECT count(*) FROM exchanges")[0][0] == 6
+    assert query(db, "SELECT DISTINCT verdict FROM exchanges") == [("differ",)]

@@ -271,3 +271,34 @@ def test_difference_rows_json_values() -> None:
 
 def test_difference_rows_empty_for_match() -> None:
     assert difference_rows(exchange(), Comparison(Verdict.MATCH), "r") == []
+
+
+def test_credentials_below_a_difference_path_are_redacted() -> None:
+    """A removed object or list is stored whole: its credential members must not be."""
+    from comparators import Comparison, Difference, Kind, Verdict
+
+    ex = _exchange_for_secrets()
+    cmp = Comparison(
+        Verdict.DIFFER,
+        (
+            Difference("$.user.session", Kind.REMOVED, {"access_token": "LEAK1", "n": 1}, None),
+            Difference("$.tokens[0]", Kind.VALUE_CHANGED, "LEAK2", "LEAK3"),
+        ),
+    )
+    rows = difference_rows(ex, cmp, "r")
+    text = repr(rows)
+    assert "LEAK" not in text
+    assert '"n": 1' in rows[0][5]  # the rest of the object is kept
+
+
+def _exchange_for_secrets() -> Any:
+    from shadow.model import BackendResponse, Exchange, Request
+
+    return Exchange(
+        id="s",
+        request=Request("GET", "/u"),
+        primary=BackendResponse(Payload(200)),
+        candidate=BackendResponse(Payload(200)),
+        endpoint="GET /u",
+        started_at=0.0,
+    )

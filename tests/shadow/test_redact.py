@@ -73,7 +73,8 @@ def test_redact_headers_keeps_names_order_and_other_values() -> None:
         ("API-KEY=zz", f"API-KEY={REDACTED}"),
         ("access_token=x&password=y", f"access_token={REDACTED}&password={REDACTED}"),
         ("page=2&sort=name", "page=2&sort=name"),
-        ("monkey=1&tokens=2", "monkey=1&tokens=2"),  # whole names only
+        ("monkey=1&page=2", "monkey=1&page=2"),
+        ("tokens=2", "tokens=[REDACTED]"),  # any name holding a secret word: over, not under
         ("", ""),
     ],
 )
@@ -115,8 +116,13 @@ def test_redact_form_body() -> None:
 
 
 def test_redact_body_leaves_other_text_alone() -> None:
-    text = '{"name": "token holder", "tokens": 3, "description": "password reset"}'
-    assert redact_body_text(text) == text
+    text = '{"name": "token holder", "count": 3, "description": "password reset"}'
+    assert redact_body_text(text) == text  # secret words in VALUES are not keys
+
+
+def test_redact_body_errs_on_the_side_of_hiding() -> None:
+    out = redact_body_text('{"tokens": 3, "sessionId": "s1", "user": "bob"}')
+    assert out == '{"tokens": "[REDACTED]", "sessionId": "[REDACTED]", "user": "bob"}'
 
 
 def test_redact_json_numeric_secret() -> None:
@@ -132,6 +138,9 @@ def test_redact_json_numeric_secret() -> None:
         "$['secret']",
         "$.items[0].access_token",
         "$.auth.client_secret",
+        "$.tokens[0]",  # an item of a credential list
+        "$.password.length",  # below a credential key
+        "$.session_id",
         '$["api-key"]',
     ],
 )
@@ -140,7 +149,7 @@ def test_secret_paths(path: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["$.name", "$.tokens", "$.password.length", "$.items[0]", "$status", "$body"]
+    "path", ["$.name", "$.items[0]", "$.user.session", "$status", "$body", "$header.etag"]
 )
 def test_non_secret_paths(path: str) -> None:
     assert not is_secret_path(path)

@@ -227,3 +227,22 @@ def test_reader_opens_between_writer_flushes(tmp_path: Path) -> None:
     add(writer, rows(2, start=1))
     assert writer.flush() == 2
     assert query(db, "SELECT count(*) FROM exchanges") == [(3,)]
+
+
+def test_spill_keeps_rows_that_could_not_be_written(tmp_path: Path) -> None:
+    """The last resort when the store stays locked at shutdown: rows go to a JSON Lines file."""
+    import json as _json
+
+    from shadow.schema import DIFFERENCE_COLUMNS, EXCHANGE_COLUMNS
+    from shadow.store import Run, StoreWriter
+
+    writer = StoreWriter(str(tmp_path / "s.duckdb"))
+    writer.run_changed(Run("r", "proxy", 0.0))
+    ex_row = tuple(f"v{i}" for i in range(len(EXCHANGE_COLUMNS)))
+    diff_row = tuple(f"d{i}" for i in range(len(DIFFERENCE_COLUMNS)))
+    writer.add(ex_row, [diff_row])
+    spill = tmp_path / "left.jsonl"
+    writer.spill(writer.detach(), str(spill))
+    lines = [_json.loads(line) for line in spill.read_text().splitlines()]
+    assert [x["table"] for x in lines] == ["exchanges", "differences"]
+    assert lines[0]["exchange_id"] == "v0" and lines[1]["path"] == "d3"
