@@ -298,6 +298,10 @@ class Shadow:
 
     def _stop_worker(self) -> None:
         assert self.settings is not None
+        if not self.process.is_alive():
+            self.queue.cancel_join_thread()  # nothing will read what is left
+            self.process = None
+            return
         try:
             self.queue.put(("stop",), timeout=30)
         except queue_mod.Full:
