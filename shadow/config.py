@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,16 +116,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> Config:
     except RuleError as exc:
         raise ConfigError(f"{source}: [compare] {exc}") from None
     endpoints = []
-    raw_eps = data.get("endpoints", [])
-    if not isinstance(raw_eps, list):
-        raise ConfigError(f"{source}: 'endpoints' must be an array of tables ([[endpoints]])")
-    for i, ep in enumerate(raw_eps):
-        where = f"{source}: endpoints[{i}]"
-        if not isinstance(ep, dict):
-            raise ConfigError(f"{where} must be a table")
-        unknown = set(ep) - _ENDPOINT_KEYS
-        if unknown:
-            raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+    for where, ep in _tables(data, "endpoints", _ENDPOINT_KEYS, source):
         route = ep.get("route")
         if not isinstance(route, str):
             raise ConfigError(f"{where}: 'route' (a string like \"/api/items/{{id}}\") is required")
@@ -146,21 +137,30 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> Config:
         except (ValueError, RuleError) as exc:
             raise ConfigError(f"{where}: {exc}") from None
         endpoints.append(EndpointConfig(pattern, mirror, compare))
-    accepted = _parse_accepted(data.get("accepted", []), source)
+    accepted = _parse_accepted(data, source)
     return Config(rules=rules, endpoints=tuple(endpoints), source=source, accepted=accepted)
 
 
-def _parse_accepted(raw: Any, source: str) -> tuple[Accepted, ...]:
+def _tables(
+    data: Mapping[str, Any], name: str, keys: set[str], source: str
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, table) of an array of tables `[[name]]`, each checked for unknown keys."""
+    raw = data.get(name, [])
     if not isinstance(raw, list):
-        raise ConfigError(f"{source}: 'accepted' must be an array of tables ([[accepted]])")
-    out = []
-    for i, entry in enumerate(raw):
-        where = f"{source}: accepted[{i}]"
-        if not isinstance(entry, dict):
+        raise ConfigError(f"{source}: '{name}' must be an array of tables ([[{name}]])")
+    for i, table in enumerate(raw):
+        where = f"{source}: {name}[{i}]"
+        if not isinstance(table, dict):
             raise ConfigError(f"{where} must be a table")
-        unknown = set(entry) - _ACCEPTED_KEYS
+        unknown = set(table) - keys
         if unknown:
             raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+        yield where, table
+
+
+def _parse_accepted(raw: Mapping[str, Any], source: str) -> tuple[Accepted, ...]:
+    out = []
+    for where, entry in _tables(raw, "accepted", _ACCEPTED_KEYS, source):
         values: dict[str, Any] = {k: entry.get(k) for k in _ACCEPTED_KEYS}
         for key in ("endpoint", "path", "reason"):
             if not isinstance(values[key], str) or not values[key].strip():

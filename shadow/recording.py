@@ -11,9 +11,6 @@ import codecs
 import logging
 import os
 import time
-from http import HTTPStatus
-from typing import IO, Any, Protocol
-from urllib.parse import urlsplit
 
 from comparators import DecodeError, body_text, decode_body
 from comparators.decode import charset
@@ -21,78 +18,10 @@ from comparators.model import Headers, Payload
 from shadow.errors import ConfigError, ShadowError
 from shadow.model import Request
 from shadow.redact import redact_body_text, redact_headers, redact_query
+from shadow.sources.write import HarWriter, JsonlWriter, MitmWriter
+from shadow.sources.write import TrafficWriter as Recorder
 
 log = logging.getLogger("shadow")
-
-
-class Recorder(Protocol):
-    def add(
-        self,
-        request: Request,
-        response: Payload | None,
-        started_at: float,
-        elapsed_ms: float | None,
-        url: str,
-    ) -> None: ...
-
-    def close(self) -> None: ...
-
-
-def _b(pairs: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...]:
-    return tuple((k.encode("latin-1"), v.encode("latin-1", "replace")) for k, v in pairs)
-
-
-class MitmWriter:
-    """Writes mitmproxy flows (tnetstring dump) through mitmproxy.io.FlowWriter."""
-
-    def __init__(self, path: str) -> None:
-        from mitmproxy import io as mio
-
-        self._fh: IO[bytes] = open(path, "wb")  # noqa: SIM115 - closed in close()
-        self._writer = mio.FlowWriter(self._fh)
-
-    def add(
-        self,
-        request: Request,
-        response: Payload | None,
-        started_at: float,
-        elapsed_ms: float | None,
-        url: str,
-    ) -> None:
-        from mitmproxy import connection, http
-        from mitmproxy.proxy.mode_specs import ProxyMode
-
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        host = parts.hostname or "localhost"
-        client = connection.Client(
-            peername=("127.0.0.1", 0),
-            sockname=("127.0.0.1", 0),
-            timestamp_start=started_at,
-            proxy_mode=ProxyMode.parse("regular"),
-        )
-        server = connection.Server(address=(host, port))
-        flow = http.HTTPFlow(client, server)
-        end = started_at + (elapsed_ms or 0.0) / 1000
-        flow.request = http.Request(
-            host, port, request.method.encode(), parts.scheme.encode() or b"http",
-            b"", request.target.encode(), b"HTTP/1.1", http.Headers(_b(request.headers)),
-            request.body, None, started_at, started_at,
-        )  # fmt: skip
-        if response is not None:
-            try:
-                reason = HTTPStatus(response.status).phrase.encode()
-            except ValueError:
-                reason = b""
-            flow.response = http.Response(
-                b"HTTP/1.1", response.status, reason, http.Headers(_b(response.headers)),
-                response.body, None, started_at, end,
-            )  # fmt: skip
-        self._writer.add(flow)
-        self._fh.flush()  # like the other writers: a crash keeps every finished flow
-
-    def close(self) -> None:
-        self._fh.close()
 
 
 def check_record_path(path: str) -> None:
@@ -110,19 +39,10 @@ def check_record_path(path: str) -> None:
 
 def open_recorder(path: str) -> Recorder:
     """A recorder for `path`, chosen by its extension."""
+    kind = {".har": HarWriter, ".jsonl": JsonlWriter}.get(os.path.splitext(path)[1], MitmWriter)
     try:
-        if path.endswith(".har"):
-            from shadow.sources.write import HarWriter
-
-            return HarWriter(path)
-        if path.endswith(".jsonl"):
-            from shadow.sources.write import JsonlWriter
-
-            return JsonlWriter(path)
-        return MitmWriter(path)
-    except OSError as exc:
-        raise ConfigError(f"cannot record to {path}: {exc.strerror or exc}") from None
-    except ShadowError as exc:  # the file writers' own "cannot write"
+        return kind(path)
+    except ShadowError as exc:  # the writers' own "cannot write"
         raise ConfigError(f"cannot record to {path}: {exc}") from None
 
 
@@ -203,4 +123,4 @@ class RedactingRecorder:
             log.error("shadow: could not finish the recording: %s", exc)
 
 
-__all__: list[Any] = ["MitmWriter", "RedactingRecorder", "open_recorder"]
+__all__ = ["Recorder", "RedactingRecorder", "check_record_path", "open_recorder", "redact_body"]

@@ -120,7 +120,7 @@ def open_for_reading(path: str, wait: float = 30.0) -> duckdb.DuckDBPyConnection
     return con
 
 
-def prepare(path: str) -> None:
+def ensure_writable(path: str) -> None:
     """Create or migrate the database at `path` (fails fast on a bad file)."""
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
@@ -199,7 +199,7 @@ class StoreWriter:
         self._dirty_runs: set[str] = set()
         self.written = 0
         self._con: duckdb.DuckDBPyConnection | None = None
-        prepare(path)
+        ensure_writable(path)
 
     @property
     def pending(self) -> int:
@@ -337,11 +337,6 @@ def ensure_new_run(path: str, run_id: str, what: str) -> None:
         found = con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()
     if found and found[0]:
         raise ConfigError(f"{what} {run_id}: a run of that name is already in {path}")
-
-
-def ensure_writable(path: str) -> None:
-    """Fail now, with a one-line StoreError, if `path` cannot hold a shadow database."""
-    prepare(path)
 
 
 __all__ = [

@@ -13,12 +13,13 @@ bodies (HAR) lose their Content-Encoding header instead (see FORMAT.md).
 from shadow.sources._base import Recorded
 from shadow.sources.detect import FORMATS, detect_format
 from shadow.sources.read import read_traffic
-from shadow.sources.write import HarWriter, JsonlWriter
+from shadow.sources.write import HarWriter, JsonlWriter, MitmWriter
 
 __all__ = [
     "FORMATS",
     "HarWriter",
     "JsonlWriter",
+    "MitmWriter",
     "Recorded",
     "detect_format",
     "read_traffic",

@@ -22,7 +22,7 @@ from http import HTTPStatus
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
 from typing import IO, Any, Self
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from comparators import DecodeError, decode_body
 from comparators.model import Headers, Payload
@@ -179,7 +179,9 @@ def _body_fields(data: bytes) -> dict[str, str]:
         return {"body_base64": base64.b64encode(data).decode("ascii")}
 
 
-class _Writer:
+class TrafficWriter:
+    """Base of the traffic writers: one exchange per `add`, flushed at once, thread-safe."""
+
     _mode = "wb"
 
     def __init__(self, path: str) -> None:
@@ -216,6 +218,34 @@ class _Writer:
     def _finish(self) -> None:
         pass
 
+    def add(
+        self,
+        request: Request,
+        response: Payload | None,
+        started_at: float,
+        elapsed_ms: float | None,
+        url: str,
+    ) -> None:
+        """Write one exchange (headers already redacted by the caller), flushed at once."""
+        entry = self._encode(request, response, started_at, elapsed_ms, url)
+        with self._lock:
+            self._write(self._frame(entry))
+            self.count += 1
+
+    def _encode(
+        self,
+        request: Request,
+        response: Payload | None,
+        started_at: float,
+        elapsed_ms: float | None,
+        url: str,
+    ) -> bytes:
+        raise NotImplementedError
+
+    def _frame(self, entry: bytes) -> bytes:
+        """The bytes that put `entry` in the file (called under the lock)."""
+        return entry
+
     def __enter__(self) -> Self:
         return self
 
@@ -228,7 +258,7 @@ class _Writer:
         self.close()
 
 
-class HarWriter(_Writer):
+class HarWriter(TrafficWriter):
     """Writes a HAR 1.2 file (creator "shadow"), one entry per `add`.
 
     The entries are streamed: the file is complete once `close()` has run.
@@ -239,37 +269,84 @@ class HarWriter(_Writer):
         head = {"version": "1.2", "creator": creator, "pages": []}
         self._write(dump_line({"log": head})[:-2] + b',"entries":[\n')
 
-    def add(
+    def _encode(
         self,
         request: Request,
         response: Payload | None,
         started_at: float,
         elapsed_ms: float | None,
         url: str,
-    ) -> None:
-        line = dump_line(har_entry(request, response, started_at, elapsed_ms, url))
-        with self._lock:
-            self._write((b",\n" if self.count else b"") + line)
-            self.count += 1
+    ) -> bytes:
+        return dump_line(har_entry(request, response, started_at, elapsed_ms, url))
+
+    def _frame(self, entry: bytes) -> bytes:
+        return (b",\n" if self.count else b"") + entry
 
     def _finish(self) -> None:
         self._write(b"\n]}}\n")
 
 
-class JsonlWriter(_Writer):
+class JsonlWriter(TrafficWriter):
     """Appends one JSON Lines record (FORMAT.md) per `add`, flushed at once."""
 
     _mode = "ab"
 
-    def add(
+    def _encode(
         self,
         request: Request,
         response: Payload | None,
         started_at: float,
         elapsed_ms: float | None,
         url: str,
-    ) -> None:
-        line = dump_line(jsonl_record(request, response, started_at, elapsed_ms, url))
-        with self._lock:
-            self._write(line + b"\n")
-            self.count += 1
+    ) -> bytes:
+        return dump_line(jsonl_record(request, response, started_at, elapsed_ms, url))
+
+    def _frame(self, entry: bytes) -> bytes:
+        return entry + b"\n"
+
+
+def _b(pairs: Headers) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((k.encode("latin-1"), v.encode("latin-1", "replace")) for k, v in pairs)
+
+
+class MitmWriter(TrafficWriter):
+    """Writes mitmproxy flows (the tnetstring dump `mitmproxy -r` and FlowReader read)."""
+
+    def _encode(
+        self,
+        request: Request,
+        response: Payload | None,
+        started_at: float,
+        elapsed_ms: float | None,
+        url: str,
+    ) -> bytes:
+        from mitmproxy import connection, http
+        from mitmproxy.io import tnetstring
+        from mitmproxy.proxy.mode_specs import ProxyMode
+
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        host = parts.hostname or "localhost"
+        client = connection.Client(
+            peername=("127.0.0.1", 0),
+            sockname=("127.0.0.1", 0),
+            timestamp_start=started_at,
+            proxy_mode=ProxyMode.parse("regular"),
+        )
+        flow = http.HTTPFlow(client, connection.Server(address=(host, port)))
+        end = started_at + (elapsed_ms or 0.0) / 1000
+        flow.request = http.Request(
+            host, port, request.method.encode(), parts.scheme.encode() or b"http",
+            b"", request.target.encode(), b"HTTP/1.1", http.Headers(_b(request.headers)),
+            request.body, None, started_at, started_at,
+        )  # fmt: skip
+        if response is not None:
+            try:
+                reason = HTTPStatus(response.status).phrase.encode()
+            except ValueError:
+                reason = b""
+            flow.response = http.Response(
+                b"HTTP/1.1", response.status, reason, http.Headers(_b(response.headers)),
+                response.body, None, started_at, end,
+            )  # fmt: skip
+        return tnetstring.dumps(flow.get_state())

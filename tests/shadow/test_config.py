@@ -218,3 +218,33 @@ def test_non_utf8_file(tmp_path: Path) -> None:
 def test_parse_config_names_its_source() -> None:
     with pytest.raises(ConfigError, match=r"^inline: unknown section 'x'$"):
         parse_config({"x": {}}, source="inline")
+
+
+@pytest.mark.parametrize(
+    ("accepted", "needle"),
+    [
+        ({"endpoint": "GET /a", "path": "$.x"}, "'reason'"),
+        ({"endpoint": "GET /a", "path": "x", "reason": "r"}, "must start with '$'"),
+        ({"endpoint": "GET /a", "path": "$.x", "reason": "r", "why": 1}, "unknown key 'why'"),
+        ({"endpoint": "GET /a", "path": "$.x", "reason": "r", "kind": 3}, "'kind'"),
+    ],
+)
+def test_bad_accepted_entries(accepted: dict[str, object], needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({"accepted": [accepted]}, source="s.toml")
+    assert "s.toml: accepted[0]" in str(err.value) and needle in str(err.value)
+
+
+def test_accepted_must_be_an_array_of_tables() -> None:
+    with pytest.raises(ConfigError, match=r"'accepted' must be an array of tables"):
+        parse_config({"accepted": {"endpoint": "GET /a"}}, source="s.toml")
+
+
+def test_accepted_reason_matches_exact_and_folded_paths() -> None:
+    config = parse_config(
+        {"accepted": [{"endpoint": "GET /api/*", "path": "$.items[*].ts", "reason": "ok"}]}
+    )
+    assert config.accepted_reason("GET /api/x", "$.items[3].ts", "value_changed") == "ok"
+    assert config.accepted_reason("GET /api/x", "$.items[id=7].ts", "added") == "ok"
+    assert config.accepted_reason("POST /api/x", "$.items[3].ts", "value_changed") is None
+    assert config.accepted_reason("GET /api/x", "$.items[3].other", "value_changed") is None

@@ -15,7 +15,7 @@ from comparators import Comparison, Difference, Kind, Payload, Verdict
 from shadow.errors import StoreError
 from shadow.model import BackendResponse, Exchange, Request
 from shadow.records import difference_rows, exchange_row
-from shadow.store import Run, StoreWriter, connect, ensure_writable, open_for_reading, prepare
+from shadow.store import Run, StoreWriter, connect, ensure_writable, open_for_reading
 
 JSON = (("content-type", "application/json"),)
 
@@ -62,18 +62,18 @@ def query(path: Path, sql: str) -> list[tuple[Any, ...]]:
 
 def test_prepare_creates_latest_schema_version(tmp_path: Path) -> None:
     db = tmp_path / "s.duckdb"
-    prepare(str(db))
+    ensure_writable(str(db))
     assert db.exists()
     assert query(db, "SELECT value FROM shadow_meta WHERE key = 'schema_version'") == [("2",)]
     tables = {r[0] for r in query(db, "SELECT table_name FROM duckdb_tables()")}
     assert {"shadow_meta", "runs", "exchanges", "differences"} <= tables
-    prepare(str(db))  # again: no error, still version 1
+    ensure_writable(str(db))  # again: no error, still version 1
     assert query(db, "SELECT count(*) FROM shadow_meta") == [(1,)]
 
 
 def test_prepare_in_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="does not exist"):
-        prepare(str(tmp_path / "no" / "such" / "x.duckdb"))
+        ensure_writable(str(tmp_path / "no" / "such" / "x.duckdb"))
 
 
 def test_ensure_writable_refuses_non_duckdb_file(tmp_path: Path) -> None:
