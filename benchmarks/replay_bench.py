@@ -142,7 +142,7 @@ def _replay(
     import duckdb
 
     args = [
-        sys.executable, "-m", "shadow.cli", "replay", str(traffic), "--candidate", candidate,
+        sys.executable, "-m", "shadow.cli.main", "replay", str(traffic), "--candidate", candidate,
         "--db", str(db), "--concurrency", str(a.concurrency), "--no-progress", "--run-id", "bench",
     ]  # fmt: skip
     if primary:

@@ -55,7 +55,7 @@ def _redirect(fd: int) -> list[tuple[Any, ...]]:
 
 
 def shadow(*args: str) -> list[str]:
-    return [sys.executable, "-m", "shadow.cli", *args]
+    return [sys.executable, "-m", "shadow.cli.main", *args]
 
 
 def best(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -246,3 +246,12 @@ def path_sort_key(path: Sequence[Step]) -> tuple[tuple[int, int, str], ...]:
         else (1, 0, s)
         for s in path
     )
+
+
+# List steps: positions `[3]` and record keys `[id=42]`, `[code="R1"]` (not `["key"]`).
+_INDEX_RE = re.compile(r"\[(?:\d+|[A-Za-z_][\w-]*=(?:\"(?:[^\"\\]|\\.)*\"|[^\]]*))\]")
+
+
+def cluster_path(path: str) -> str:
+    """A difference path with list indices as [*], so differences group into clusters."""
+    return _INDEX_RE.sub("[*]", path)

@@ -98,7 +98,7 @@ def main() -> int:
         started([py, "examples/legacy/app.py", "--port", str(s_port)], s_port, out / "sec.log"),
     ):
         proxy_cmd = [
-            py, "-m", "shadow.cli", "proxy",
+            py, "-m", "shadow.cli.main", "proxy",
             "--primary", f"http://127.0.0.1:{p_port}",
             "--candidate", f"http://127.0.0.1:{c_port}",
             "--secondary", f"http://127.0.0.1:{s_port}",
@@ -117,7 +117,7 @@ def main() -> int:
             print(f"demo: sent {args.requests} requests through the proxy, statuses {statuses}")
         # leaving the block sent SIGINT: the proxy wrote everything before exiting
     result = subprocess.run(
-        [py, "-m", "shadow.cli", "report", "--db", str(db), "-o", str(report)],
+        [py, "-m", "shadow.cli.main", "report", "--db", str(db), "-o", str(report)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -13,7 +13,7 @@ import duckdb
 
 from reports import queries
 from reports._sql import rows
-from reports.overview import EndpointRow, Summary, load_endpoints, load_summary
+from reports.overview import EndpointRow, Summary, load_endpoints, summarize
 from shadow.errors import StoreError
 
 SAME = 0.05  # percentage points: smaller changes are "same"
@@ -78,7 +78,7 @@ def require_run(con: duckdb.DuckDBPyConnection, run_id: str, where: str) -> None
 def snapshot(con: duckdb.DuckDBPyConnection, run_id: str, label: str) -> Snapshot:
     runs = rows(con, queries.RUNS, {"run": run_id})
     eps = load_endpoints(con, run_id, detailed=0)
-    return Snapshot(run_id, label, load_summary(con, run_id, runs), {e.endpoint: e for e in eps})
+    return Snapshot(run_id, label, summarize(eps, runs), {e.endpoint: e for e in eps})
 
 
 def _change(before: float | None, after: float | None) -> str:

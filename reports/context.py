@@ -19,8 +19,9 @@ from reports import queries
 from reports._sql import rows
 from reports.baseline import Delta, RunComparison, Snapshot, compare
 from reports.detail import Cluster, load_clusters, load_histograms
-from reports.overview import EndpointRow, Summary, load_endpoints, load_summary, never_exercised
+from reports.overview import EndpointRow, Summary, load_endpoints, never_exercised, summarize
 from reports.samples import Sample, Side, load_samples
+from shadow.store import outcomes
 
 MAX_DETAIL_ENDPOINTS = 200
 CLUSTERS_PER_STATUS = 10
@@ -78,9 +79,11 @@ def build_context(
     """
     if max_detail is None:
         max_detail = MAX_DETAIL_ENDPOINTS
+    # Many questions about one scope: judge its differences once (the same answers).
+    outcomes.cache(con, run_id)
     runs = rows(con, queries.RUNS, {"run": run_id})
-    summary = load_summary(con, run_id, runs)
     endpoints = load_endpoints(con, run_id, detailed=max_detail)
+    summary = summarize(endpoints, runs)
     names = [e.endpoint for e in endpoints if e.anchor is not None]
 
     compared = {e.endpoint: e.compared for e in endpoints}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -33,6 +33,7 @@ class Summary:
     first_ts: datetime | None
     last_ts: datetime | None
     tolerated: int = 0
+    secondary_unusable: int = 0  # secondary errored or gave another status: no evidence
 
     @property
     def parity(self) -> float | None:
@@ -63,12 +64,15 @@ class EndpointRow:
     skipped: int
     sent: int  # requests whose copy was sent (not skipped)
     status_mismatches: int
+    secondary_unusable: int
     primary_p50: float | None
     primary_p95: float | None
     primary_p99: float | None
     candidate_p50: float | None
     candidate_p95: float | None
     candidate_p99: float | None
+    first_ts: datetime | None = None
+    last_ts: datetime | None = None
     delta: Delta | None = None
     clusters: list[Cluster] = field(default_factory=list)  # real differences
     noise: list[Cluster] = field(default_factory=list)
@@ -111,11 +115,29 @@ class EndpointRow:
         return " ".join(out)
 
 
-def load_summary(
-    con: duckdb.DuckDBPyConnection, run_id: str | None, runs: Iterable[dict[str, Any]]
-) -> Summary:
-    s = rows(con, queries.SUMMARY, {"run": run_id})[0]
-    return Summary(dropped=sum(int(r["copies_dropped"] or 0) for r in runs), **s)
+def summarize(endpoints: Sequence[EndpointRow], runs: Iterable[dict[str, Any]]) -> Summary:
+    """The whole scope's figures: the endpoint figures (one definition) added up."""
+
+    def total(name: str) -> int:
+        return sum(int(getattr(e, name)) for e in endpoints)
+
+    firsts = [e.first_ts for e in endpoints if e.first_ts is not None]
+    lasts = [e.last_ts for e in endpoints if e.last_ts is not None]
+    return Summary(
+        exchanges=total("requests"),
+        compared=total("compared"),
+        matched=total("matched"),
+        differed=total("differed"),
+        candidate_errors=total("candidate_errors"),
+        primary_errors=total("primary_errors"),
+        skipped=total("skipped"),
+        endpoints=len(endpoints),
+        dropped=sum(int(r["copies_dropped"] or 0) for r in runs),
+        first_ts=min(firsts) if firsts else None,
+        last_ts=max(lasts) if lasts else None,
+        tolerated=total("tolerated"),
+        secondary_unusable=total("secondary_unusable"),
+    )
 
 
 def _quantiles(values: list[float] | None) -> tuple[float | None, float | None, float | None]:

@@ -3,49 +3,15 @@
 Queries take named parameters: `$run` is a run id, or NULL for all runs; `$eps`
 a list of endpoints (the ones shown in detail); `$n` a per-endpoint limit.
 
-An exchange's *outcome* is its verdict, except that a `differ` whose kept
-differences are all `noise` or `accepted` (and were not cut off) is `tolerated`:
-it counts as matching for parity, and is shown apart.
+Verdicts, difference statuses and endpoint figures come from the one outcome
+definition (`shadow/store/sql/outcomes.sql`, installed on the connection by
+`shadow.store.outcomes.install`): the report never judges on its own. An
+exchange that matched with only noise or accepted differences is `tolerated`.
 """
 
 RUN_FILTER = "(CAST($run AS VARCHAR) IS NULL OR run_id = $run)"
 IN_EPS = "endpoint IN (SELECT unnest(CAST($eps AS VARCHAR[])))"
-
-# Exchanges in scope with their outcome; a prefix for the queries below.
-SCOPED = f"""
-WITH tolerated AS (
-    SELECT exchange_id, run_id FROM differences WHERE {RUN_FILTER}
-    GROUP BY exchange_id, run_id
-    HAVING bool_and(coalesce(status, 'real') <> 'real')
-),
-scoped AS (
-    SELECT e.*,
-           CASE WHEN e.verdict = 'differ' AND t.exchange_id IS NOT NULL
-                     AND NOT coalesce(e.diffs_truncated, false)
-                THEN 'tolerated' ELSE e.verdict END AS outcome
-    FROM exchanges e LEFT JOIN tolerated t USING (exchange_id, run_id)
-    WHERE {RUN_FILTER}
-)
-"""
-
-_COUNTS = """
-       count(*)                                                           AS exchanges,
-       count(*) FILTER (WHERE outcome IN ('match', 'differ', 'tolerated')) AS compared,
-       count(*) FILTER (WHERE outcome IN ('match', 'tolerated'))           AS matched,
-       count(*) FILTER (WHERE outcome = 'differ')                          AS differed,
-       count(*) FILTER (WHERE outcome = 'tolerated')                       AS tolerated,
-       count(*) FILTER (WHERE outcome = 'candidate_error')                 AS candidate_errors,
-       count(*) FILTER (WHERE outcome = 'primary_error')                   AS primary_errors,
-       count(*) FILTER (WHERE outcome = 'skipped')                         AS skipped
-"""
-
-SUMMARY = f"""{SCOPED}
-SELECT {_COUNTS},
-       count(DISTINCT endpoint) AS endpoints,
-       min(ts)                  AS first_ts,
-       max(ts)                  AS last_ts
-FROM scoped
-"""
+RUN = "CAST($run AS VARCHAR)"
 
 RUNS = f"""
 SELECT run_id, source, started_at, ended_at, primary_url, candidate_url, copies_dropped, exchanges
@@ -60,17 +26,11 @@ ORDER BY started_at DESC, run_id DESC LIMIT 1
 
 RUN_EXISTS = "SELECT count(*) AS n FROM runs WHERE run_id = $run"
 
-ENDPOINTS = f"""{SCOPED}
-SELECT endpoint, {_COUNTS},
-       count(*) FILTER (WHERE outcome <> 'skipped') AS sent,
-       count(*) FILTER (WHERE outcome IN ('match', 'differ', 'tolerated')
-                          AND primary_status <> candidate_status) AS status_mismatches,
-       quantile_cont(primary_ms, [0.5, 0.95, 0.99])
-           FILTER (WHERE primary_error IS NULL)                        AS primary_q,
-       quantile_cont(candidate_ms, [0.5, 0.95, 0.99])
-           FILTER (WHERE candidate_error IS NULL AND outcome <> 'skipped') AS candidate_q
-FROM scoped
-GROUP BY endpoint
+ENDPOINTS = f"""
+SELECT endpoint, requests AS exchanges, compared, matched, differed, tolerated,
+       candidate_errors, primary_errors, skipped, secondary_unusable, sent,
+       status_mismatches, primary_q, candidate_q, first_ts, last_ts
+FROM shadow_endpoint_outcomes({RUN})
 """
 
 # Latency histogram: log2 buckets, -1 (< 1 ms) to 15 (>= 32.768 s), per backend.
@@ -102,20 +62,31 @@ WITH evidence AS (
 ),
 grouped AS (
     SELECT endpoint,
-           coalesce(cluster_path, path)    AS cluster,
+           cluster_path                    AS cluster,
            kind,
-           coalesce(status, 'real')        AS status,
+           status,
            count(*)                        AS occurrences,
-           count(DISTINCT exchange_id)     AS exchanges,
-           arg_min(struct_pack(path := path, pv := primary_value, cv := candidate_value,
-                               id := exchange_id), exchange_id) AS example,
+           -- each exchange once per clustered change (its first row; an exact-path
+           -- [[accepted]] entry can split one exchange's rows between two statuses)
+           count(*) FILTER (WHERE cluster_first) AS exchanges,
+           min(exchange_id)                AS example_id,
            min(reason)                     AS reason
-    FROM differences WHERE {RUN_FILTER} AND {IN_EPS}
+    FROM shadow_difference_outcomes({RUN}) WHERE {IN_EPS}
     GROUP BY endpoint, cluster, kind, status
+),
+examples AS (
+    SELECT d.endpoint, d.cluster_path AS cluster, d.kind, d.status,
+           arg_min(struct_pack(path := d.path, pv := d.primary_value,
+                               cv := d.candidate_value, id := d.exchange_id), d.path) AS example
+    FROM shadow_difference_outcomes({RUN}) d
+    SEMI JOIN grouped g ON g.example_id = d.exchange_id AND g.endpoint = d.endpoint
+                       AND g.cluster = d.cluster_path AND g.kind = d.kind AND g.status = d.status
+    GROUP BY ALL
 )
-SELECT g.*, coalesce(ev.n, 0) AS evidence,
+SELECT g.* EXCLUDE (example_id), x.example, coalesce(ev.n, 0) AS evidence,
        count(*) OVER (PARTITION BY g.endpoint, g.status) AS status_clusters
 FROM grouped g
+JOIN examples x USING (endpoint, cluster, kind, status)
 LEFT JOIN evidence ev ON ev.endpoint = g.endpoint AND ev.cluster_path = g.cluster
 QUALIFY row_number() OVER (PARTITION BY g.endpoint, g.status
                            ORDER BY g.exchanges DESC, g.occurrences DESC, g.cluster, g.kind) <= $n
@@ -124,13 +95,16 @@ ORDER BY g.endpoint, g.status, g.exchanges DESC, g.occurrences DESC, g.cluster, 
 
 # Up to $n sample exchanges per endpoint: real differences first, then candidate
 # errors, then tolerated ones; newest first. Bodies are cut to $cap characters.
-SAMPLES = f"""{SCOPED},
-picked AS (
-    SELECT exchange_id, run_id, outcome FROM scoped
-    WHERE outcome IN ('differ', 'candidate_error', 'tolerated') AND {IN_EPS}
+SAMPLES = f"""
+WITH picked AS (
+    SELECT exchange_id, run_id, CASE WHEN tolerated THEN 'tolerated' ELSE verdict END AS outcome
+    FROM shadow_exchange_outcomes({RUN})
+    -- diff_count/provisional_verdict only narrow the scan: the judged verdict decides
+    WHERE (diff_count > 0 OR provisional_verdict = 'candidate_error')
+      AND (verdict IN ('differ', 'candidate_error') OR tolerated) AND {IN_EPS}
     QUALIFY row_number() OVER (
         PARTITION BY endpoint
-        ORDER BY CASE outcome WHEN 'differ' THEN 0 WHEN 'candidate_error' THEN 1 ELSE 2 END,
+        ORDER BY CASE verdict WHEN 'differ' THEN 0 WHEN 'candidate_error' THEN 1 ELSE 2 END,
                  ts DESC, exchange_id) <= $n
 )
 SELECT e.exchange_id, e.run_id, e.endpoint, e.ts, e.method, e.path, e.query, p.outcome,
@@ -153,10 +127,9 @@ ORDER BY e.endpoint,
          e.ts DESC, e.exchange_id
 """
 
-SAMPLE_DIFFERENCES = """
-SELECT exchange_id, run_id, path, kind, coalesce(status, 'real') AS status, reason,
-       primary_value, candidate_value
-FROM differences
+SAMPLE_DIFFERENCES = f"""
+SELECT exchange_id, run_id, path, kind, status, reason, primary_value, candidate_value
+FROM shadow_difference_outcomes({RUN})
 WHERE exchange_id IN (SELECT unnest(CAST($ids AS VARCHAR[])))
-ORDER BY exchange_id, CASE coalesce(status, 'real') WHEN 'real' THEN 0 ELSE 1 END, path
+ORDER BY exchange_id, CASE status WHEN 'real' THEN 0 ELSE 1 END, path
 """

@@ -6,14 +6,17 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
 from reports.baseline import Snapshot, latest_run, require_run, snapshot
 from reports.context import ReportContext, Summary, build_context
 from shadow.errors import ConfigError, StoreError
-from shadow.store import reading
+from shadow.store.writer import reading
+
+if TYPE_CHECKING:
+    from shadow.config.loader import Accepted
 
 
 def _pct(value: float | None) -> str:
@@ -99,8 +102,10 @@ def render_html(context: ReportContext) -> str:
     return environment().get_template("report.html").render(r=context)
 
 
-def other_store_baseline(baseline_db: str, baseline: str | None) -> Snapshot:
-    with reading(baseline_db) as bcon:
+def other_store_baseline(
+    baseline_db: str, baseline: str | None, accepted: Sequence[Accepted] | None = None
+) -> Snapshot:
+    with reading(baseline_db, accepted=accepted) as bcon:
         run = baseline or latest_run(bcon)
         if run is None:
             raise StoreError(f"baseline store {baseline_db} holds no runs")
@@ -115,6 +120,7 @@ def render_report(
     baseline: str | None = None,
     baseline_db: str | None = None,
     routes: Sequence[str] | None = None,
+    accepted: Sequence[Accepted] | None = None,
 ) -> Summary:
     """Query the store, render the report, write it atomically; return the summary.
 
@@ -122,14 +128,16 @@ def render_report(
     of `baseline_db` when given (default there: its latest run). With a baseline
     in the same store and no `run_id`, the report covers the latest other run.
     `routes` ("METHOD /template") lists known routes, to show those never exercised.
+    `accepted`: the [[accepted]] entries of the config given, applied to every run
+    (None: each run's own entries); see shadow.store.outcomes.
     """
     base: Snapshot | None = None
     other = baseline_db is not None and os.path.abspath(baseline_db) != os.path.abspath(db_path)
     if other:
         assert baseline_db is not None
-        base = other_store_baseline(baseline_db, baseline)
+        base = other_store_baseline(baseline_db, baseline, accepted)
     # Leave the block before rendering: a live writer is waiting for the file.
-    with reading(db_path) as con:
+    with reading(db_path, accepted=accepted) as con:
         if not other and (baseline is not None or baseline_db is not None):
             base_run = baseline or latest_run(con)
             if base_run is None:

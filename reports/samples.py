@@ -92,7 +92,7 @@ def load_samples(
         return {}
     diffs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     ids = sorted({r["exchange_id"] for r in picked})
-    for d in rows(con, queries.SAMPLE_DIFFERENCES, {"ids": ids}):
+    for d in rows(con, queries.SAMPLE_DIFFERENCES, {"ids": ids, "run": run_id}):
         key = (d.pop("exchange_id"), d.pop("run_id"))
         diffs.setdefault(key, []).append(d)
     out: dict[str, list[Sample]] = {}

@@ -116,7 +116,7 @@ class RunningProxy:
 
 
 def shadow_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "shadow.cli", *args]
+    return [sys.executable, "-m", "shadow.cli.main", *args]
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ import pytest
 
 from reports import render_report
 from tests.browser.report_page import Page
-from tests.reports.report_store import ROUTES, build, demo_exchanges
+from tests.reports.report_store import DEMO_CONFIG, ROUTES, build, demo_exchanges
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -66,7 +66,7 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def report_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("browser-report")
-    db = build(tmp / "demo.duckdb", demo_exchanges())
+    db = build(tmp / "demo.duckdb", demo_exchanges(), config=DEMO_CONFIG)
     out = tmp / "report.html"
     render_report(db, str(out), routes=ROUTES)
     return out

@@ -121,5 +121,11 @@ def test_curl_command_shown_and_copyable(page: Page) -> None:
     assert text.startswith("curl -sS 'http://cand.test:9000/api/orders/")
     assert "token=[REDACTED]" in text and "'Authorization: [REDACTED]'" in text
     assert "s3cr3t" not in p.content()
-    sample.locator("button.copy").nth(1).click()
-    assert sample.locator("button.copy").nth(1).inner_text() in ("copied", "copy")
+    p.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    button = sample.locator("button.copy").nth(1)
+    assert button.inner_text() == "copy"
+    button.click()
+    p.wait_for_function("b => b.textContent === 'copied'", arg=button.element_handle())
+    assert button.inner_text() == "copied"
+    assert sample.locator("button.copy").nth(0).inner_text() == "copy"  # only the one clicked
+    assert p.evaluate("navigator.clipboard.readText()") == command.text_content()

@@ -35,10 +35,42 @@ def _longest_list(value: Any) -> int:
     return 0
 
 
+COLUMNS = ("verdict P", "verdict R", "path P", "path R", "noise noted", "ms/pair")
+
+
 def test_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    """The printed table describes the corpus, has one row per rule set showing its scores,
+    and tells the story the normalizers are for: each rule set that normalizes more is at
+    least as precise, and the recommended one meets the targets as printed."""
     scores = [evaluate(table, name) for name, table in RULE_SETS.items()]
+    text = report(scores)
     with capsys.disabled():
-        print("\n" + report(scores))
+        print("\n" + text)
+    head, columns, *lines = text.splitlines()
+    real = sum(len(c.expected) for c in CASES)
+    categories = len({c.category for c in CASES})
+    assert head == f"corpus: {len(CASES)} pairs, {real} real differences, {categories} categories"
+    assert columns.split()[0] == "rules" and all(name in columns for name in COLUMNS)
+    rows: dict[str, dict[str, float]] = {}
+    for line in lines:
+        name, cells = line[:28].strip(), line[28:].split()
+        assert len(cells) == len(COLUMNS), line
+        rows[name] = dict(zip(COLUMNS, map(float, cells), strict=True))
+    assert list(rows) == list(RULE_SETS)  # every rule set, once, in order
+    for s in scores:
+        shown = rows[s.rules_name]
+        exact = (s.verdict_precision, s.verdict_recall, s.path_precision, s.path_recall)
+        assert [shown[c] for c in COLUMNS[:4]] == [round(x, 3) for x in exact], s.rules_name
+        assert shown["noise noted"] == round(s.noise_rate, 3), s.rules_name
+        assert all(0.0 <= shown[c] <= 1.0 for c in COLUMNS[:5]) and shown["ms/pair"] > 0
+    ladder = [rows["recommended"], rows["defaults"], rows["baseline (normalizers off)"]]
+    for column in ("verdict P", "path P", "noise noted"):
+        figures = [row[column] for row in ladder]
+        assert figures == sorted(figures, reverse=True), (column, figures)
+    assert rows["recommended"]["verdict P"] > rows["baseline (normalizers off)"]["verdict P"]
+    recommended = rows["recommended"]
+    assert min(recommended["verdict P"], recommended["path P"]) >= MIN_PRECISION, text
+    assert min(recommended["verdict R"], recommended["path R"]) >= MIN_RECALL, text
 
 
 def test_recommended_rules_reach_the_targets() -> None:

@@ -101,7 +101,7 @@ def test_bad_options(args: list[str], needle: str, legacy: Server, tmp_path: Pat
 
 
 def test_reused_run_id_is_refused(legacy: Server, candidate: Server, tmp_path: Path) -> None:
-    from shadow.store import Run, StoreWriter
+    from shadow.store.writer import Run, StoreWriter
 
     db = tmp_path / "runs.duckdb"
     writer = StoreWriter(str(db))

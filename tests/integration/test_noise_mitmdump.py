@@ -1,4 +1,4 @@
-"""Plain `mitmdump -s shadow/addon.py` with a secondary: noise caught without any rule."""
+"""Plain `mitmdump -s shadow/live/addon.py` with a secondary: noise caught without any rule."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import duckdb
 import httpx
 import pytest
 
+from shadow.store.writer import reading
 from tests.conftest import ROOT, Server, free_port, serve, wait_port
 
 pytestmark = pytest.mark.integration
@@ -50,7 +50,7 @@ def test_secondary_marks_request_id_as_noise_and_keeps_real_slip(
     config = tmp_path / "shadow.toml"  # keep the datetime slip visible (see examples/)
     config.write_text("[compare]\nnormalize = { iso_instants = false }\n")
     args = [
-        "-s", str(ROOT / "shadow" / "addon.py"),
+        "-s", str(ROOT / "shadow" / "live" / "addon.py"),
         "--mode", f"reverse:{legacy.url}",
         "--set", f"confdir={tmp_path / 'mitm'}",
         "--set", f"shadow_candidate={candidate.url}",
@@ -64,11 +64,11 @@ def test_secondary_marks_request_id_as_noise_and_keeps_real_slip(
             assert r.status_code == 200
             assert client.get(f"{url}/api/health").status_code == 200
     assert proc.returncode == 0
-    con = duckdb.connect(str(db), read_only=True)
-    try:
+    with reading(str(db)) as con:  # the judged statuses and verdicts, as readers see them
         statuses = dict(
             con.execute(
-                "SELECT path, string_agg(DISTINCT status, ',') FROM differences "
+                "SELECT path, string_agg(DISTINCT status, ',') "
+                "FROM shadow_difference_outcomes(NULL) "
                 "WHERE endpoint = 'GET /api/analysis/1' OR endpoint LIKE 'GET /api/analysis/%' "
                 "GROUP BY path"
             ).fetchall()
@@ -78,14 +78,13 @@ def test_secondary_marks_request_id_as_noise_and_keeps_real_slip(
         ).fetchall()
         verdicts = dict(
             con.execute(
-                "SELECT endpoint, string_agg(DISTINCT verdict, ',') FROM exchanges GROUP BY 1"
+                "SELECT endpoint, string_agg(DISTINCT verdict, ',') "
+                "FROM shadow_exchange_outcomes(NULL) GROUP BY 1"
             ).fetchall()
         )
         secondary_seen = con.execute(
             "SELECT count(*) FROM exchanges WHERE secondary_status = 200"
         ).fetchone()
-    finally:
-        con.close()
     assert statuses["$.requestId"] == "noise"  # nondeterministic in the legacy itself
     assert statuses["$.createdAt"] == "real"  # the seeded migration slip stays real
     assert noise == [("$.requestId",)]

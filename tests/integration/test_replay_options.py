@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from comparators.model import Payload
 from shadow.model import Request
-from shadow.recording import RedactingRecorder, open_recorder
+from shadow.pipeline.recording import RedactingRecorder, open_recorder
 from tests.conftest import ROOT, Server, serve, shadow_cmd
 from tests.integration.helpers import replay as _replay
 from tests.integration.helpers import rows as _rows

@@ -7,24 +7,21 @@ from pathlib import Path
 import pytest
 from bs4 import BeautifulSoup, Tag
 
-from comparators import Verdict
 from reports import render_report
 from reports.baseline import Delta
 from reports.context import build_context
 from reports.render import other_store_baseline
 from shadow.errors import StoreError
-from shadow.store import open_for_reading
-from tests.reports.report_store import Ex, build, changed
-
-V = changed("$.v", 1, 2)
+from shadow.store.writer import open_for_reading
+from tests.reports.report_store import Call, build
 
 
-def run(run_id: str, spec: dict[str, tuple[int, int]]) -> list[Ex]:
+def run(run_id: str, spec: dict[str, tuple[int, int]]) -> list[Call]:
     """Exchanges of one run: endpoint -> (matching, differing)."""
     out = []
     for endpoint, (ok, bad) in spec.items():
-        out += [Ex(endpoint, run_id=run_id) for _ in range(ok)]
-        out += [Ex(endpoint, Verdict.DIFFER, (V,), run_id=run_id) for _ in range(bad)]
+        out += [Call(endpoint, {"v": 1}, {"v": 1}, run_id=run_id) for _ in range(ok)]
+        out += [Call(endpoint, {"v": 1}, {"v": 2}, run_id=run_id) for _ in range(bad)]
     return out
 
 

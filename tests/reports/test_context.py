@@ -8,61 +8,38 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from comparators import Comparison, Difference, Kind, Payload, Verdict
 from reports.context import SAMPLES_PER_ENDPOINT, build_context
-from shadow.model import BackendResponse, Exchange, Request
-from shadow.records import difference_rows, exchange_row
-from shadow.store import Run, StoreWriter, open_for_reading
+from shadow.store.writer import Run, open_for_reading
+from tests.reports.report_store import ERROR, Req, build
 
-JSON = (("content-type", "application/json"),)
-
-
-def add(
-    writer: StoreWriter,
-    i: int,
-    endpoint: str,
-    verdict: Verdict,
-    diffs: tuple[Difference, ...] = (),
-    primary_ms: float = 10.0,
-    candidate_ms: float = 20.0,
-    run_id: str = "r1",
-) -> None:
-    method, path = endpoint.split(" ", 1)
-    cand = (
-        BackendResponse.failed("refused", candidate_ms)
-        if verdict is Verdict.CANDIDATE_ERROR
-        else BackendResponse(Payload(200, JSON, b'{"v": 2}'), candidate_ms)
-    )
-    ex = Exchange(
-        id=f"e{i}",
-        request=Request(method, path.replace("{id}", str(i)), "q=1" if i % 2 else ""),
-        primary=BackendResponse(Payload(200, JSON, b'{"v": 1}'), primary_ms),
-        candidate=cand,
-        endpoint=endpoint,
-        started_at=1_714_640_000.0 + i,
-    )
-    cmp = Comparison(verdict, diffs, body_kind="json")
-    writer.add(exchange_row(ex, cmp, run_id), difference_rows(ex, cmp, run_id))
+ONE, TWO = {"v": 1}, {"v": 2}
 
 
-V = Difference("$.v", Kind.VALUE_CHANGED, 1, 2)
-W = Difference("$.w", Kind.ADDED, None, 3)
+def req(i: int, endpoint: str, candidate: object, **kw: object) -> Req:
+    """The i-th call (odd ones carry a query); the candidate answers in 20 ms unless told."""
+    options: dict[str, object] = {"candidate_ms": 20.0, "query": "q=1" if i % 2 else "", **kw}
+    return Req(endpoint, ONE, candidate, **options)  # type: ignore[arg-type]
 
 
 @pytest.fixture
 def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    db = str(tmp_path / "c.duckdb")
-    w = StoreWriter(db)
-    w.run_changed(Run("r1", "proxy", 1_714_640_000.0, copies_dropped=2))
-    w.run_changed(Run("r2", "replay:x.har", 1_714_650_000.0))
-    for i, ms in enumerate([10.0, 20.0, 30.0, 40.0, 50.0]):
-        add(w, i, "GET /a/{id}", Verdict.DIFFER, (V, W) if i == 0 else (V,), primary_ms=ms)
-    add(w, 5, "GET /a/{id}", Verdict.MATCH)
-    add(w, 6, "GET /b", Verdict.CANDIDATE_ERROR, candidate_ms=5000.0)
-    add(w, 7, "GET /b", Verdict.MATCH, candidate_ms=30.0)
-    add(w, 8, "GET /c", Verdict.MATCH, run_id="r2")
-    w.flush()
-    c = open_for_reading(db)
+    # GET /a/{id}: 5 differ in $.v (the first also has $.w added), then 1 match
+    specs: list[tuple[str, object, dict[str, object]]] = [
+        ("GET /a/{id}", {"v": 2, "w": 3} if i == 0 else TWO, {"primary_ms": ms})
+        for i, ms in enumerate([10.0, 20.0, 30.0, 40.0, 50.0])
+    ]
+    specs += [
+        ("GET /a/{id}", ONE, {}),
+        ("GET /b", ERROR, {"candidate_ms": 5000.0}),
+        ("GET /b", ONE, {"candidate_ms": 30.0}),
+        ("GET /c", ONE, {"run_id": "r2"}),
+    ]
+    calls = [req(i, endpoint, candidate, **kw) for i, (endpoint, candidate, kw) in enumerate(specs)]
+    runs = [
+        Run("r1", "proxy", 1_714_640_000.0, copies_dropped=2),
+        Run("r2", "replay:x.har", 1_714_650_000.0),
+    ]
+    c = open_for_reading(build(tmp_path / "c.duckdb", calls, runs))
     yield c
     c.close()
 
@@ -105,9 +82,9 @@ def test_fields_and_samples(con: duckdb.DuckDBPyConnection) -> None:
     ]
     assert a.clusters[0].share == pytest.approx(100 * 5 / 6)
     assert (a.clusters[1].primary_example, a.clusters[1].candidate_example) == ("null", "3")
-    assert a.clusters[1].example_exchange == "e0" and a.noise == [] and a.accepted == []
+    assert a.clusters[1].example_exchange == "r1-x00000" and a.noise == [] and a.accepted == []
     assert len(a.samples) == SAMPLES_PER_ENDPOINT
-    assert [s.exchange_id for s in a.samples] == ["e4", "e3", "e2"]  # newest first
+    assert [s.exchange_id for s in a.samples] == ["r1-x00004", "r1-x00003", "r1-x00002"]
     sample = a.samples[1]
     assert sample.target == "/a/3?q=1"
     assert [d["path"] for d in sample.differences] == ["$.v"]
@@ -116,7 +93,7 @@ def test_fields_and_samples(con: duckdb.DuckDBPyConnection) -> None:
         ("content-type", "application/json")
     ]
     assert [s.verdict for s in b.samples] == ["candidate_error"]
-    assert b.samples[0].candidate.error == "refused"
+    assert b.samples[0].candidate.error == "connection refused"
     assert b.samples[0].candidate.lines == []
     assert c.samples == [] and c.clusters == []
 

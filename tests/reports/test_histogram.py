@@ -7,22 +7,22 @@ from pathlib import Path
 import pytest
 from bs4 import BeautifulSoup
 
-from comparators import Verdict
 from reports import render_report
 from reports.detail import load_histograms
 from reports.histogram import PLOT_H, bucket_range, build_histogram, edge_label
-from shadow.store import open_for_reading
-from tests.reports.report_store import Ex, build
+from shadow.store.writer import open_for_reading
+from tests.reports.report_store import ERROR, Call, build
 
 PRIMARY_MS = [0.3, 1.0, 1.9, 3.0, 100.0, 40_000.0]
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> str:
-    exchanges = [Ex("GET /a", primary_ms=ms, candidate_ms=ms * 4) for ms in PRIMARY_MS]
-    exchanges.append(Ex("GET /a", Verdict.CANDIDATE_ERROR, candidate_ms=5000.0))  # no bar
-    exchanges.append(Ex("GET /b", Verdict.SKIPPED, primary_ms=7.0))
-    return build(tmp_path / "h.duckdb", exchanges)
+    ok = {"ok": True}
+    calls = [Call("GET /a", ok, ok, primary_ms=ms, candidate_ms=ms * 4) for ms in PRIMARY_MS]
+    calls.append(Call("GET /a", ok, ERROR, candidate_ms=5000.0))  # no bar
+    calls.append(Call("GET /b", ok, None, primary_ms=7.0))  # not copied
+    return build(tmp_path / "h.duckdb", calls)
 
 
 def test_buckets_are_counted_in_sql(db: str) -> None:

@@ -10,12 +10,11 @@ import duckdb
 import pytest
 from bs4 import BeautifulSoup
 
-from comparators import Verdict
 from reports import context, render_report
 from reports.context import build_context
 from reports.overview import never_exercised
-from shadow.store import open_for_reading
-from tests.reports.report_store import PWN, ROUTES, Ex, build, changed, demo_exchanges
+from shadow.store.writer import open_for_reading
+from tests.reports.report_store import DEMO_CONFIG, PWN, ROUTES, Call, build, demo_exchanges
 
 
 def test_never_exercised_routes() -> None:
@@ -34,7 +33,7 @@ def test_never_exercised_routes() -> None:
 
 
 def test_demo_overview(tmp_path: Path) -> None:
-    db = build(tmp_path / "d.duckdb", demo_exchanges())
+    db = build(tmp_path / "d.duckdb", demo_exchanges(), config=DEMO_CONFIG)
     con = open_for_reading(db)
     try:
         ctx = build_context(con, db, routes=ROUTES)
@@ -76,10 +75,8 @@ class CountingConnection:
 
 
 def test_python_sees_a_bounded_number_of_rows(tmp_path: Path) -> None:
-    v = changed("$.items[0].v", 1, 2)
-    many = [
-        Ex(f"GET /e{i % 4}", Verdict.DIFFER if i % 3 else Verdict.MATCH, (v,)) for i in range(3000)
-    ]
+    one, two = {"items": [{"v": 1}]}, {"items": [{"v": 2}]}
+    many = [Call(f"GET /e{i % 4}", one, two if i % 3 else one) for i in range(3000)]
     con = open_for_reading(build(tmp_path / "m.duckdb", many))
     try:
         counting = CountingConnection(con)
@@ -94,11 +91,8 @@ def test_python_sees_a_bounded_number_of_rows(tmp_path: Path) -> None:
 
 def test_detail_sections_are_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(context, "MAX_DETAIL_ENDPOINTS", 3)
-    v = changed("$.v", 1, 2)
-    exchanges = [
-        Ex(f"GET /e{i}", Verdict.DIFFER if i < 4 else Verdict.MATCH, (v,)) for i in range(8)
-    ]
-    db = build(tmp_path / "c.duckdb", exchanges)
+    calls = [Call(f"GET /e{i}", {"v": 1}, {"v": 2 if i < 4 else 1}) for i in range(8)]
+    db = build(tmp_path / "c.duckdb", calls)
     out = tmp_path / "c.html"
     render_report(db, str(out))
     soup = BeautifulSoup(out.read_text(encoding="utf-8"), "html.parser")
@@ -110,8 +104,8 @@ def test_detail_sections_are_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_page_is_self_contained_and_inert(tmp_path: Path) -> None:
     hostile = f'GET /x/"><img src=x onerror=alert(1)>{PWN}'
-    exchanges = [*demo_exchanges(), Ex(hostile, Verdict.DIFFER, (changed("$.a", PWN, 1),))]
-    db = build(tmp_path / "s.duckdb", exchanges)
+    calls = [*demo_exchanges(), Call(hostile, {"a": PWN}, {"a": 1})]
+    db = build(tmp_path / "s.duckdb", calls, config=DEMO_CONFIG)
     out = tmp_path / "s.html"
     render_report(db, str(out), routes=[*ROUTES, f"GET {PWN}"])
     html = out.read_text(encoding="utf-8")
@@ -129,7 +123,7 @@ def test_page_is_self_contained_and_inert(tmp_path: Path) -> None:
 
 
 def test_section_labels_noise_and_accepted_apart(tmp_path: Path) -> None:
-    db = build(tmp_path / "d.duckdb", demo_exchanges())
+    db = build(tmp_path / "d.duckdb", demo_exchanges(), config=DEMO_CONFIG)
     out = tmp_path / "d.html"
     render_report(db, str(out))
     soup = BeautifulSoup(out.read_text(encoding="utf-8"), "html.parser")
@@ -142,7 +136,8 @@ def test_section_labels_noise_and_accepted_apart(tmp_path: Path) -> None:
     assert noise is not None and accepted is not None
     assert "not counted against parity" in noise.h4.get_text()  # type: ignore[union-attr]
     assert [tr["data-path"] for tr in noise.select("tbody tr")] == ["$.generatedAt"]
-    assert "etags differ by design" in accepted.get_text()
+    assert [tr["data-path"] for tr in accepted.select("tbody tr")] == ["$.etag"]
+    assert "#1: etags differ by design" in accepted.get_text()
     curls = [pre.get_text() for pre in section.select(".curl pre")]
     assert curls[0].startswith("curl -sS 'http://primary.test:8000/api/orders/")
     assert curls[1].startswith("curl -sS 'http://cand.test:9000/api/orders/")

@@ -59,7 +59,7 @@ def test_endpoint_numbers_match_sql(report: tuple[str, str, BeautifulSoup]) -> N
                                     AND primary_status <> candidate_status),
                    count(*) FILTER (WHERE verdict = 'candidate_error'),
                    count(*) FILTER (WHERE verdict = 'skipped')
-            FROM exchanges GROUP BY endpoint
+            FROM shadow_exchange_outcomes(NULL) GROUP BY endpoint
             """,
         )
     }
@@ -130,7 +130,7 @@ def test_summary_cards(report: tuple[str, str, BeautifulSoup]) -> None:
                count(*) FILTER (WHERE verdict = 'differ'),
                count(*) FILTER (WHERE verdict = 'candidate_error'),
                count(*) FILTER (WHERE verdict = 'skipped'), count(DISTINCT endpoint)
-        FROM exchanges
+        FROM shadow_exchange_outcomes(NULL)
         """,
     )
     ((dropped,),) = sql(db, "SELECT sum(copies_dropped) FROM runs")
@@ -162,8 +162,8 @@ def test_field_table_most_frequent_paths(report: tuple[str, str, BeautifulSoup])
     expected = sql(
         db,
         """
-        SELECT path, kind, count(DISTINCT exchange_id) FROM differences
-        WHERE endpoint = 'GET /api/analysis/{id}' GROUP BY path, kind
+        SELECT path, kind, count(DISTINCT exchange_id) FROM shadow_difference_outcomes(NULL)
+        WHERE endpoint = 'GET /api/analysis/{id}' AND status = 'real' GROUP BY path, kind
         ORDER BY count(*) DESC, path
         """,
     )
@@ -212,7 +212,7 @@ def test_redacted_secrets_never_in_html(report: tuple[str, str, BeautifulSoup]) 
     assert "cookie-secret-123" not in html
     assert "[REDACTED]" in html
     # the store itself never had them either
-    stored = sql(db, "SELECT request_headers FROM exchanges WHERE exchange_id = 'ex01'")[0][0]
+    stored = sql(db, "SELECT request_headers FROM exchanges WHERE exchange_id = 'r1-x00001'")[0][0]
     assert dict(json.loads(stored))["Authorization"] == "[REDACTED]"
 
 

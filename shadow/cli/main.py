@@ -1,0 +1,659 @@
+"""The `shadow` command line: proxy, report, and the subcommands later issues add."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from shadow.errors import ConfigError, InputError, ShadowError, StoreError
+
+
+class _Group(click.Group):
+    """Turns ShadowError into one line on stderr and its exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ShadowError as exc:
+            click.echo(f"shadow: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("shadow: interrupted", err=True)
+            sys.exit(130)
+
+
+def _accepted(config: str | None) -> Any:
+    """The [[accepted]] entries of `config` for a reader; None (each run's own) without one."""
+    if not config:
+        return None
+    from shadow.config.loader import load_config  # imports DeepDiff: only when needed
+
+    return load_config(config).accepted
+
+
+def db_option(default: str | None = "parity.duckdb") -> Callable[[Any], Any]:
+    return click.option(
+        "--db",
+        default=default,
+        show_default=True,
+        required=default is None,
+        type=click.Path(dir_okay=False),
+        help="DuckDB file holding exchanges and differences.",
+    )
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="shadow-parity")
+def cli() -> None:
+    """Shadow traffic from a primary backend to a candidate and report parity."""
+
+
+@cli.command()
+@click.option("--primary", required=True, help="Base URL of the primary (legacy) backend.")
+@click.option("--candidate", required=True, help="Base URL of the candidate (new) backend.")
+@click.option(
+    "--secondary",
+    default=None,
+    help="Base URL of a second primary instance: what differs between the two is noise.",
+)
+@click.option(
+    "--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to accept clients on."
+)
+@db_option()
+@click.option("--config", type=click.Path(dir_okay=False), help="TOML rules and routes.")
+@click.option(
+    "--mirror-unsafe",
+    default="",
+    metavar="METHODS",
+    help='Also copy these methods, e.g. "POST,PUT" or "*" (default: GET, HEAD, OPTIONS only).',
+)
+@click.option("--timeout", default=5.0, show_default=True, help="Candidate timeout, seconds.")
+@click.option("--concurrency", default=32, show_default=True, help="Copies in flight at most.")
+@click.option("--queue-size", default=10000, show_default=True, help="Copies waiting at most.")
+@click.option(
+    "--confdir",
+    default="~/.shadow/mitmproxy",
+    show_default=True,
+    help="mitmproxy configuration directory (certificates).",
+)
+@click.option("--run-id", default="", help="Name of this run in the store (default: random).")
+@click.option(
+    "--record",
+    default="",
+    type=click.Path(dir_okay=False),
+    help="Also record traffic (secrets redacted) to a .har, .jsonl or mitmproxy dump file.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Do not print mitmproxy's log.")
+def proxy(
+    primary: str,
+    candidate: str,
+    secondary: str | None,
+    listen: str,
+    db: str,
+    config: str | None,
+    mirror_unsafe: str,
+    timeout: float,
+    concurrency: int,
+    queue_size: int,
+    confdir: str,
+    run_id: str,
+    record: str,
+    quiet: bool,
+) -> None:
+    """Reverse-proxy to PRIMARY and copy each request to CANDIDATE.
+
+    Clients get the primary's answers unchanged; copies are compared in a
+    worker process and stored in --db. Stop with Ctrl-C: everything queued is
+    written first.
+
+    \b
+    Example:
+      shadow proxy --primary http://127.0.0.1:3000 --candidate http://127.0.0.1:8000 \\
+          --listen 127.0.0.1:8080 --db parity.duckdb --config shadow.toml
+    """
+    import os
+
+    from shadow.config.loader import load_config, parse_methods
+    from shadow.live.proxy import ProxySettings, parse_listen, run_proxy
+    from shadow.store.writer import ensure_writable
+    from shadow.urls import parse_backend_url
+
+    host, port = parse_listen(listen)
+    settings = ProxySettings(
+        primary=parse_backend_url(primary, "--primary"),
+        candidate=parse_backend_url(candidate, "--candidate"),
+        listen_host=host,
+        listen_port=port,
+        db=db,
+        config=config,
+        mirror_unsafe=mirror_unsafe,
+        timeout=timeout,
+        concurrency=concurrency,
+        queue_size=queue_size,
+        confdir=os.path.expanduser(confdir),
+        run_id=run_id,
+        record=record,
+        secondary=parse_backend_url(secondary, "--secondary") if secondary else "",
+        quiet=quiet,
+    )
+    load_config(config)
+    parse_methods(mirror_unsafe)
+    ensure_writable(db)
+    extra = f" and secondary {settings.secondary}" if settings.secondary else ""
+    click.echo(
+        f"shadow: listening on http://{host}:{port} -> primary {settings.primary}, "
+        f"copies to {settings.candidate}{extra}, storing in {db}",
+        err=True,
+    )
+    code = run_proxy(settings)
+    click.echo(f"shadow: stopped; results in {db} (next: shadow report --db {db})", err=True)
+    sys.exit(code)
+
+
+@cli.command()
+@db_option()
+@click.option(
+    "-o",
+    "--output",
+    default="report.html",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="HTML file to write.",
+)
+@click.option("--run", "run_id", default=None, help="Only this run (default: all runs).")
+@click.option(
+    "--baseline",
+    default=None,
+    metavar="RUN",
+    help="Show per endpoint what got better or worse since this run.",
+)
+@click.option(
+    "--baseline-db",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Take the baseline from this database (default: its latest run).",
+)
+@click.option(
+    "--config",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Config whose [[accepted]] entries apply to every run shown (default: each run's "
+    "own) and whose [[endpoints]] routes are listed when never exercised.",
+)
+def report(
+    db: str,
+    output: str,
+    run_id: str | None,
+    baseline: str | None,
+    baseline_db: str | None,
+    config: str | None,
+) -> None:
+    """Write a self-contained HTML parity report from --db.
+
+    Works while a proxy is still writing to the same file.
+
+    \b
+    Examples:
+      shadow report --db parity.duckdb -o report.html
+      shadow report --db parity.duckdb --baseline 3f2a9c1b7d4e -o report.html
+      shadow report --db today.duckdb --baseline-db yesterday.duckdb --config shadow.toml
+    """
+    from reports import render_report
+
+    routes = None
+    accepted = None
+    if config:
+        from shadow.config.loader import load_config  # imports DeepDiff: only when needed
+
+        cfg = load_config(config)
+        accepted = cfg.accepted
+        routes = [
+            f"{m} {ep.pattern.template}"
+            for ep in cfg.endpoints
+            for m in (sorted(ep.pattern.methods) if ep.pattern.methods else ["*"])
+        ]
+    if baseline_db is not None and not os.path.exists(baseline_db):
+        raise StoreError(f"baseline database {baseline_db} does not exist")
+    summary = render_report(
+        db,
+        output,
+        run_id=run_id,
+        baseline=baseline,
+        baseline_db=baseline_db,
+        routes=routes,
+        accepted=accepted,
+    )
+    click.echo(summary.describe())
+    click.echo(f"report: {output}")
+
+
+def _header_overrides(values: tuple[str, ...], flag: str) -> tuple[tuple[str, str], ...]:
+    out = []
+    for value in values:
+        name, sep, val = value.partition(":")
+        if not sep or not name.strip():
+            raise ConfigError(f"{flag} {value!r}: expected 'Name: value'")
+        out.append((name.strip(), val.strip()))
+    return tuple(out)
+
+
+@cli.command()
+@click.argument("traffic", type=click.Path(dir_okay=False))
+@click.option("--candidate", required=True, help="Base URL of the candidate backend.")
+@click.option(
+    "--primary",
+    default=None,
+    help="Base URL of the primary. Without it, recorded responses stand for the primary's.",
+)
+@click.option(
+    "--secondary",
+    default=None,
+    help="Base URL of a second primary instance: what differs between the two is noise.",
+)
+@db_option()
+@click.option("--config", type=click.Path(dir_okay=False), help="TOML rules and routes.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["har", "mitm", "gor", "jsonl"]),
+    default=None,
+    help="File format (default: detected from the content).",
+)
+@click.option("--concurrency", default=16, show_default=True, help="Requests in flight at most.")
+@click.option("--rate", type=float, default=None, help="Requests per second at most.")
+@click.option("--sample", type=float, default=1.0, show_default=True, help="Fraction to replay.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the sampling.")
+@click.option("--method", "methods", multiple=True, help="Only these methods (repeatable).")
+@click.option("--path", "paths", multiple=True, help="Only paths matching this glob (repeatable).")
+@click.option("--limit", type=int, default=None, help="Replay at most this many requests.")
+@click.option(
+    "--mirror-unsafe", default="", metavar="METHODS", help='Also replay e.g. "POST,PUT" or "*".'
+)
+@click.option(
+    "--primary-header",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="Set this header on requests to the primary (repeatable), e.g. a real Authorization.",
+)
+@click.option(
+    "--candidate-header",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="Set this header on requests to the candidate (repeatable).",
+)
+@click.option("--timeout", default=10.0, show_default=True, help="Per-request timeout, seconds.")
+@click.option("--skip-bad", is_flag=True, help="Count and skip bad entries instead of stopping.")
+@click.option("--run-id", default="", help="Name of this run in the store (default: random).")
+@click.option("--no-progress", is_flag=True, help="Do not show the progress bar.")
+def replay(
+    traffic: str,
+    candidate: str,
+    primary: str | None,
+    secondary: str | None,
+    db: str,
+    config: str | None,
+    fmt: str | None,
+    concurrency: int,
+    rate: float | None,
+    sample: float,
+    seed: int,
+    methods: tuple[str, ...],
+    paths: tuple[str, ...],
+    limit: int | None,
+    mirror_unsafe: str,
+    primary_header: tuple[str, ...],
+    candidate_header: tuple[str, ...],
+    timeout: float,
+    skip_bad: bool,
+    run_id: str,
+    no_progress: bool,
+) -> None:
+    """Replay recorded TRAFFIC (HAR, mitmproxy dump, GoReplay, JSON Lines).
+
+    With --primary, each request goes to both backends; without it, the
+    recorded response is compared with the candidate's. Only GET, HEAD and
+    OPTIONS are replayed unless --mirror-unsafe or the config allows more.
+
+    \b
+    Examples:
+      shadow replay traffic.har --primary http://127.0.0.1:3000 --candidate http://127.0.0.1:8000
+      shadow replay flows.mitm --candidate http://127.0.0.1:8000 --db parity.duckdb
+      shadow replay capture.gor --primary ... --candidate ... --concurrency 16 --rate 200
+    """
+    import asyncio
+    import os
+
+    from shadow.cli.progress import ReplayProgress
+    from shadow.config.loader import parse_methods
+    from shadow.sources.replay import ReplayOptions
+    from shadow.sources.replay import replay as run_replay
+    from shadow.store.writer import ensure_writable
+    from shadow.urls import parse_backend_url
+
+    if not os.path.exists(traffic):
+        raise InputError(f"{traffic}: no such file")
+    options = ReplayOptions(
+        path=traffic,
+        candidate=parse_backend_url(candidate, "--candidate"),
+        primary=parse_backend_url(primary, "--primary") if primary else None,
+        secondary=parse_backend_url(secondary, "--secondary") if secondary else None,
+        db=db,
+        config=config,
+        fmt=fmt,
+        concurrency=concurrency,
+        rate=rate,
+        sample=sample,
+        seed=seed,
+        methods=frozenset(m.upper() for m in methods),
+        paths=paths,
+        limit=limit,
+        mirror_unsafe=parse_methods(mirror_unsafe),
+        primary_headers=_header_overrides(primary_header, "--primary-header"),
+        candidate_headers=_header_overrides(candidate_header, "--candidate-header"),
+        timeout=timeout,
+        skip_bad=skip_bad,
+        run_id=run_id,
+    )
+    ensure_writable(db)
+    with ReplayProgress(enabled=not no_progress) as progress:
+        summary = asyncio.run(run_replay(options, progress.update))
+    for line in summary.lines(db):
+        click.echo(line)
+
+
+@cli.command()
+@db_option()
+@click.option(
+    "--min-parity",
+    type=float,
+    default=100.0,
+    show_default=True,
+    metavar="PCT",
+    help="Minimum parity (% of compared exchanges that match) for every endpoint.",
+)
+@click.option(
+    "--endpoint",
+    "endpoint_thresholds",
+    multiple=True,
+    metavar="PATTERN=PCT",
+    help="Minimum parity for endpoints matching a glob, e.g. 'GET /api/analysis/*=99' "
+    "(repeatable; the pattern with the most literal characters wins, then the last given).",
+)
+@click.option(
+    "--max-candidate-errors",
+    type=float,
+    default=1.0,
+    show_default=True,
+    metavar="PCT",
+    help="Most % of an endpoint's copied requests that may end in a candidate error "
+    "(timeout, refused, reset); 100 turns the check off.",
+)
+@click.option(
+    "--endpoint-max-errors",
+    "endpoint_errors",
+    multiple=True,
+    metavar="PATTERN=PCT",
+    help="--max-candidate-errors for endpoints matching a glob, e.g. 'GET /api/slow/*=5' "
+    "(repeatable; chosen as for --endpoint).",
+)
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    help="TOML config whose [[accepted]] entries apply to every run read "
+    "(default: each run's own entries).",
+)
+@click.option(
+    "--max-latency-ratio",
+    type=float,
+    default=None,
+    metavar="R",
+    help="Most candidate p95 / primary p95 latency per endpoint.",
+)
+@click.option(
+    "--min-samples",
+    type=int,
+    default=20,
+    show_default=True,
+    help="Compared exchanges an endpoint needs to be judged; fewer: INCONCLUSIVE.",
+)
+@click.option(
+    "--allow-inconclusive", is_flag=True, help="Do not fail because of INCONCLUSIVE endpoints."
+)
+@click.option("--run", "run_id", default=None, help="Only this run (default: all runs).")
+@click.option(
+    "--junit",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Also write the results as JUnit XML to this file.",
+)
+def check(
+    db: str,
+    min_parity: float,
+    endpoint_thresholds: tuple[str, ...],
+    max_candidate_errors: float,
+    endpoint_errors: tuple[str, ...],
+    config: str | None,
+    max_latency_ratio: float | None,
+    min_samples: int,
+    allow_inconclusive: bool,
+    run_id: str | None,
+    junit: str | None,
+) -> None:
+    """Gate a CI job on parity: exit 0 if every endpoint meets its thresholds.
+
+    Parity = match / (match + differ) per endpoint, with verdicts judged from all
+    stored evidence (the same figures as `shadow report`; see docs/verdicts.md).
+    Candidate errors count against an endpoint too (at most 1 % by default). An
+    endpoint with fewer than --min-samples compared exchanges is INCONCLUSIVE:
+    never passed, and it fails the gate unless --allow-inconclusive. Endpoints
+    whose requests were all skipped (never copied) are listed but not judged. The
+    gate also fails when no endpoint could be judged at all.
+
+    Exit codes: 0 passed, 1 failed, 2 bad option, 3 database error.
+
+    \b
+    Examples:
+      shadow check --db parity.duckdb --min-parity 99.5
+      shadow check --db parity.duckdb --min-parity 99.5 --endpoint 'GET /api/analysis/*=98' \\
+          --max-candidate-errors 0.5 --max-latency-ratio 1.5 --junit parity.xml
+    """
+    from shadow.review import gate
+    from shadow.store.writer import reading
+
+    thresholds = gate.make_thresholds(
+        min_parity,
+        endpoint_thresholds,
+        max_candidate_errors,
+        max_latency_ratio,
+        min_samples,
+        allow_inconclusive,
+        endpoint_errors,
+    )
+    with reading(db, accepted=_accepted(config)) as con:
+        rows = gate.fetch_rows(con, run_id)
+    results = gate.evaluate(rows, thresholds)
+    for flag in ("--endpoint", "--endpoint-max-errors"):
+        for pattern in gate.unused_patterns(results, thresholds, flag):
+            click.echo(f"shadow: warning: {flag} pattern {pattern!r} matches no endpoint", err=True)
+    if results:
+        click.echo(gate.format_table(results))
+    if junit:
+        try:
+            gate.junit_xml(results, thresholds, db=db, run_id=run_id).write(
+                junit, encoding="utf-8", xml_declaration=True
+            )
+        except OSError as exc:
+            raise ConfigError(f"--junit {junit}: cannot write ({exc.strerror})") from None
+    click.echo(gate.summary_line(results, thresholds))
+    if junit:
+        click.echo(f"junit: {junit}")
+    sys.exit(0 if gate.passed(results, thresholds) else 1)
+
+
+@cli.command()
+@db_option()
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet"]),
+    default="parquet",
+    show_default=True,
+    help="File format.",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory to write one file per table into (created if missing).",
+)
+@click.option("--run", "run_id", default=None, help="Only this run (default: all runs).")
+@click.option("--config", default=None, type=click.Path(dir_okay=False),
+              help="Config whose [[accepted]] entries apply (default: each run's).")  # fmt: skip
+def export(db: str, fmt: str, output: str, run_id: str | None, config: str | None) -> None:
+    """Export the store's tables and the judged outcomes.
+
+    One file per table, named <table>.parquet (runs, exchanges, differences,
+    noise_differences, run_accepted), plus the outcome definition's results:
+    exchange_outcomes, difference_outcomes and endpoint_outcomes (the verdicts,
+    statuses and figures `shadow report` and `shadow check` show). Existing files
+    are replaced.
+
+    \b
+    Example:
+      shadow export --db parity.duckdb --format parquet -o parity-parquet/
+    """
+    from shadow.review.export import export_tables
+    from shadow.store.writer import reading
+
+    with reading(db, accepted=_accepted(config)) as con:
+        written = export_tables(con, output, run_id=run_id, fmt=fmt)
+    for item in written:
+        click.echo(f"{item.path}  ({item.rows} rows)")
+    click.echo(f"export: {len(written)} tables to {output}")
+
+
+@cli.command()
+@db_option(default=None)
+def migrate(db: str) -> None:
+    """Bring a store of an older schema version up to this shadow's version.
+
+    Readers (report, check, export) never change a store; a store written by an
+    older shadow must be migrated once. The proxy and replay migrate the store
+    they write to by themselves.
+
+    \b
+    Example:
+      shadow migrate --db parity.duckdb
+    """
+    from shadow.store.writer import migrate_file
+
+    if not os.path.exists(db):
+        raise StoreError(f"database {db} does not exist")
+    before, after = migrate_file(db)
+    if before == after:
+        click.echo(f"{db}: schema version {after}, nothing to do")
+    else:
+        click.echo(f"{db}: schema version {before} -> {after}")
+
+
+@cli.command()
+@click.option("--openapi", "openapi", default=None, help="OpenAPI JSON: a file or an http(s) URL.")
+@click.option("--nextjs", "nextjs", default=None, type=click.Path(file_okay=False, exists=True),
+              help="A Next.js project (pages/api or app/**/route.ts).")  # fmt: skip
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
+              help="Write the TOML here (default: print it).")  # fmt: skip
+def routes(openapi: str | None, nextjs: str | None, output: str | None) -> None:
+    """Print `[[endpoints]]` config entries taken from the services themselves.
+
+    Requests are grouped by these route templates instead of guessed ones.
+
+    \b
+    Examples:
+      shadow routes --openapi http://127.0.0.1:8000/openapi.json >> shadow.toml
+      shadow routes --nextjs ../legacy-app -o routes.toml
+    """
+    from shadow.config.routes import routes_from_nextjs, routes_from_openapi, routes_to_toml
+
+    if not openapi and not nextjs:
+        raise ConfigError("give --openapi SOURCE and/or --nextjs DIR")
+    found = [*(routes_from_openapi(openapi) if openapi else []),
+             *(routes_from_nextjs(nextjs) if nextjs else [])]  # fmt: skip
+    _emit(routes_to_toml(found), output, f"{len(found)} routes")
+
+
+def _emit(text: str, output: str | None, what: str) -> None:
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {output}: {exc.strerror or exc}") from None
+    click.echo(f"{what} written to {output}", err=True)
+
+
+@cli.group()
+def rules() -> None:
+    """Rules that come from triage of what was stored."""
+
+
+@rules.command("suggest")
+@db_option()
+@click.option("--run", "run_id", default=None, help="Only this run (default: all runs).")
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
+              help="Write the TOML here (default: print it).")  # fmt: skip
+@click.option("--config", default=None, type=click.Path(dir_okay=False),
+              help="Config whose [[accepted]] entries apply (default: each run's).")  # fmt: skip
+def rules_suggest(db: str, run_id: str | None, output: str | None, config: str | None) -> None:
+    """Propose config entries (ignore a noisy path, ignore order, a tolerance).
+
+    Each proposal comes with its evidence as a comment; review it, then merge
+    what you agree with into your config. Nothing is applied by itself.
+
+    \b
+    Example:
+      shadow rules suggest --db parity.duckdb -o suggested.toml
+    """
+    from shadow.review.triage import suggest_rules, suggestions_to_toml
+
+    found = suggest_rules(db, run_id, _accepted(config))
+    if not found:
+        click.echo("no suggestions: nothing in the store looks like noise or drift", err=True)
+        return
+    _emit(suggestions_to_toml(found), output, f"{len(found)} suggestions")
+
+
+@cli.command()
+@click.option("--config", required=True, type=click.Path(dir_okay=False),
+              help="TOML config to append to (created if missing).")  # fmt: skip
+@click.option("--endpoint", required=True, help='The endpoint, e.g. "GET /api/analysis/{id}".')
+@click.option("--path", "path", required=True, help="The difference path, e.g. '$.createdAt'.")
+@click.option("--kind", default=None, help="Only differences of this kind (value_changed, ...).")
+@click.option("--reason", required=True, help="Why this difference is acceptable.")
+def accept(config: str, endpoint: str, path: str, kind: str | None, reason: str) -> None:
+    """Record a known, accepted difference (shown as accepted, not counted).
+
+    \b
+    Example:
+      shadow accept --config shadow.toml --endpoint "GET /api/analysis/{id}" \\
+          --path '$.createdAt' --reason "clients parse both ISO forms"
+    """
+    from shadow.review.accept import accept_difference
+
+    added = accept_difference(config, endpoint, path, reason, kind)
+    click.echo(added.strip("\n"))
+    click.echo(f"appended to {config}", err=True)
+
+
+def main() -> None:
+    cli(prog_name="shadow")
+
+
+if __name__ == "__main__":
+    main()

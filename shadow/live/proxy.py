@@ -1,0 +1,97 @@
+"""Running mitmproxy in-process as a reverse proxy with the shadow addon."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from mitmproxy import exceptions, options
+from mitmproxy.tools.dump import DumpMaster
+
+from shadow.errors import BackendUnreachable, ConfigError
+from shadow.live.addon import Shadow
+
+
+@dataclass
+class ProxySettings:
+    primary: str
+    candidate: str
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    db: str = "parity.duckdb"
+    config: str | None = None
+    mirror_unsafe: str = ""
+    timeout: float = 5.0
+    concurrency: int = 32
+    queue_size: int = 10000
+    confdir: str = field(default_factory=lambda: os.path.expanduser("~/.shadow/mitmproxy"))
+    run_id: str = ""
+    record: str = ""
+    secondary: str = ""
+    quiet: bool = False
+
+
+def check_reachable(url: str, what: str, timeout: float = 3.0) -> None:
+    """Raise BackendUnreachable unless a TCP connection to `url`'s host opens."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise BackendUnreachable(f"{what} {url} is not reachable: {reason}") from None
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """'127.0.0.1:8080' or ':8080' or '8080' -> (host, port); host defaults to 127.0.0.1."""
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host, port = "", value
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--listen {value!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+    return host, int(port)
+
+
+async def _serve(s: ProxySettings) -> int:
+    opts = options.Options()
+    master = DumpMaster(opts, with_termlog=not s.quiet, with_dumper=False)
+    master.addons.add(Shadow())
+    try:
+        opts.update(
+            mode=[f"reverse:{s.primary}"],
+            listen_host=s.listen_host,
+            listen_port=s.listen_port,
+            confdir=s.confdir,
+            shadow_candidate=s.candidate,
+            shadow_db=s.db,
+            shadow_config=s.config or "",
+            shadow_mirror_unsafe=s.mirror_unsafe,
+            shadow_timeout=s.timeout,
+            shadow_concurrency=s.concurrency,
+            shadow_queue_size=s.queue_size,
+            shadow_run_id=s.run_id,
+            shadow_record=s.record,
+            shadow_secondary=s.secondary,
+        )
+    except (exceptions.OptionsError, KeyError) as exc:
+        raise ConfigError(str(exc).strip("'\"").splitlines()[0]) from None
+    if not s.quiet:
+        opts.update(termlog_verbosity="warn")
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, master.shutdown)
+    await master.run()
+    return 0
+
+
+def run_proxy(s: ProxySettings) -> int:
+    """Check the setup, then serve until SIGINT/SIGTERM; return an exit code."""
+    os.makedirs(s.confdir, exist_ok=True)
+    check_reachable(s.primary, "primary")
+    return asyncio.run(_serve(s))

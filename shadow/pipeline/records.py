@@ -1,0 +1,174 @@
+"""Turning an exchange and its comparison into rows of the store.
+
+Secrets are redacted here, on the only road into the database; bodies are
+decoded for the reviewer and cut to a size cap, with a flag when cut.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from comparators import DecodeError, body_text, cluster_path, decode_body
+from comparators.model import Comparison, Difference, Headers, Payload
+from shadow.model import BackendResponse, Exchange
+from shadow.pipeline.redact import (
+    REDACTED,
+    is_secret_path,
+    redact_body_text,
+    redact_headers,
+    redact_query,
+)
+from shadow.store.rows import DifferenceRow, ExchangeRow, NoiseRow
+
+DEFAULT_BODY_CAP = 64 * 1024
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def body_for_review(headers: Headers, raw: bytes, cap: int) -> tuple[str | None, bool]:
+    """Decoded body text cut to `cap` bytes, and whether it was cut (cap 0: not kept)."""
+    if not raw or cap <= 0:
+        return None, False
+    try:
+        data = decode_body(headers, raw)
+    except DecodeError:
+        data = raw
+    truncated = len(data) > cap
+    data = data[:cap]
+    text = body_text(headers, data)
+    if text is None:
+        return f"<{len(data)} bytes of binary data>", truncated
+    return redact_body_text(text), truncated
+
+
+def _side(resp: BackendResponse | None, cap: int) -> tuple[str | None, str | None, bool | None]:
+    if resp is None or resp.payload is None:
+        return (None, None, None)
+    p: Payload = resp.payload
+    text, cut = body_for_review(p.headers, p.body, cap)
+    return (_json(redact_headers(p.headers)), text, cut)
+
+
+def exchange_row(
+    ex: Exchange, comparison: Comparison, run_id: str, body_cap: int = DEFAULT_BODY_CAP
+) -> ExchangeRow:
+    """The row of `exchanges` for one judged exchange (its verdict is the provisional one)."""
+    req = ex.request
+    req_text, req_cut = body_for_review(req.headers, req.body, body_cap)
+    prim, cand, sec = ex.primary, ex.candidate, ex.secondary
+    p_headers, p_body, p_cut = _side(prim, body_cap)
+    c_headers, c_body, c_cut = _side(cand, body_cap)
+    return ExchangeRow(
+        exchange_id=ex.id,
+        run_id=run_id,
+        ts=datetime.fromtimestamp(ex.started_at, UTC).replace(tzinfo=None),
+        source=ex.source,
+        method=req.method,
+        endpoint=ex.endpoint,
+        path=req.path,
+        query=redact_query(req.query) or None,
+        verdict=comparison.verdict.value,
+        skip_reason=ex.skip_reason,
+        primary_status=prim.payload.status if prim.payload else None,
+        candidate_status=cand.payload.status if cand and cand.payload else None,
+        primary_ms=prim.elapsed_ms,
+        candidate_ms=cand.elapsed_ms if cand else None,
+        primary_error=prim.error,
+        candidate_error=cand.error if cand else None,
+        diff_count=len(comparison.differences),
+        diffs_truncated=comparison.truncated,
+        body_kind=comparison.body_kind,
+        notes="; ".join(comparison.notes) or None,
+        request_headers=_json(redact_headers(req.headers)),
+        request_body=req_text,
+        request_body_truncated=req_cut,
+        primary_headers=p_headers,
+        primary_body=p_body,
+        primary_body_truncated=p_cut,
+        candidate_headers=c_headers,
+        candidate_body=c_body,
+        candidate_body_truncated=c_cut,
+        secondary_status=sec.payload.status if sec and sec.payload else None,
+        secondary_ms=sec.elapsed_ms if sec else None,
+        secondary_error=sec.error if sec else None,
+    )
+
+
+def clustered(
+    differences: Iterable[Difference],
+) -> Iterator[tuple[Difference, tuple[str, str], bool]]:
+    """Each difference with its (cluster path, kind) and whether it is the first of those."""
+    seen: set[tuple[str, str]] = set()
+    for d in differences:
+        key = (cluster_path(d.path), d.kind.value)
+        yield d, key, key not in seen
+        seen.add(key)
+
+
+def noise_rows(ex: Exchange, noisy: Comparison | None, run_id: str) -> list[NoiseRow]:
+    """Rows of `noise_differences`: the primary-vs-secondary differences (evidence)."""
+    return [
+        NoiseRow(
+            exchange_id=ex.id,
+            run_id=run_id,
+            endpoint=ex.endpoint,
+            path=d.path,
+            cluster_path=key[0],
+            kind=key[1],
+            cluster_first=first,
+        )
+        for d, key, first in clustered(noisy.differences if noisy is not None else ())
+    ]
+
+
+def difference_rows(
+    ex: Exchange,
+    comparison: Comparison,
+    run_id: str,
+    status: Mapping[str, tuple[str, str | None]] | None = None,
+    secondary: Collection[tuple[str, str]] | None = None,
+) -> list[DifferenceRow]:
+    """Rows of `differences`; values as JSON text, secrets in header values redacted.
+
+    `status` maps a difference path to ('noise' | 'accepted', reason); others are 'real'.
+    `secondary`: the (cluster path, kind) pairs that differ primary-vs-secondary in this
+    exchange, or None without a usable secondary.
+    """
+    rows: list[DifferenceRow] = []
+    for d, key, first in clustered(comparison.differences):
+        p, c = d.primary, d.candidate
+        if d.path.startswith("$header."):
+            name = d.path.removeprefix("$header.")
+            p, c = (
+                redact_headers([(name, str(v))])[0][1] if v is not None else None for v in (p, c)
+            )
+        elif is_secret_path(d.path):
+            p, c = (REDACTED if v is not None else None for v in (p, c))
+        elif d.path == "$body":
+            p, c = (redact_body_text(v) if isinstance(v, str) else v for v in (p, c))
+        state, reason = (status or {}).get(d.path, ("real", None))
+        # Objects and lists may hold credential members below the difference's path.
+        pj, cj = (redact_body_text(_json(v)) if isinstance(v, dict | list) else _json(v)
+                  for v in (p, c))  # fmt: skip
+        rows.append(
+            DifferenceRow(
+                exchange_id=ex.id,
+                run_id=run_id,
+                endpoint=ex.endpoint,
+                path=d.path,
+                kind=d.kind.value,
+                primary_value=pj,
+                candidate_value=cj,
+                status=state,
+                cluster_path=key[0],
+                reason=reason,
+                secondary_same=None if secondary is None else key in secondary,
+                cluster_first=first,
+            )
+        )
+    return rows

@@ -1,0 +1,411 @@
+"""The CI gate behind `shadow check`: per-endpoint parity, errors and latency vs thresholds.
+
+One SQL query (`GATE_QUERY`) aggregates every endpoint inside DuckDB; the rest
+are pure functions over its row dicts: parse thresholds, judge each endpoint,
+order and format the table, build JUnit XML.
+
+An endpoint is
+- FAIL when a check that has enough samples fails (parity and latency need
+  `min_samples` compared exchanges; the candidate error rate needs `min_samples`
+  requests sent to the candidate);
+- INCONCLUSIVE when it did not fail but has fewer than `min_samples` compared;
+- PASS otherwise.
+Endpoints whose every request was skipped (never copied, e.g. POST) are listed
+as NOT COPIED and are not judged. The gate passes when nothing failed, nothing is
+inconclusive (unless allowed) and at least one endpoint was judged.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any
+
+import duckdb
+
+from shadow.errors import ConfigError
+
+PASS, FAIL, INCONCLUSIVE, NOT_COPIED = "PASS", "FAIL", "INCONCLUSIVE", "NOT COPIED"
+_ORDER = {FAIL: 0, INCONCLUSIVE: 1, PASS: 2, NOT_COPIED: 3}
+
+# The endpoint figures of the one outcome definition (shadow/store/sql/outcomes.sql);
+# the gate only reads them. Parameter: the run id (NULL for all runs).
+GATE_QUERY = """
+SELECT endpoint, requests, sent, compared, matched, differed, tolerated, candidate_errors,
+       skipped, secondary_unusable, parity, candidate_error_pct,
+       primary_q[2] AS primary_p95, candidate_q[2] AS candidate_p95,
+       candidate_q[2] / nullif(primary_q[2], 0) AS latency_ratio
+FROM shadow_endpoint_outcomes(CAST(? AS VARCHAR))
+ORDER BY endpoint
+"""
+
+RUN_EXISTS = """
+SELECT EXISTS (SELECT 1 FROM runs WHERE run_id = ?)
+    OR EXISTS (SELECT 1 FROM exchanges WHERE run_id = ?)
+"""
+
+
+@dataclass(frozen=True)
+class EndpointThreshold:
+    """`--endpoint PATTERN=THRESHOLD`: a glob over endpoint names and its minimum parity."""
+
+    pattern: str
+    min_parity: float
+    order: int  # position on the command line; later wins a tie
+
+    @property
+    def specificity(self) -> int:
+        return len(re.sub(r"[*?]|\[[^]]*\]", "", self.pattern))
+
+
+DEFAULT_MAX_CANDIDATE_ERRORS = 1.0  # percent of copied requests
+
+
+def _best(
+    endpoint: str, patterns: Sequence[EndpointThreshold], default: float
+) -> tuple[float, str | None]:
+    """The value of the most specific pattern matching `endpoint` (later wins a tie)."""
+    hits = [t for t in patterns if fnmatchcase(endpoint, t.pattern)]
+    if not hits:
+        return default, None
+    best = max(hits, key=lambda t: (t.specificity, t.order))
+    return best.min_parity, best.pattern
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    min_parity: float = 100.0
+    endpoints: tuple[EndpointThreshold, ...] = ()
+    max_candidate_errors: float = DEFAULT_MAX_CANDIDATE_ERRORS
+    max_latency_ratio: float | None = None
+    min_samples: int = 20
+    allow_inconclusive: bool = False
+    endpoint_errors: tuple[EndpointThreshold, ...] = ()  # per-pattern max candidate errors
+
+    def parity_for(self, endpoint: str) -> tuple[float, str | None]:
+        """Minimum parity for `endpoint` and the pattern it came from (None: --min-parity)."""
+        return _best(endpoint, self.endpoints, self.min_parity)
+
+    def errors_for(self, endpoint: str) -> tuple[float, str | None]:
+        """Most candidate errors (%) for `endpoint` and the pattern it came from."""
+        return _best(endpoint, self.endpoint_errors, self.max_candidate_errors)
+
+
+@dataclass(frozen=True)
+class EndpointResult:
+    endpoint: str
+    requests: int
+    sent: int
+    compared: int
+    matched: int
+    candidate_errors: int
+    parity: float | None
+    candidate_error_pct: float | None
+    latency_ratio: float | None
+    min_parity: float
+    pattern: str | None
+    result: str
+    reasons: tuple[str, ...] = field(default=())
+    differed: int = 0
+    tolerated: int = 0  # matched with only noise or accepted differences
+    secondary_unusable: int = 0
+    max_errors: float = DEFAULT_MAX_CANDIDATE_ERRORS
+
+    @property
+    def why(self) -> str:
+        return "; ".join(self.reasons)
+
+
+def _percent(value: str | float, flag: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{flag} {value!r}: expected a percentage such as 99.5") from None
+    if not 0.0 <= number <= 100.0:  # also rejects nan
+        shown = f"{number:g}" if isinstance(value, float) else repr(value)
+        raise ConfigError(f"{flag} {shown}: expected a percentage between 0 and 100")
+    return number
+
+
+def parse_endpoint_thresholds(
+    values: Sequence[str], flag: str = "--endpoint"
+) -> tuple[EndpointThreshold, ...]:
+    """Parse `PATTERN=THRESHOLD` values (the last '=' separates; patterns may hold '=')."""
+    out = []
+    for i, value in enumerate(values):
+        pattern, sep, number = value.rpartition("=")
+        if not sep or not pattern.strip():
+            raise ConfigError(
+                f"{flag} {value!r}: expected PATTERN=THRESHOLD, e.g. 'GET /api/*=99.5'"
+            )
+        out.append(EndpointThreshold(pattern.strip(), _percent(number.strip(), flag), i))
+    return tuple(out)
+
+
+def make_thresholds(
+    min_parity: float,
+    endpoint_values: Sequence[str] = (),
+    max_candidate_errors: float = DEFAULT_MAX_CANDIDATE_ERRORS,
+    max_latency_ratio: float | None = None,
+    min_samples: int = 20,
+    allow_inconclusive: bool = False,
+    endpoint_errors: Sequence[str] = (),
+) -> Thresholds:
+    """Validated thresholds from option values; ConfigError on a bad one."""
+    _percent(min_parity, "--min-parity")
+    _percent(max_candidate_errors, "--max-candidate-errors")
+    if max_latency_ratio is not None and not max_latency_ratio > 0:
+        raise ConfigError(f"--max-latency-ratio {max_latency_ratio}: expected a number above 0")
+    if min_samples < 1:
+        raise ConfigError(f"--min-samples {min_samples}: expected at least 1")
+    return Thresholds(
+        min_parity=min_parity,
+        endpoints=parse_endpoint_thresholds(endpoint_values),
+        max_candidate_errors=max_candidate_errors,
+        max_latency_ratio=max_latency_ratio,
+        min_samples=min_samples,
+        allow_inconclusive=allow_inconclusive,
+        endpoint_errors=parse_endpoint_thresholds(endpoint_errors, "--endpoint-max-errors"),
+    )
+
+
+def fmt_pct(value: float | None) -> str:
+    """Percent with two decimals, cut rather than rounded (99.999 never shows as 100.00)."""
+    if value is None:
+        return "n/a"
+    return f"{math.floor(value * 100 + 1e-9) / 100:.2f}%"
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def judge(row: Mapping[str, Any], t: Thresholds) -> EndpointResult:
+    """Judge one row of GATE_QUERY against the thresholds."""
+    endpoint = str(row["endpoint"])
+    compared, sent = int(row["compared"]), int(row["sent"])
+    parity, err_pct, ratio = row["parity"], row["candidate_error_pct"], row["latency_ratio"]
+    min_parity, pattern = t.parity_for(endpoint)
+    failed: list[str] = []
+    if compared >= t.min_samples and parity is not None and parity < min_parity:
+        source = f" ({pattern})" if pattern else ""
+        failed.append(f"parity {fmt_pct(parity)} < {min_parity:g}%{source}")
+    max_errors, errors_pattern = t.errors_for(endpoint)
+    if sent >= t.min_samples and err_pct is not None and err_pct > max_errors:
+        source = f" ({errors_pattern})" if errors_pattern else ""
+        failed.append(f"candidate errors {fmt_pct(err_pct)} > {max_errors:g}%{source}")
+    if (
+        t.max_latency_ratio is not None
+        and compared >= t.min_samples
+        and ratio is not None
+        and ratio > t.max_latency_ratio
+    ):
+        failed.append(f"p95 latency x{ratio:.2f} > x{t.max_latency_ratio:g}")
+    if failed:
+        result, reasons = FAIL, tuple(failed)
+    elif sent == 0:
+        result, reasons = NOT_COPIED, ("every request skipped",)
+    elif compared < t.min_samples:
+        result, reasons = INCONCLUSIVE, (f"{compared} compared < {t.min_samples} samples",)
+    else:
+        result, reasons = PASS, ()
+    return EndpointResult(
+        endpoint=endpoint,
+        requests=int(row["requests"]),
+        sent=sent,
+        compared=compared,
+        matched=int(row["matched"]),
+        candidate_errors=int(row["candidate_errors"]),
+        parity=parity,
+        candidate_error_pct=err_pct,
+        latency_ratio=ratio,
+        min_parity=min_parity,
+        pattern=pattern,
+        result=result,
+        reasons=reasons,
+        differed=int(row.get("differed") or 0),
+        tolerated=int(row.get("tolerated") or 0),
+        secondary_unusable=int(row.get("secondary_unusable") or 0),
+        max_errors=max_errors,
+    )
+
+
+def fetch_rows(con: duckdb.DuckDBPyConnection, run_id: str | None) -> list[dict[str, Any]]:
+    """Run GATE_QUERY; ConfigError when `run_id` names no run in the store.
+
+    `con` comes from `shadow.store.writer.reading`, which installs the outcome macros.
+    """
+    if run_id is not None:
+        row = con.execute(RUN_EXISTS, [run_id, run_id]).fetchone()
+        if not row or not row[0]:
+            raise ConfigError(f"--run {run_id!r}: no such run in the database")
+    cur = con.execute(GATE_QUERY, [run_id])
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, values, strict=True)) for values in cur.fetchall()]
+
+
+def evaluate(rows: Iterable[Mapping[str, Any]], t: Thresholds) -> list[EndpointResult]:
+    """Judge every endpoint; failing rows first, then inconclusive, then by parity."""
+    results = [judge(r, t) for r in rows]
+    return sorted(
+        results,
+        key=lambda r: (_ORDER[r.result], r.parity if r.parity is not None else -1, r.endpoint),
+    )
+
+
+def unused_patterns(
+    results: Sequence[EndpointResult], t: Thresholds, flag: str = "--endpoint"
+) -> list[str]:
+    """Patterns of `flag` (--endpoint, --endpoint-max-errors) matching no endpoint (a typo?)."""
+    names = [r.endpoint for r in results]
+    given = t.endpoints if flag == "--endpoint" else t.endpoint_errors
+    return [e.pattern for e in given if not any(fnmatchcase(n, e.pattern) for n in names)]
+
+
+def passed(results: Sequence[EndpointResult], t: Thresholds) -> bool:
+    """Whether the gate passes (see the module docstring)."""
+    counts = count_results(results)
+    if counts[FAIL]:
+        return False
+    if counts[INCONCLUSIVE] and not t.allow_inconclusive:
+        return False
+    return counts[PASS] > 0
+
+
+def count_results(results: Sequence[EndpointResult]) -> dict[str, int]:
+    counts = dict.fromkeys(_ORDER, 0)
+    for r in results:
+        counts[r.result] += 1
+    return counts
+
+
+def summary_line(results: Sequence[EndpointResult], t: Thresholds) -> str:
+    c = count_results(results)
+    verdict = "PASSED" if passed(results, t) else "FAILED"
+    text = (
+        f"shadow check {verdict}: {c[PASS]} passed, {c[FAIL]} failed, "
+        f"{c[INCONCLUSIVE]} inconclusive"
+    )
+    if c[INCONCLUSIVE]:
+        text += " (allowed)" if t.allow_inconclusive else " (not allowed: --allow-inconclusive)"
+    if c[NOT_COPIED]:
+        text += f", {c[NOT_COPIED]} not copied"
+    if not c[PASS] and not c[FAIL]:
+        text += "; no endpoint had enough samples to judge"
+    return text
+
+
+HEADER = ("endpoint", "samples", "parity", "threshold", "cand.err", "p95 ratio", "result", "why")
+
+
+def table_rows(results: Sequence[EndpointResult]) -> list[tuple[str, ...]]:
+    return [
+        (
+            r.endpoint,
+            str(r.compared),
+            fmt_pct(r.parity),
+            f"{r.min_parity:g}%",
+            fmt_pct(r.candidate_error_pct),
+            fmt_ratio(r.latency_ratio),
+            r.result,
+            r.why,
+        )
+        for r in results
+    ]
+
+
+def format_table(results: Sequence[EndpointResult]) -> str:
+    """A plain-text table for CI logs (numeric columns right-aligned)."""
+    rows = [HEADER, *table_rows(results)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
+    right = {1, 2, 3, 4, 5}
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def junit_xml(
+    results: Sequence[EndpointResult], t: Thresholds, *, db: str, run_id: str | None
+) -> ET.ElementTree[ET.Element]:
+    """JUnit XML: one testsuite 'shadow parity', one testcase per endpoint.
+
+    FAIL -> <failure>, INCONCLUSIVE and NOT COPIED -> <skipped>.
+    """
+    c = count_results(results)
+    skipped = c[INCONCLUSIVE] + c[NOT_COPIED]
+    counts = {
+        "tests": str(len(results)),
+        "failures": str(c[FAIL]),
+        "errors": "0",
+        "skipped": str(skipped),
+        "time": "0",
+    }
+    root = ET.Element("testsuites", {"name": "shadow", **counts})
+    suite = ET.SubElement(root, "testsuite", {"name": "shadow parity", **counts})
+    props = ET.SubElement(suite, "properties")
+    values: list[tuple[str, str]] = [
+        ("db", db),
+        ("run", run_id or "all"),
+        ("min_parity", f"{t.min_parity:g}"),
+        ("min_samples", str(t.min_samples)),
+        ("allow_inconclusive", str(t.allow_inconclusive).lower()),
+    ]
+    values.append(("max_candidate_errors", f"{t.max_candidate_errors:g}"))
+    values += [(f"endpoint_max_errors:{e.pattern}", f"{e.min_parity:g}") for e in t.endpoint_errors]
+    if t.max_latency_ratio is not None:
+        values.append(("max_latency_ratio", f"{t.max_latency_ratio:g}"))
+    values += [(f"endpoint:{e.pattern}", f"{e.min_parity:g}") for e in t.endpoints]
+    for name, value in values:
+        ET.SubElement(props, "property", {"name": name, "value": value})
+    for r in results:
+        case = ET.SubElement(
+            suite, "testcase", {"classname": "shadow.parity", "name": r.endpoint, "time": "0"}
+        )
+        detail = (
+            f"samples={r.compared} requests={r.requests} matched={r.matched} "
+            f"(of which noise/accepted only={r.tolerated}) differed={r.differed} "
+            f"parity={fmt_pct(r.parity)} threshold={r.min_parity:g}%"
+            f"{f' (from {r.pattern})' if r.pattern else ''} "
+            f"candidate_errors={r.candidate_errors} ({fmt_pct(r.candidate_error_pct)}) "
+            f"max_candidate_errors={r.max_errors:g}% "
+            f"secondary_unusable={r.secondary_unusable} "
+            f"p95_ratio={fmt_ratio(r.latency_ratio)}"
+        )
+        if r.result == FAIL:
+            ET.SubElement(
+                case, "failure", {"message": r.why, "type": "ParityFailure"}
+            ).text = detail
+        elif r.result in (INCONCLUSIVE, NOT_COPIED):
+            ET.SubElement(case, "skipped", {"message": f"{r.result.lower()}: {r.why}"})
+        ET.SubElement(case, "system-out").text = detail
+    ET.indent(root)
+    return ET.ElementTree(root)
+
+
+__all__ = [
+    "FAIL",
+    "GATE_QUERY",
+    "INCONCLUSIVE",
+    "NOT_COPIED",
+    "PASS",
+    "EndpointResult",
+    "EndpointThreshold",
+    "Thresholds",
+    "evaluate",
+    "fetch_rows",
+    "format_table",
+    "junit_xml",
+    "make_thresholds",
+    "parse_endpoint_thresholds",
+    "passed",
+    "summary_line",
+]

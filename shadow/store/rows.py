@@ -1,0 +1,154 @@
+"""The rows the pipeline hands to the store, declared once.
+
+Each table's row is a `NamedTuple`: its fields name the columns in the order of
+the table, its annotations give their types. The Arrow schema the writer uses
+and the column lists of its INSERTs come from these declarations; a test checks
+that the migrated tables have exactly these columns and types. Build rows by
+keyword (`ExchangeRow(exchange_id=..., ...)`), never by position.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, NamedTuple, get_type_hints
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+class ExchangeRow(NamedTuple):
+    """One row of `exchanges`: one request seen and what each backend answered."""
+
+    exchange_id: str
+    run_id: str
+    ts: datetime
+    source: str
+    method: str
+    endpoint: str
+    path: str
+    query: str | None
+    verdict: str  # provisional (write-time); readers use shadow_exchange_outcomes
+    skip_reason: str | None
+    primary_status: int | None
+    candidate_status: int | None
+    primary_ms: float | None
+    candidate_ms: float | None
+    primary_error: str | None
+    candidate_error: str | None
+    diff_count: int
+    diffs_truncated: bool
+    body_kind: str | None
+    notes: str | None
+    request_headers: str | None
+    request_body: str | None
+    request_body_truncated: bool | None
+    primary_headers: str | None
+    primary_body: str | None
+    primary_body_truncated: bool | None
+    candidate_headers: str | None
+    candidate_body: str | None
+    candidate_body_truncated: bool | None
+    secondary_status: int | None
+    secondary_ms: float | None
+    secondary_error: str | None
+
+
+class DifferenceRow(NamedTuple):
+    """One row of `differences`: a primary-vs-candidate difference (a stored fact)."""
+
+    exchange_id: str
+    run_id: str
+    endpoint: str
+    path: str
+    kind: str
+    primary_value: str | None
+    candidate_value: str | None
+    status: str  # provisional (write-time); readers use shadow_difference_outcomes
+    cluster_path: str
+    reason: str | None
+    # The same (cluster_path, kind) also differs primary-vs-secondary in this exchange;
+    # None when the exchange had no usable secondary (none, an error, another status).
+    secondary_same: bool | None
+    # The first row of its exchange with this (cluster_path, kind): counts the exchange once.
+    cluster_first: bool
+
+
+class NoiseRow(NamedTuple):
+    """One row of `noise_differences`: a primary-vs-secondary difference (evidence)."""
+
+    exchange_id: str
+    run_id: str
+    endpoint: str
+    path: str
+    cluster_path: str
+    kind: str
+    # The first row of its exchange with this (cluster_path, kind); NULL in rows of older
+    # stores whose secondary was not usable (they are no evidence).
+    cluster_first: bool | None
+
+
+class AcceptedRow(NamedTuple):
+    """One row of `run_accepted`: an [[accepted]] entry of the config a run started with."""
+
+    run_id: str
+    entry: int
+    endpoint: str
+    path: str
+    kind: str | None
+    reason: str
+
+
+_SQL = {str: "VARCHAR", int: "INTEGER", float: "DOUBLE", bool: "BOOLEAN", datetime: "TIMESTAMP"}
+
+
+def _base(annotation: object) -> type:
+    args = getattr(annotation, "__args__", None)
+    if args:  # `X | None`
+        return next(a for a in args if a is not type(None))
+    assert isinstance(annotation, type)
+    return annotation
+
+
+def columns(row: type[tuple[object, ...]]) -> tuple[str, ...]:
+    """Column names of a row type, in table order."""
+    return tuple(row._fields)  # type: ignore[attr-defined]
+
+
+def arrow_schema(row: type[tuple[object, ...]]) -> pa.Schema:
+    """The Arrow schema of a row type (every column nullable, as in the tables)."""
+    import pyarrow as pa  # only writers need it: readers start faster without it
+
+    arrow = {
+        str: pa.string(),
+        int: pa.int32(),
+        float: pa.float64(),
+        bool: pa.bool_(),
+        datetime: pa.timestamp("us"),
+    }
+    hints = get_type_hints(row)
+    return pa.schema([(name, arrow[_base(hints[name])]) for name in columns(row)])
+
+
+def sql_types(row: type[tuple[object, ...]]) -> dict[str, str]:
+    """Column name -> DuckDB type name, for checking the migrated tables."""
+    hints = get_type_hints(row)
+    return {name: _SQL[_base(hints[name])] for name in columns(row)}
+
+
+TABLES: dict[str, type[tuple[object, ...]]] = {
+    "exchanges": ExchangeRow,
+    "differences": DifferenceRow,
+    "noise_differences": NoiseRow,
+    "run_accepted": AcceptedRow,
+}
+
+__all__ = [
+    "TABLES",
+    "AcceptedRow",
+    "DifferenceRow",
+    "ExchangeRow",
+    "NoiseRow",
+    "arrow_schema",
+    "columns",
+    "sql_types",
+]

@@ -1,0 +1,208 @@
+-- The outcome definition, version 1: difference status, exchange verdict and endpoint
+-- figures, derived at read time from stored facts. Every reader (report, check, export,
+-- rules suggest, and later metrics and rollback) uses these macros and nothing else.
+--
+-- A reader installs them on its own connection (shadow.store.outcomes.install), after
+-- filling the temp table `accepted_rules` (the [[accepted]] entries that apply). Each
+-- macro takes `run`: a run id, or NULL for every run. See docs/verdicts.md.
+
+-- Exchanges with a usable secondary: it answered with the primary's status, and the
+-- candidate was compared. Only these are evidence of noise.
+CREATE OR REPLACE TEMP MACRO shadow_noise_exchanges(run) AS TABLE
+SELECT exchange_id, run_id, endpoint
+FROM exchanges
+WHERE (CAST(run AS VARCHAR) IS NULL OR run_id = run)
+  AND verdict IN ('match', 'differ')
+  AND secondary_error IS NULL AND secondary_status IS NOT NULL
+  AND secondary_status = primary_status;
+
+-- Differences that secondary evidence can explain: a value that changes (or a keyed list
+-- in another order) in the JSON body. Removed, added, retyped fields, the status, headers
+-- and whole-body differences are never noise by secondary evidence.
+CREATE OR REPLACE TEMP MACRO shadow_noise_kind(kind, path) AS
+kind IN ('value_changed', 'reordered')
+AND (path = '$' OR starts_with(path, '$.') OR starts_with(path, '$['));
+
+-- Per endpoint, clustered path and kind, over the usable exchanges in scope:
+-- n exchanges; k_s with the change primary-vs-secondary; k_c primary-vs-candidate;
+-- b with it only vs the candidate, c only vs the secondary (the discordant pairs).
+-- Noise when k_s >= 1, n >= 10, and McNemar's paired one-sided test does not find the
+-- candidate changing more often than the legacy varies: z = (b - c - 1) / sqrt(b + c)
+-- < 2.326 (alpha 0.01), and the excess (k_c - k_s) / n < 0.10.
+-- `cluster_first` counts each exchange once per clustered change; `secondary_same` is
+-- NULL exactly when the exchange had no usable secondary.
+CREATE OR REPLACE TEMP MACRO shadow_noise_fields(run) AS TABLE
+WITH sizes AS (
+    SELECT endpoint, count(*) AS n FROM shadow_noise_exchanges(run) GROUP BY endpoint
+),
+candidate AS (
+    SELECT endpoint, cluster_path, kind,
+           count(*) AS k_c, count(*) FILTER (WHERE secondary_same) AS k_both
+    FROM differences
+    WHERE (CAST(run AS VARCHAR) IS NULL OR run_id = run)
+      AND cluster_first AND secondary_same IS NOT NULL AND shadow_noise_kind(kind, path)
+    GROUP BY ALL
+),
+secondary AS (
+    SELECT endpoint, cluster_path, kind, count(*) AS k_s
+    FROM noise_differences
+    WHERE (CAST(run AS VARCHAR) IS NULL OR run_id = run)
+      AND cluster_first AND shadow_noise_kind(kind, path)
+    GROUP BY ALL
+),
+counts AS (
+    SELECT coalesce(s.endpoint, c.endpoint) AS endpoint,
+           coalesce(s.cluster_path, c.cluster_path) AS cluster_path,
+           coalesce(s.kind, c.kind) AS kind,
+           coalesce(s.k_s, 0) AS k_s,
+           coalesce(c.k_c, 0) AS k_c,
+           coalesce(c.k_c, 0) - coalesce(c.k_both, 0) AS b,
+           coalesce(s.k_s, 0) - coalesce(c.k_both, 0) AS c
+    FROM secondary s FULL OUTER JOIN candidate c
+      ON s.endpoint = c.endpoint AND s.cluster_path = c.cluster_path AND s.kind = c.kind
+)
+SELECT *,
+       k_s >= 1 AND n >= 10 AND NOT candidate_worse AS is_noise
+FROM (
+    SELECT counts.*, sizes.n,
+           CASE WHEN b + c = 0 THEN 0.0 ELSE (b - c - 1) / sqrt(b + c) END AS z,
+           (k_c - k_s) / sizes.n AS excess,
+           -- enough exchanges show the candidate changing it more often than the legacy
+           -- varies: a real difference wherever it shows, direct evidence or not
+           sizes.n >= 10
+               AND ((CASE WHEN b + c = 0 THEN 0.0 ELSE (b - c - 1) / sqrt(b + c) END) >= 2.326
+                    OR (k_c - k_s) / sizes.n >= 0.10) AS candidate_worse
+    FROM counts JOIN sizes USING (endpoint)
+);
+
+-- Every difference in scope with its status (real | noise | accepted) and the reason:
+-- 0. never noise when shadow_noise_fields shows the candidate changing that path and
+--    kind more often than the legacy varies (candidate_worse), direct evidence or not;
+-- 1. noise, direct: the same change (clustered path and kind) also happened between
+--    primary and a usable secondary in the same exchange;
+-- 2. noise, statistical: shadow_noise_fields says so for the endpoint, path and kind;
+-- 3. accepted: the first matching entry of accepted_rules;
+-- 4. real otherwise.
+CREATE OR REPLACE TEMP MACRO shadow_difference_outcomes_judged(run) AS TABLE
+WITH fields AS (
+    -- reasons are built once per field, not once per difference
+    SELECT endpoint, cluster_path, kind, is_noise, candidate_worse,
+           CASE WHEN candidate_worse
+                THEN printf('the candidate changes it in %d/%d exchanges, the legacy varies '
+                            || 'in %d/%d (McNemar z=%.2f, excess %.0f%%): not noise',
+                            k_c, n, k_s, n, z, 100 * excess)
+                ELSE printf('changes primary-vs-secondary in %d/%d exchanges and '
+                            || 'primary-vs-candidate in %d/%d (McNemar z=%.2f < 2.326)',
+                            k_s, n, k_c, n, z)
+           END AS why
+    FROM shadow_noise_fields(run) WHERE is_noise OR candidate_worse
+),
+-- Matching depends only on these columns: match each distinct combination once, and
+-- only for differences at a path some entry names.
+keys AS (
+    SELECT DISTINCT run_id, endpoint, path, cluster_path, kind FROM differences
+    WHERE (CAST(run AS VARCHAR) IS NULL OR run_id = run)
+      AND (path IN (SELECT path FROM accepted_rules)
+           OR cluster_path IN (SELECT path FROM accepted_rules))
+),
+accepted AS (
+    SELECT k.run_id, k.endpoint, k.path, k.kind, min(a.entry) AS entry,
+           arg_min(printf('accepted by %s [[accepted]] #%d: %s', a.source, a.entry, a.reason),
+                   a.entry) AS why
+    FROM keys k JOIN accepted_rules a
+      ON (a.run_id IS NULL OR a.run_id = k.run_id)
+     AND (a.endpoint = k.endpoint OR k.endpoint GLOB a.endpoint)
+     AND (a.path = k.path OR a.path = k.cluster_path)
+     AND (a.kind IS NULL OR a.kind = k.kind)
+    GROUP BY ALL
+)
+SELECT d.exchange_id, d.run_id, d.endpoint, d.path, d.cluster_path, d.kind,
+       d.primary_value, d.candidate_value, d.cluster_first,
+       CASE WHEN coalesce(f.candidate_worse, false) THEN
+                CASE WHEN a.entry IS NOT NULL THEN 'accepted' ELSE 'real' END
+            WHEN d.direct OR coalesce(f.is_noise, false) THEN 'noise'
+            WHEN a.entry IS NOT NULL THEN 'accepted'
+            ELSE 'real' END AS status,
+       CASE WHEN coalesce(f.candidate_worse, false) THEN coalesce(a.why, f.why)
+            WHEN d.direct
+                THEN 'the same change also happened between primary and secondary here'
+            WHEN coalesce(f.is_noise, false) THEN f.why
+            ELSE a.why
+       END AS reason
+FROM (SELECT *, coalesce(secondary_same, false) AND shadow_noise_kind(kind, path) AS direct
+      FROM differences WHERE CAST(run AS VARCHAR) IS NULL OR run_id = run) d
+LEFT JOIN fields f
+  ON f.endpoint = d.endpoint AND f.cluster_path = d.cluster_path AND f.kind = d.kind
+ AND shadow_noise_kind(d.kind, d.path)
+LEFT JOIN accepted a
+  ON a.run_id = d.run_id AND a.endpoint = d.endpoint AND a.path = d.path AND a.kind = d.kind;
+
+-- What readers select from; `shadow.store.outcomes.cache` may replace it (and
+-- shadow_real_exchanges) by a version that reads the same rows from a table computed
+-- once for one scope.
+CREATE OR REPLACE TEMP MACRO shadow_difference_outcomes(run) AS TABLE
+SELECT * FROM shadow_difference_outcomes_judged(run);
+
+-- Every exchange in scope with its verdict:
+-- match | differ (a real difference, or more differences than were kept) |
+-- candidate_error | primary_error | skipped.
+-- `tolerated`: a match that has differences, all of them noise or accepted.
+-- `secondary_unusable`: a secondary was asked but answered with an error or another
+-- status than the primary, so the exchange is no evidence of noise.
+-- Exchanges with at least one real difference.
+CREATE OR REPLACE TEMP MACRO shadow_real_exchanges_judged(run) AS TABLE
+SELECT DISTINCT exchange_id, run_id FROM shadow_difference_outcomes(run) WHERE status = 'real';
+
+CREATE OR REPLACE TEMP MACRO shadow_real_exchanges(run) AS TABLE
+SELECT * FROM shadow_real_exchanges_judged(run);
+
+CREATE OR REPLACE TEMP MACRO shadow_exchange_outcomes(run) AS TABLE
+WITH real AS (FROM shadow_real_exchanges(run)),
+judged AS (
+    SELECT e.*,
+           CASE WHEN e.verdict NOT IN ('match', 'differ') THEN e.verdict
+                WHEN r.exchange_id IS NOT NULL THEN 'differ'
+                WHEN e.diff_count > 0 AND coalesce(e.diffs_truncated, false) THEN 'differ'
+                WHEN e.diff_count = 0 AND e.verdict = 'differ' THEN 'differ'
+                ELSE 'match' END AS outcome
+    FROM exchanges e LEFT JOIN real r USING (exchange_id, run_id)
+    WHERE CAST(run AS VARCHAR) IS NULL OR e.run_id = run
+)
+SELECT * EXCLUDE (verdict, outcome), outcome AS verdict, verdict AS provisional_verdict,
+       outcome = 'match' AND diff_count > 0 AS tolerated,
+       (secondary_status IS NOT NULL OR secondary_error IS NOT NULL)
+           AND verdict IN ('match', 'differ')
+           AND (secondary_error IS NOT NULL OR secondary_status IS DISTINCT FROM primary_status)
+           AS secondary_unusable
+FROM judged;
+
+-- One row per endpoint: the figures every reader shows and gates on.
+-- parity = matched / compared; candidate_error_pct = candidate errors / sent.
+-- Latency quantiles (ms) over the answers each backend gave (p50, p95, p99).
+CREATE OR REPLACE TEMP MACRO shadow_endpoint_outcomes(run) AS TABLE
+SELECT endpoint,
+       count(*)                                                 AS requests,
+       count(*) FILTER (WHERE verdict <> 'skipped')             AS sent,
+       count(*) FILTER (WHERE verdict IN ('match', 'differ'))   AS compared,
+       count(*) FILTER (WHERE verdict = 'match')                AS matched,
+       count(*) FILTER (WHERE verdict = 'differ')               AS differed,
+       count(*) FILTER (WHERE tolerated)                        AS tolerated,
+       count(*) FILTER (WHERE verdict = 'candidate_error')      AS candidate_errors,
+       count(*) FILTER (WHERE verdict = 'primary_error')        AS primary_errors,
+       count(*) FILTER (WHERE verdict = 'skipped')              AS skipped,
+       count(*) FILTER (WHERE secondary_unusable)               AS secondary_unusable,
+       count(*) FILTER (WHERE verdict IN ('match', 'differ')
+                          AND primary_status <> candidate_status) AS status_mismatches,
+       100.0 * count(*) FILTER (WHERE verdict = 'match')
+           / nullif(count(*) FILTER (WHERE verdict IN ('match', 'differ')), 0) AS parity,
+       100.0 * count(*) FILTER (WHERE verdict = 'candidate_error')
+           / nullif(count(*) FILTER (WHERE verdict <> 'skipped'), 0)           AS candidate_error_pct,
+       quantile_cont(primary_ms, [0.5, 0.95, 0.99])
+           FILTER (WHERE primary_error IS NULL AND primary_ms IS NOT NULL)     AS primary_q,
+       quantile_cont(candidate_ms, [0.5, 0.95, 0.99])
+           FILTER (WHERE candidate_error IS NULL AND candidate_ms IS NOT NULL
+                     AND verdict <> 'skipped')                                 AS candidate_q,
+       min(ts) AS first_ts,
+       max(ts) AS last_ts
+FROM shadow_exchange_outcomes(run)
+GROUP BY endpoint;

@@ -1,0 +1,389 @@
+"""DuckDB storage: opening files safely and the single batching writer.
+
+Only one process may hold a DuckDB file open for writing, and while it does no
+other process can open it at all. Opening and closing the file for every batch
+costs tens of milliseconds, so the writer keeps it open, but a reader
+(`shadow report`) first leaves a request file beside the database
+(`<db>.read-request`); the writer sees it at its next flush (within a second),
+closes the file and from then on opens it only while it writes a batch, until
+the reader is done and removes the request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from shadow.errors import ConfigError, StoreError
+from shadow.store import outcomes
+from shadow.store.rows import (
+    AcceptedRow,
+    DifferenceRow,
+    ExchangeRow,
+    NoiseRow,
+    arrow_schema,
+    columns,
+)
+from shadow.store.schema import SCHEMA_VERSION, migrate, schema_version
+
+if TYPE_CHECKING:
+    from shadow.config.loader import Accepted
+
+_LOCK_MARKERS = ("lock", "Conflicting", "different configuration")
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    return any(m in str(exc) for m in _LOCK_MARKERS)
+
+
+def _describe(exc: Exception, path: str) -> str:
+    text = str(exc).splitlines()[0]
+    if "not a valid DuckDB database file" in text:
+        return f"{path} is not a DuckDB database"
+    if _is_lock_error(exc):
+        return f"{path} is locked by another process (is a writer holding it?)"
+    return f"cannot open {path}: {text}"
+
+
+def connect(path: str, *, read_only: bool, wait: float = 30.0) -> duckdb.DuckDBPyConnection:
+    """Open a DuckDB file, retrying while another process holds its lock."""
+    if read_only and not os.path.exists(path):
+        raise StoreError(f"database {path} does not exist")
+    deadline = time.monotonic() + wait
+    delay = 0.005
+    while True:
+        try:
+            return duckdb.connect(path, read_only=read_only)
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            if not _is_lock_error(exc) or time.monotonic() >= deadline:
+                raise StoreError(_describe(exc, path)) from None
+        except duckdb.Error as exc:
+            raise StoreError(_describe(exc, path)) from None
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
+READ_REQUEST_SUFFIX = ".read-request"
+_READ_REQUEST_FRESH = 900.0  # seconds; an older request was left by a reader that died
+
+
+def _read_requests(path: str) -> list[str]:
+    """Request files of readers of `path`: one per reader, `<db>.read-request[.<id>]`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    prefix = os.path.basename(path) + READ_REQUEST_SUFFIX
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return [os.path.join(folder, n) for n in names if n == prefix or n.startswith(prefix + ".")]
+
+
+def read_requested(path: str) -> bool:
+    """Whether a reader is waiting for (or reading) the database at `path`."""
+    now = time.time()
+    for request in _read_requests(path):
+        try:
+            if now - os.stat(request).st_mtime < _READ_REQUEST_FRESH:
+                return True
+        except OSError:
+            continue  # its reader just finished
+    return False
+
+
+@contextmanager
+def reading(
+    path: str, wait: float = 30.0, accepted: Sequence[Accepted] | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection, asking a live writer to let go of the file meanwhile.
+
+    The outcome definition is installed on it (see `open_for_reading`). Each
+    reader leaves a request file of its own, so readers at the same time never
+    remove one another's request.
+    """
+    request = f"{path}{READ_REQUEST_SUFFIX}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    made = False
+    if os.path.exists(path):
+        try:
+            with open(request, "a"):
+                pass
+            made = True
+        except OSError:
+            pass  # a read-only directory: no writer can be running there either
+    try:
+        con = open_for_reading(path, wait=wait, accepted=accepted)
+        try:
+            yield con
+        finally:
+            con.close()
+    finally:
+        if made:
+            with suppress(OSError):
+                os.remove(request)
+
+
+def open_for_reading(
+    path: str, wait: float = 30.0, accepted: Sequence[Accepted] | None = None
+) -> duckdb.DuckDBPyConnection:
+    """Read-only connection to a shadow database, with the outcome macros installed.
+
+    `accepted`: the [[accepted]] entries of the reader's config, applied to every
+    run (None: each run's own; see `shadow.store.outcomes`). StoreError if the
+    file is not a shadow database; one of an older schema version is refused with
+    the command that migrates it (readers never write). Prefer `reading()`, which
+    also asks a running writer to release the file.
+    """
+    con = connect(path, read_only=True, wait=wait)
+    try:
+        version = schema_version(con)
+    except duckdb.Error as exc:
+        con.close()
+        raise StoreError(_describe(exc, path)) from None
+    if version == 0:
+        con.close()
+        raise StoreError(f"{path} is a DuckDB file but holds no shadow data")
+    if version < SCHEMA_VERSION:
+        con.close()
+        raise StoreError(
+            f"{path} has schema version {version} (this shadow reads {SCHEMA_VERSION}); "
+            f"run `shadow migrate --db {path}` first"
+        )
+    if version > SCHEMA_VERSION:
+        con.close()
+        raise StoreError(
+            f"{path} has schema version {version}, newer than this shadow ({SCHEMA_VERSION}); "
+            "upgrade shadow to read it"
+        )
+    try:
+        outcomes.install(con, accepted)
+    except duckdb.Error as exc:
+        con.close()
+        raise StoreError(_describe(exc, path)) from None
+    return con
+
+
+def ensure_writable(path: str) -> None:
+    """Create or migrate the database at `path` (fails fast on a bad file)."""
+    migrate_file(path)
+
+
+def migrate_file(path: str) -> tuple[int, int]:
+    """Create or migrate the database at `path`; return its versions before and after."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise StoreError(f"directory {parent} does not exist")
+    con = connect(path, read_only=False)
+    try:
+        before = schema_version(con)
+        return before, migrate(con)
+    except (duckdb.Error, RuntimeError) as exc:
+        raise StoreError(_describe(exc, path)) from None
+    finally:
+        con.close()
+
+
+def _ts(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC).replace(tzinfo=None)
+
+
+@dataclass
+class Run:
+    """One proxy session or replay, as a row of `runs`."""
+
+    run_id: str
+    source: str
+    started_at: float
+    primary_url: str | None = None
+    candidate_url: str | None = None
+    secondary_url: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    ended_at: float | None = None
+    copies_dropped: int = 0
+    exchanges: int = 0
+
+
+UPSERT_RUN = """
+INSERT OR REPLACE INTO runs (run_id, source, started_at, ended_at, primary_url, candidate_url,
+    secondary_url, options, copies_dropped, exchanges)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+# The tables the writer fills from Arrow batches, each with its declared row type.
+_TABLES: tuple[tuple[str, type[tuple[Any, ...]]], ...] = (
+    ("exchanges", ExchangeRow),
+    ("differences", DifferenceRow),
+    ("noise_differences", NoiseRow),
+    ("run_accepted", AcceptedRow),
+)
+_ARROW: dict[str, Any] = {}  # table -> Arrow schema, made by the first write
+_INSERT = {
+    name: f"INSERT INTO {name} ({', '.join(columns(row))}) SELECT * FROM _batch"
+    for name, row in _TABLES
+}
+
+
+class StoreWriter:
+    """Buffers rows and writes them in batches; the only writer of a database.
+
+    Not thread-safe: one owner (the worker process) calls it.
+    """
+
+    def __init__(self, path: str, *, lock_wait: float = 60.0) -> None:
+        self.path = path
+        self.lock_wait = lock_wait
+        self._rows: dict[str, list[tuple[Any, ...]]] = {name: [] for name, _ in _TABLES}
+        self._runs: dict[str, Run] = {}
+        self._dirty_runs: set[str] = set()
+        self.written = 0
+        self._con: duckdb.DuckDBPyConnection | None = None
+        ensure_writable(path)
+
+    @property
+    def pending(self) -> int:
+        return len(self._rows["exchanges"])
+
+    def run_changed(self, run: Run) -> None:
+        """Record (or update) a run row at the next flush."""
+        self._runs[run.run_id] = run
+        self._dirty_runs.add(run.run_id)
+
+    def add(
+        self,
+        exchange_row: ExchangeRow,
+        difference_rows: Sequence[DifferenceRow] = (),
+        noise_rows: Sequence[NoiseRow] = (),
+    ) -> None:
+        self._rows["exchanges"].append(exchange_row)
+        self._rows["differences"].extend(difference_rows)
+        self._rows["noise_differences"].extend(noise_rows)
+
+    def add_accepted(self, rows: Sequence[AcceptedRow]) -> None:
+        """The [[accepted]] entries a run started with (written once, with the run)."""
+        self._rows["run_accepted"].extend(rows)
+
+    def detach(self) -> _Batch:
+        """Take the buffered rows out, so they can be written off the owner's thread."""
+        batch = _Batch(self._rows, [replace(self._runs[r]) for r in sorted(self._dirty_runs)])
+        self._rows = {name: [] for name, _ in _TABLES}
+        self._dirty_runs = set()
+        return batch
+
+    def restore(self, batch: _Batch) -> None:
+        """Put back a batch whose write failed, ahead of newer rows."""
+        for name, rows in batch.rows.items():
+            self._rows[name][:0] = rows
+        self._dirty_runs.update(r.run_id for r in batch.runs)
+
+    def flush(self) -> int:
+        """Write everything buffered and let go of the file; return exchanges written."""
+        batch = self.detach()
+        try:
+            return self.write(batch)
+        except StoreError:
+            self.restore(batch)
+            raise
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Close the file if it is held (at the end, or when a reader asks for it)."""
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def spill(self, batch: _Batch, path: str) -> None:
+        """Append a batch that could not be written to a JSON Lines file, one row a line."""
+        with open(path, "a", encoding="utf-8") as fh:
+            for table, rows in batch.rows.items():
+                names = columns(dict(_TABLES)[table])
+                for row in rows:
+                    record = dict(zip(names, row, strict=True))
+                    fh.write(json.dumps({"table": table, **record}, default=str) + "\n")
+
+    def write(self, batch: _Batch) -> int:
+        """Write one detached batch in a single transaction (safe in another thread)."""
+        share = read_requested(self.path)
+        if share:
+            self.release()
+        if not batch.exchanges and not batch.runs and not any(batch.rows.values()):
+            return 0
+        if self._con is None:
+            self._con = connect(self.path, read_only=False, wait=self.lock_wait)
+        con = self._con
+        try:
+            con.execute("BEGIN TRANSACTION")
+            for r in batch.runs:
+                con.execute(
+                    UPSERT_RUN,
+                    [
+                        r.run_id, r.source, _ts(r.started_at),
+                        _ts(r.ended_at) if r.ended_at else None, r.primary_url,
+                        r.candidate_url, r.secondary_url, json.dumps(r.options, default=str),
+                        r.copies_dropped, r.exchanges,
+                    ],
+                )  # fmt: skip
+            for name, rows in batch.rows.items():
+                if not rows:
+                    continue
+                import pyarrow as pa  # only writers need it: readers start faster without it
+
+                schema = _ARROW.get(name)
+                if schema is None:
+                    schema = _ARROW[name] = arrow_schema(dict(_TABLES)[name])
+                cols = list(zip(*rows, strict=True))
+                table = pa.table(
+                    {field.name: list(cols[i]) for i, field in enumerate(schema)}, schema=schema
+                )
+                con.register("_batch", table)
+                con.execute(_INSERT[name])
+                con.unregister("_batch")
+            con.execute("COMMIT")
+        except duckdb.Error as exc:
+            self.release()
+            raise StoreError(_describe(exc, self.path)) from None
+        finally:
+            if share:
+                self.release()
+        self.written += len(batch.exchanges)
+        return len(batch.exchanges)
+
+
+@dataclass
+class _Batch:
+    rows: dict[str, list[tuple[Any, ...]]]
+    runs: list[Run]
+
+    @property
+    def exchanges(self) -> list[tuple[Any, ...]]:
+        return self.rows.get("exchanges", [])
+
+
+def ensure_new_run(path: str, run_id: str, what: str) -> None:
+    """A named run must be new: writing into an existing run would rewrite its row."""
+    if not run_id or not os.path.exists(path):
+        return
+    with reading(path) as con:
+        found = con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    if found and found[0]:
+        raise ConfigError(f"{what} {run_id}: a run of that name is already in {path}")
+
+
+__all__ = [
+    "Run",
+    "StoreWriter",
+    "connect",
+    "ensure_new_run",
+    "ensure_writable",
+    "migrate",
+    "migrate_file",
+    "open_for_reading",
+    "read_requested",
+    "reading",
+]

@@ -1,0 +1,296 @@
+"""shadow.live.addon: the mitmproxy hooks copy requests onto a queue and never touch the flow."""
+
+from __future__ import annotations
+
+import gzip
+import queue
+import time
+import types
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mitmproxy import exceptions, http
+from mitmproxy.test import tflow, tutils
+
+from comparators.model import Payload
+from shadow.live.addon import Shadow
+from shadow.model import BackendResponse, Request
+from shadow.pipeline.sender import MARK_HEADER
+
+with warnings.catch_warnings():
+    # mitmproxy.master imports ldap3 and passlib, which trip DeprecationWarnings (pyasn1
+    # names, the crypt module) at import time; pyproject only ignores those from mitmproxy.*.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from mitmproxy.test import taddons
+
+
+@pytest.fixture
+def ctx_addon(tmp_path: Path) -> Iterator[tuple[Any, Shadow]]:
+    addon = Shadow()
+    with taddons.context(addon) as tctx:
+        yield tctx, addon
+
+
+@pytest.fixture
+def shadow(ctx_addon: tuple[Any, Shadow], tmp_path: Path) -> Shadow:
+    """An enabled addon with a plain queue instead of the worker process."""
+    tctx, addon = ctx_addon
+    tctx.configure(
+        addon, shadow_candidate="http://127.0.0.1:9", shadow_db=str(tmp_path / "x.duckdb")
+    )
+    assert addon.enabled
+    addon.queue = queue.Queue(maxsize=10)
+    addon.dropped = types.SimpleNamespace(value=0)
+    return addon
+
+
+def drain(q: queue.Queue[Any]) -> list[Any]:
+    """Messages put on the queue, unpacked from the addon's batches."""
+    out = []
+    while True:
+        try:
+            item = q.get_nowait()
+        except queue.Empty:
+            return out
+        out.extend(item if isinstance(item, list) else [item])
+
+
+def test_configure_enables(ctx_addon: tuple[Any, Shadow], tmp_path: Path) -> None:
+    tctx, addon = ctx_addon
+    db = tmp_path / "x.duckdb"
+    tctx.configure(
+        addon,
+        shadow_candidate="http://127.0.0.1:9/",
+        shadow_db=str(db),
+        shadow_run_id="run-1",
+        shadow_mirror_unsafe="post,put",
+        shadow_timeout=2.5,
+    )
+    assert addon.enabled
+    assert addon.settings is not None
+    assert addon.settings.candidate == "http://127.0.0.1:9"
+    assert addon.settings.db == str(db)
+    assert addon.settings.run_id == "run-1"
+    assert addon.settings.unsafe_methods == frozenset({"POST", "PUT"})
+    assert addon.settings.timeout == 2.5
+    assert db.exists()  # the store is prepared at configure time
+    assert addon.process is None  # configure never starts the worker
+
+
+def test_random_run_id_when_not_given(ctx_addon: tuple[Any, Shadow], tmp_path: Path) -> None:
+    tctx, addon = ctx_addon
+    tctx.configure(addon, shadow_candidate="http://127.0.0.1:9", shadow_db=str(tmp_path / "a.db"))
+    assert addon.settings is not None
+    assert len(addon.settings.run_id) == 12
+
+
+def test_disabled_without_candidate(ctx_addon: tuple[Any, Shadow], tmp_path: Path) -> None:
+    tctx, addon = ctx_addon
+    tctx.configure(addon, shadow_db=str(tmp_path / "x.duckdb"))
+    assert not addon.enabled
+    assert not (tmp_path / "x.duckdb").exists()
+    addon.queue = queue.Queue()
+    addon.dropped = types.SimpleNamespace(value=0)
+    f = tflow.tflow(resp=True)
+    addon.request(f)
+    addon.response(f)
+    assert addon.queue.empty()
+    # switching the candidate off again disables an enabled addon
+    tctx.configure(addon, shadow_candidate="http://127.0.0.1:9")
+    assert addon.enabled
+    tctx.configure(addon, shadow_candidate="")
+    assert not addon.enabled
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        ({"shadow_candidate": "ftp://127.0.0.1:9"}, "shadow_candidate"),
+        ({"shadow_candidate": "127.0.0.1:9"}, "shadow_candidate"),
+        ({"shadow_candidate": "http://127.0.0.1:99999"}, "invalid port"),
+        ({"shadow_timeout": 0.0}, "shadow_timeout"),
+        ({"shadow_timeout": -1.0}, "shadow_timeout"),
+        ({"shadow_queue_size": 0}, "shadow_queue_size"),
+        ({"shadow_mirror_unsafe": "PO-ST"}, "not an HTTP method"),
+        ({"shadow_config": "/nonexistent/shadow.toml"}, "not found"),
+    ],
+)
+def test_bad_options_raise_options_error(
+    ctx_addon: tuple[Any, Shadow], tmp_path: Path, options: dict[str, Any], needle: str
+) -> None:
+    tctx, addon = ctx_addon
+    kwargs = {"shadow_candidate": "http://127.0.0.1:9", "shadow_db": str(tmp_path / "x.duckdb")}
+    kwargs.update(options)
+    with pytest.raises(exceptions.OptionsError, match=needle):
+        tctx.configure(addon, **kwargs)
+    assert not addon.enabled
+
+
+def test_db_in_missing_directory_is_options_error(
+    ctx_addon: tuple[Any, Shadow], tmp_path: Path
+) -> None:
+    tctx, addon = ctx_addon
+    with pytest.raises(exceptions.OptionsError, match="does not exist"):
+        tctx.configure(
+            addon, shadow_candidate="http://127.0.0.1:9", shadow_db=str(tmp_path / "no" / "x.db")
+        )
+
+
+def test_request_queues_a_copy_of_the_request(shadow: Shadow) -> None:
+    req = tutils.treq(
+        method=b"POST",
+        path=b"/api/start-analysis?x=1&token=abc",
+        headers=http.Headers(
+            ((b"content-type", b"application/json"), (b"authorization", b"Bearer t"))
+        ),
+        content=b'{"name": "x"}',
+    )
+    f = tflow.tflow(req=req)
+    shadow.request(f)
+    (msg,) = drain(shadow.queue)
+    kind, key, record, ts = msg
+    assert (kind, key) == ("req", f.id)
+    assert isinstance(record, Request)
+    assert record.method == "POST"
+    assert record.path == "/api/start-analysis"
+    assert record.query == "x=1&token=abc"
+    assert record.headers == (
+        ("content-type", "application/json"),
+        ("authorization", "Bearer t"),
+    )
+    assert record.body == b'{"name": "x"}'
+    assert ts == f.request.timestamp_start
+    assert shadow.queued == 1
+
+
+def test_request_from_default_tflow(shadow: Shadow) -> None:
+    f = tflow.tflow()
+    shadow.request(f)
+    (msg,) = drain(shadow.queue)
+    assert msg == (
+        "req",
+        f.id,
+        Request("GET", "/path", "", (("header", "qvalue"), ("content-length", "7")), b"content"),
+        946681200,
+    )
+
+
+def test_response_queues_raw_primary_answer(shadow: Shadow) -> None:
+    body = b'{"items": [1, 2, 3]}' * 50
+    resp = tutils.tresp(
+        headers=http.Headers(
+            ((b"content-type", b"application/json"), (b"content-encoding", b"gzip"))
+        ),
+        content=b"",
+    )
+    resp.raw_content = gzip.compress(body)
+    f = tflow.tflow(resp=resp)
+    shadow.request(f)
+    shadow.response(f)
+    req_msg, resp_msg = drain(shadow.queue)
+    assert req_msg[0] == "req"
+    kind, key, answer = resp_msg
+    assert (kind, key) == ("resp", f.id)
+    assert isinstance(answer, BackendResponse)
+    assert answer.error is None
+    assert answer.payload == Payload(
+        200,
+        (("content-type", "application/json"), ("content-encoding", "gzip")),
+        gzip.compress(body),
+    )
+    assert gzip.decompress(answer.payload.body) == body  # still encoded, as on the wire
+    # request end (946681201) to response end (946681203)
+    assert answer.elapsed_ms == pytest.approx(2000.0)
+
+
+def test_error_queues_failed_primary(shadow: Shadow) -> None:
+    f = tflow.tflow(err=True)
+    shadow.request(f)
+    shadow.error(f)
+    _, (kind, key, answer) = drain(shadow.queue)
+    assert (kind, key) == ("resp", f.id)
+    assert answer.payload is None
+    assert answer.error == f.error.msg == "error"
+
+
+def test_error_after_response_is_not_queued(shadow: Shadow) -> None:
+    f = tflow.tflow(resp=True, err=True)
+    shadow.request(f)
+    shadow.error(f)
+    assert [m[0] for m in drain(shadow.queue)] == ["req"]
+
+
+def test_response_without_queued_request_is_ignored(shadow: Shadow) -> None:
+    f = tflow.tflow(resp=True)
+    shadow.response(f)
+    shadow.error(tflow.tflow(err=True))
+    assert shadow.queue.empty()
+
+
+def test_full_queue_drops_and_counts_without_blocking(shadow: Shadow) -> None:
+    shadow.queue = queue.Queue(maxsize=1)
+    first, second = tflow.tflow(resp=True), tflow.tflow(resp=True)
+    start = time.monotonic()
+    shadow.request(first)  # fills the queue
+    shadow.request(second)  # dropped: a copy lost, counted here
+    shadow.response(first)  # lost too; the worker counts it when the pair expires
+    shadow.response(second)  # its request never arrived: nothing to pair with
+    assert time.monotonic() - start < 1.0
+    assert shadow.dropped.value == 1
+    assert [m[:2] for m in drain(shadow.queue)] == [("req", first.id)]
+    # room again: new flows are queued
+    third = tflow.tflow(resp=True)
+    shadow.request(third)
+    assert [m[:2] for m in drain(shadow.queue)] == [("req", third.id)]
+    shadow.response(third)
+    assert [m[:2] for m in drain(shadow.queue)] == [("resp", third.id)]
+    assert shadow.dropped.value == 1
+
+
+def test_marked_copy_is_ignored(shadow: Shadow) -> None:
+    f = tflow.tflow(resp=True)
+    f.request.headers[MARK_HEADER] = "1"
+    shadow.request(f)
+    shadow.response(f)
+    assert shadow.queue.empty()
+    assert shadow.queued == 0
+
+
+def test_replayed_flow_is_ignored(shadow: Shadow) -> None:
+    f = tflow.tflow(resp=True)
+    f.is_replay = "request"
+    shadow.request(f)
+    assert shadow.queue.empty()
+
+
+def test_hooks_do_not_modify_the_flow(shadow: Shadow) -> None:
+    req = tutils.treq(path=b"/a?b=1", headers=http.Headers(((b"cookie", b"s=1"),)))
+    f = tflow.tflow(req=req, resp=True)
+    before_req, before_resp = f.request.get_state(), f.response.get_state()
+    shadow.request(f)
+    shadow.response(f)
+    assert f.request.get_state() == before_req
+    assert f.response is not None and f.response.get_state() == before_resp
+    assert f.error is None
+    assert not f.intercepted
+    g = tflow.tflow(err=True)
+    before = g.request.get_state(), g.error.get_state()
+    shadow.request(g)
+    shadow.error(g)
+    assert (g.request.get_state(), g.error.get_state()) == before
+    assert g.response is None
+
+
+def test_hooks_do_nothing_when_disabled_after_configure(
+    ctx_addon: tuple[Any, Shadow], tmp_path: Path
+) -> None:
+    tctx, addon = ctx_addon
+    tctx.configure(addon, shadow_candidate="http://127.0.0.1:9", shadow_db=str(tmp_path / "d.db"))
+    # enabled but no worker yet: no queue, nothing happens and nothing raises
+    f = tflow.tflow(resp=True)
+    addon.request(f)
+    addon.response(f)
+    assert addon.queued == 0

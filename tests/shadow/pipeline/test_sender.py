@@ -1,0 +1,240 @@
+"""shadow.pipeline.sender: the copy's headers, raw bodies, and failures turned into responses."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from shadow.model import BackendResponse, Request
+from shadow.pipeline.sender import MARK_HEADER, Sender, outgoing_headers
+from tests.conftest import Server, free_port, serve
+
+
+async def echo(request: StarletteRequest) -> Response:
+    body = await request.body()
+    data = {
+        "method": request.method,
+        "path": request.url.path,
+        "query": request.url.query,
+        "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.headers.raw],
+        "body": body.decode("latin-1"),
+    }
+    if request.query_params.get("gzip"):
+        raw = json.dumps(data).encode()
+        return Response(
+            gzip.compress(raw),
+            status_code=203,
+            headers={"content-encoding": "gzip", "content-type": "application/json"},
+        )
+    return JSONResponse(data, status_code=201, headers={"x-echo": "yes"})
+
+
+ECHO = Starlette(routes=[Route("/{rest:path}", echo, methods=["GET", "POST", "PUT", "DELETE"])])
+
+
+@pytest.fixture(scope="module")
+def echo_server() -> Iterator[Server]:
+    with serve(ECHO) as server:
+        yield server
+
+
+def run_send(
+    base_url: str,
+    request: Request,
+    mark: str | None = "1",
+    timeout: float = 5.0,
+) -> BackendResponse:
+    async def go() -> BackendResponse:
+        sender = Sender(4)
+        try:
+            return await sender.send(base_url, request, mark, timeout)
+        finally:
+            await sender.aclose()
+
+    return asyncio.run(go())
+
+
+def names(headers: list[tuple[str, str]]) -> list[str]:
+    return [k.lower() for k, _ in headers]
+
+
+def test_outgoing_headers_drop_hop_by_hop_set_host_and_mark() -> None:
+    req = Request(
+        "GET",
+        "/a",
+        headers=(
+            ("Host", "primary.example:3000"),
+            ("Connection", "keep-alive, x-foo"),
+            ("Keep-Alive", "timeout=5"),
+            ("Proxy-Connection", "keep-alive"),
+            ("TE", "trailers"),
+            ("Trailer", "x-t"),
+            ("Transfer-Encoding", "chunked"),
+            ("Upgrade", "h2c"),
+            ("Proxy-Authorization", "Basic abc"),
+            ("Content-Length", "12"),
+            ("Accept", "application/json"),
+            ("Authorization", "Bearer t"),
+            ("X-Custom", "1"),
+        ),
+    )
+    out = outgoing_headers(req, "http://127.0.0.1:8000/prefix", "1")
+    assert out == [
+        ("host", "127.0.0.1:8000"),
+        ("Accept", "application/json"),
+        ("Authorization", "Bearer t"),
+        ("X-Custom", "1"),
+        (MARK_HEADER, "1"),
+    ]
+
+
+def test_outgoing_headers_without_mark() -> None:
+    out = outgoing_headers(Request("GET", "/", headers=(("a", "b"),)), "https://h.example", None)
+    assert out == [("host", "h.example"), ("a", "b")]
+    assert MARK_HEADER not in names(out)
+
+
+def test_outgoing_headers_overrides_replace_same_name() -> None:
+    req = Request(
+        "GET", "/", headers=(("Authorization", "[REDACTED]"), ("authorization", "x"), ("a", "b"))
+    )
+    out = outgoing_headers(req, "http://c:1", "1", (("AUTHORIZATION", "Bearer real"),))
+    assert out == [
+        ("host", "c:1"),
+        ("a", "b"),
+        ("AUTHORIZATION", "Bearer real"),
+        (MARK_HEADER, "1"),
+    ]
+
+
+def test_send_forwards_request_and_returns_headers(echo_server: Server) -> None:
+    req = Request(
+        "POST",
+        "/api/things",
+        "a=1&b=two",
+        (
+            ("Host", "primary:3000"),
+            ("Content-Length", "999"),  # stale: the client sets the real length
+            ("Content-Type", "text/plain"),
+            ("Connection", "close"),
+            ("TE", "trailers"),
+            ("Proxy-Authorization", "Basic abc"),
+            ("X-Custom", "kept"),
+        ),
+        b"hello body",
+    )
+    resp = run_send(echo_server.url, req)
+    assert resp.error is None
+    assert resp.payload is not None
+    assert resp.payload.status == 201
+    assert resp.payload.header("x-echo") == "yes"
+    assert resp.elapsed_ms is not None and resp.elapsed_ms > 0
+    seen = json.loads(resp.payload.body)
+    assert (seen["method"], seen["path"], seen["query"]) == ("POST", "/api/things", "a=1&b=two")
+    assert seen["body"] == "hello body"
+    got = {k.lower(): v for k, v in seen["headers"]}
+    assert got["host"] == f"127.0.0.1:{echo_server.port}"
+    assert got[MARK_HEADER] == "1"
+    assert got["x-custom"] == "kept"
+    assert got["content-length"] == str(len(b"hello body"))
+    assert "proxy-authorization" not in got
+    assert "te" not in got
+    assert [k.lower() for k, _ in seen["headers"]].count("host") == 1
+
+
+def test_send_without_mark(echo_server: Server) -> None:
+    resp = run_send(echo_server.url, Request("GET", "/x"), mark=None)
+    assert resp.payload is not None
+    seen = json.loads(resp.payload.body)
+    assert MARK_HEADER not in {k.lower() for k, _ in seen["headers"]}
+
+
+def test_send_returns_raw_gzip_body(echo_server: Server) -> None:
+    req = Request("GET", "/zipped", "gzip=1", (("Accept-Encoding", "gzip"),))
+    resp = run_send(echo_server.url, req)
+    assert resp.error is None
+    assert resp.payload is not None
+    assert resp.payload.status == 203
+    assert resp.payload.header("content-encoding") == "gzip"
+    assert resp.payload.body[:2] == b"\x1f\x8b"  # still gzip on the wire
+    seen = json.loads(gzip.decompress(resp.payload.body))
+    assert seen["path"] == "/zipped"
+
+
+def test_send_to_base_url_with_prefix(echo_server: Server) -> None:
+    resp = run_send(echo_server.url + "/v2/", Request("GET", "/items", "q=1"))
+    assert resp.payload is not None
+    seen = json.loads(resp.payload.body)
+    assert (seen["path"], seen["query"]) == ("/v2/items", "q=1")
+
+
+def test_connection_refused_is_a_failed_response() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    resp = run_send(url, Request("GET", "/api/health"))
+    assert time.monotonic() - start < 5
+    assert resp.payload is None
+    assert resp.error
+    assert resp.elapsed_ms is not None
+
+
+def test_connection_refused_is_not_reported_as_timeout() -> None:
+    resp = run_send(f"http://127.0.0.1:{free_port()}", Request("GET", "/api/health"))
+    assert resp.error is not None
+    assert "timeout" not in resp.error.lower()
+
+
+def test_server_that_never_answers_times_out() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)  # accepts connections (kernel backlog), never answers
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        start = time.monotonic()
+        resp = run_send(url, Request("GET", "/slow"), timeout=0.5)
+        took = time.monotonic() - start
+    assert resp.payload is None
+    assert resp.error is not None and resp.error.startswith("timeout after")
+    assert 0.4 < took < 2.5
+    assert resp.elapsed_ms is not None and 400 < resp.elapsed_ms < 2500
+
+
+def test_total_timeout_caps_a_server_that_trickles() -> None:
+    """A server sending a byte now and then never trips a per-read timeout; the total cap does."""
+    stop = False
+
+    def trickle(listener: socket.socket) -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n")
+        while not stop:
+            try:
+                conn.sendall(b"x")
+            except OSError:
+                break
+            time.sleep(0.2)
+        conn.close()
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        thread = threading.Thread(target=trickle, args=(listener,), daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        start = time.monotonic()
+        resp = run_send(url, Request("GET", "/slow"), timeout=0.5)
+        took = time.monotonic() - start
+        stop = True
+        thread.join(5)
+    assert resp.error is not None and resp.error.startswith("timeout after")
+    assert 1.2 < took < 3.0  # timeout + 1 s total cap
