@@ -65,6 +65,7 @@ class EndpointRow:
     sent: int  # requests whose copy was sent (not skipped)
     status_mismatches: int
     secondary_unusable: int
+    truncated: int  # differ because more differences existed than were kept
     primary_p50: float | None
     primary_p95: float | None
     primary_p99: float | None

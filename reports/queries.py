@@ -27,7 +27,7 @@ ORDER BY started_at DESC, run_id DESC LIMIT 1
 RUN_EXISTS = "SELECT count(*) AS n FROM runs WHERE run_id = $run"
 
 ENDPOINTS = f"""
-SELECT endpoint, requests AS exchanges, compared, matched, differed, tolerated,
+SELECT endpoint, requests AS exchanges, compared, matched, differed, tolerated, truncated,
        candidate_errors, primary_errors, skipped, secondary_unusable, sent,
        status_mismatches, primary_q, candidate_q, first_ts, last_ts
 FROM shadow_endpoint_outcomes({RUN})
@@ -60,18 +60,19 @@ WITH evidence AS (
     WHERE {RUN_FILTER} AND {IN_EPS}
     GROUP BY endpoint, cluster_path
 ),
-grouped AS (
-    SELECT endpoint,
-           cluster_path                    AS cluster,
-           kind,
-           status,
-           count(*)                        AS occurrences,
-           -- each exchange once per clustered change (its first row; an exact-path
-           -- [[accepted]] entry can split one exchange's rows between two statuses)
-           count(*) FILTER (WHERE cluster_first) AS exchanges,
-           min(exchange_id)                AS example_id,
-           min(reason)                     AS reason
+per_exchange AS (
+    SELECT endpoint, cluster_path AS cluster, kind, status, exchange_id, run_id,
+           count(*) AS n, min(reason) AS reason
     FROM shadow_difference_outcomes({RUN}) WHERE {IN_EPS}
+    GROUP BY ALL
+),
+grouped AS (
+    SELECT endpoint, cluster, kind, status,
+           sum(n)::BIGINT          AS occurrences,
+           count(*)                AS exchanges,
+           min(exchange_id)        AS example_id,
+           min(reason)             AS reason
+    FROM per_exchange
     GROUP BY endpoint, cluster, kind, status
 ),
 examples AS (

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
+from reports import queries
+from reports._sql import rows
 from reports.baseline import Snapshot, latest_run, require_run, snapshot
 from reports.context import ReportContext, Summary, build_context
 from shadow.errors import ConfigError, StoreError
@@ -148,6 +150,8 @@ def render_report(
                 run_id = latest_run(con, exclude=base_run)
                 if run_id is None:
                     raise StoreError(f"{db_path} holds no run besides baseline {base_run!r}")
+        if run_id is not None and not rows(con, queries.RUN_EXISTS, {"run": run_id})[0]["n"]:
+            raise ConfigError(f"--run {run_id!r}: no such run in the database")
         context = build_context(con, db_path, run_id, routes=routes, baseline=base)
     write_atomically(output, render_html(context))
     return context.summary

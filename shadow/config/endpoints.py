@@ -7,6 +7,7 @@ Query strings never split an endpoint.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -103,3 +104,12 @@ class EndpointMatcher:
             if pattern.matches(method.upper(), path):
                 return pattern
         return None
+
+
+def endpoint_matches(pattern: str, endpoint: str) -> bool:
+    """Whether `endpoint` ("GET /api/x/{id}") is `pattern`, or matches it as a shell glob.
+
+    The one definition of how an [[accepted]] entry names endpoints: the writer's
+    provisional judgement and every reader (shadow.store.outcomes) use it.
+    """
+    return pattern == endpoint or fnmatch.fnmatchcase(endpoint, pattern)

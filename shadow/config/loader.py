@@ -13,19 +13,19 @@ ignore_order = ["$.tags"]
 
 from __future__ import annotations
 
-import fnmatch
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from comparators import DEFAULT_RULES, RuleError, Rules, cluster_path, parse_rules
-from shadow.config.endpoints import EndpointMatcher, RoutePattern
+from comparators import DEFAULT_RULES, Kind, RuleError, Rules, cluster_path, parse_rules
+from shadow.config.endpoints import EndpointMatcher, RoutePattern, endpoint_matches
 from shadow.errors import ConfigError
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _TOP_KEYS = {"compare", "endpoints", "accepted"}
 _ACCEPTED_KEYS = {"endpoint", "path", "kind", "reason"}
+_KINDS = tuple(k.value for k in Kind)
 _ENDPOINT_KEYS = {"route", "methods", "mirror_unsafe", "compare"}
 
 
@@ -48,7 +48,7 @@ class Accepted:
     def matches(self, endpoint: str, path: str, kind: str) -> bool:
         if self.kind is not None and self.kind != kind:
             return False
-        if self.endpoint != endpoint and not fnmatch.fnmatchcase(endpoint, self.endpoint):
+        if not endpoint_matches(self.endpoint, endpoint):
             return False
         return path == self.path or cluster_path(path) == self.path
 
@@ -164,8 +164,8 @@ def _parse_accepted(raw: Mapping[str, Any], source: str) -> tuple[Accepted, ...]
         for key in ("endpoint", "path", "reason"):
             if not isinstance(values[key], str) or not values[key].strip():
                 raise ConfigError(f"{where}: {key!r} (a non-empty string) is required")
-        if values["kind"] is not None and not isinstance(values["kind"], str):
-            raise ConfigError(f"{where}: 'kind' must be a string")
+        if values["kind"] is not None and values["kind"] not in _KINDS:
+            raise ConfigError(f"{where}: 'kind' must be one of {', '.join(_KINDS)}")
         if not values["path"].startswith("$"):
             raise ConfigError(f"{where}: 'path' must start with '$'")
         out.append(Accepted(values["endpoint"], values["path"], values["reason"], values["kind"]))

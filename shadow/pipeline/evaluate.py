@@ -65,10 +65,10 @@ def _pair(exchange: Exchange, other: BackendResponse, config: Config) -> Compari
 def judge(exchange: Exchange, config: Config) -> Comparison:
     """The raw comparison of primary and candidate under the endpoint's rules."""
     primary, candidate = exchange.primary, exchange.candidate
+    if exchange.skip_reason is not None or candidate is None:
+        return Comparison(Verdict.SKIPPED)  # not copied: whatever the primary did
     if primary.payload is None:
         return Comparison(Verdict.PRIMARY_ERROR)
-    if exchange.skip_reason is not None or candidate is None:
-        return Comparison(Verdict.SKIPPED)
     if candidate.payload is None:
         return Comparison(Verdict.CANDIDATE_ERROR)
     return _pair(exchange, candidate, config)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from comparators import DecodeError, body_text, cluster_path, decode_body
 from comparators.model import Comparison, Difference, Headers, Payload
@@ -24,6 +24,44 @@ from shadow.pipeline.redact import (
 from shadow.store.rows import DifferenceRow, ExchangeRow, NoiseRow
 
 DEFAULT_BODY_CAP = 64 * 1024
+
+
+ESCAPED_NOTE = "bytes that are not UTF-8 stored as \\xNN"
+
+
+def storable(text: str) -> str:
+    """`text` as valid UTF-8: bytes that were not (surrogates) become `\\xNN` escapes.
+
+    mitmproxy and Python keep undecodable bytes of a path or header as lone
+    surrogates (surrogateescape); the store takes UTF-8 only.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+R = TypeVar("R", ExchangeRow, DifferenceRow, NoiseRow)
+
+
+def storable_row(row: R) -> tuple[R, bool]:
+    """The row with every text made valid UTF-8, and whether anything was escaped."""
+    fixed: dict[str, Any] = {}
+    for name, value in zip(row._fields, row, strict=True):
+        if isinstance(value, str):
+            clean = storable(value)
+            if clean is not value:
+                fixed[name] = clean
+    if not fixed:
+        return row, False
+    return row._replace(**fixed), True
 
 
 def _json(value: Any) -> str:
@@ -63,7 +101,7 @@ def exchange_row(
     prim, cand, sec = ex.primary, ex.candidate, ex.secondary
     p_headers, p_body, p_cut = _side(prim, body_cap)
     c_headers, c_body, c_cut = _side(cand, body_cap)
-    return ExchangeRow(
+    row = ExchangeRow(
         exchange_id=ex.id,
         run_id=run_id,
         ts=datetime.fromtimestamp(ex.started_at, UTC).replace(tzinfo=None),
@@ -97,6 +135,14 @@ def exchange_row(
         secondary_ms=sec.elapsed_ms if sec else None,
         secondary_error=sec.error if sec else None,
     )
+    row, escaped = storable_row(row)
+    if escaped:
+        row = row._replace(notes="; ".join(filter(None, [row.notes, ESCAPED_NOTE])))
+    return row
+
+
+def _stored(row: R) -> R:
+    return storable_row(row)[0]
 
 
 def clustered(
@@ -113,14 +159,16 @@ def clustered(
 def noise_rows(ex: Exchange, noisy: Comparison | None, run_id: str) -> list[NoiseRow]:
     """Rows of `noise_differences`: the primary-vs-secondary differences (evidence)."""
     return [
-        NoiseRow(
-            exchange_id=ex.id,
-            run_id=run_id,
-            endpoint=ex.endpoint,
-            path=d.path,
-            cluster_path=key[0],
-            kind=key[1],
-            cluster_first=first,
+        _stored(
+            NoiseRow(
+                exchange_id=ex.id,
+                run_id=run_id,
+                endpoint=ex.endpoint,
+                path=d.path,
+                cluster_path=key[0],
+                kind=key[1],
+                cluster_first=first,
+            )
         )
         for d, key, first in clustered(noisy.differences if noisy is not None else ())
     ]
@@ -156,19 +204,21 @@ def difference_rows(
         pj, cj = (redact_body_text(_json(v)) if isinstance(v, dict | list) else _json(v)
                   for v in (p, c))  # fmt: skip
         rows.append(
-            DifferenceRow(
-                exchange_id=ex.id,
-                run_id=run_id,
-                endpoint=ex.endpoint,
-                path=d.path,
-                kind=d.kind.value,
-                primary_value=pj,
-                candidate_value=cj,
-                status=state,
-                cluster_path=key[0],
-                reason=reason,
-                secondary_same=None if secondary is None else key in secondary,
-                cluster_first=first,
+            _stored(
+                DifferenceRow(
+                    exchange_id=ex.id,
+                    run_id=run_id,
+                    endpoint=ex.endpoint,
+                    path=d.path,
+                    kind=d.kind.value,
+                    primary_value=pj,
+                    candidate_value=cj,
+                    status=state,
+                    cluster_path=key[0],
+                    reason=reason,
+                    secondary_same=None if secondary is None else key in secondary,
+                    cluster_first=first,
+                )
             )
         )
     return rows

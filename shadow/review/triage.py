@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from comparators.paths import ANY, PatternError, PatternStep, parse_pattern
 from shadow.config.endpoints import RoutePattern
+from shadow.errors import ConfigError
 from shadow.store.writer import reading
 
 if TYPE_CHECKING:
@@ -203,6 +204,10 @@ def suggest_rules(
     """
     params = {"run": run_id}
     with reading(db, accepted=accepted) as con:
+        if run_id is not None:
+            found = con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()
+            if not found or not found[0]:
+                raise ConfigError(f"--run {run_id!r}: no such run in the database")
         endpoints = {
             row[0]: (int(row[1]), int(row[2]))
             for row in con.execute(ENDPOINTS_SQL, params).fetchall()

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
+from shadow.config.endpoints import endpoint_matches
+
 if TYPE_CHECKING:
     from shadow.config.loader import Accepted
 
@@ -38,10 +40,8 @@ CREATE OR REPLACE TEMP TABLE accepted_rules (
     reason VARCHAR, source VARCHAR
 )
 """
-_FROM_RUNS = """
-INSERT INTO accepted_rules
-SELECT run_id, entry, endpoint, path, kind, reason, 'run ' || run_id FROM run_accepted
-"""
+_STORED_ENTRIES = "SELECT run_id, entry, endpoint, path, kind, reason FROM run_accepted"
+_ENDPOINTS = "SELECT DISTINCT endpoint FROM exchanges"
 
 
 def _definition() -> str:
@@ -56,16 +56,33 @@ def install(
     """Define the outcome macros on `con` (a read-only connection will do).
 
     `accepted`: the [[accepted]] entries of the reader's config, applied to every
-    run; None: each run's stored entries apply to that run.
+    run; None: each run's stored entries apply to that run. An entry's endpoint
+    pattern is matched here, in Python, by the same function the writer uses
+    (`endpoint_matches`), against the endpoints in the store: `accepted_rules`
+    holds one row per entry and endpoint it names.
     """
     con.execute(_ACCEPTED_TABLE)
+    entries: list[tuple[str | None, int, str, str, str | None, str, str]]
     if accepted is None:
-        con.execute(_FROM_RUNS)
-    elif accepted:
-        con.executemany(
-            "INSERT INTO accepted_rules VALUES (NULL, ?, ?, ?, ?, ?, ?)",
-            [[i + 1, a.endpoint, a.path, a.kind, a.reason, source] for i, a in enumerate(accepted)],
-        )
+        entries = [
+            (run, entry, endpoint, path, kind, reason, f"run {run}")
+            for run, entry, endpoint, path, kind, reason in con.execute(_STORED_ENTRIES).fetchall()
+        ]
+    else:
+        entries = [
+            (None, i + 1, a.endpoint, a.path, a.kind, a.reason, source)
+            for i, a in enumerate(accepted)
+        ]
+    if entries:
+        endpoints = [r[0] for r in con.execute(_ENDPOINTS).fetchall()]
+        rows = [
+            [run, entry, endpoint, path, kind, reason, where]
+            for run, entry, pattern, path, kind, reason, where in entries
+            for endpoint in endpoints
+            if endpoint_matches(pattern, endpoint)
+        ]
+        if rows:
+            con.executemany("INSERT INTO accepted_rules VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     con.execute(_definition())
 
 

@@ -81,6 +81,17 @@ _BACKFILL_V3 = (
           FROM noise_differences WHERE (exchange_id, run_id) IN ({_USABLE})) x
     WHERE noise_differences.rowid = x.r
     """,
+    # Before version 3 an accepted difference was only a status written with it; keep
+    # that judgement as the run's own entries (exact endpoint, path and kind).
+    """
+    INSERT INTO run_accepted
+    SELECT run_id,
+           CAST(row_number() OVER (PARTITION BY run_id ORDER BY endpoint, path, kind, reason)
+                AS INTEGER),
+           endpoint, path, kind, coalesce(reason, 'accepted before schema version 3')
+    FROM (SELECT DISTINCT run_id, endpoint, path, kind, reason
+          FROM differences WHERE status = 'accepted')
+    """,
 )
 
 

@@ -180,14 +180,51 @@ def migrate_file(path: str) -> tuple[int, int]:
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise StoreError(f"directory {parent} does not exist")
+    if os.path.exists(path):
+        current = _version_when_read(path)
+        if current == SCHEMA_VERSION:
+            return current, current  # nothing to do: no need to wait for a writer's lock
     con = connect(path, read_only=False)
     try:
         before = schema_version(con)
+        if before == 0 and _foreign_tables(con):
+            raise StoreError(f"{path} is a DuckDB database of something else (not a shadow store)")
         return before, migrate(con)
     except (duckdb.Error, RuntimeError) as exc:
         raise StoreError(_describe(exc, path)) from None
     finally:
         con.close()
+
+
+def _version_when_read(path: str) -> int | None:
+    """The schema version, read as a reader would (a live writer lets go); None: unknown."""
+    request = f"{path}{READ_REQUEST_SUFFIX}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(request, "a"):
+            pass
+    except OSError:
+        request = ""
+    try:
+        con = connect(path, read_only=True, wait=5.0)
+    except StoreError:
+        return None  # not readable now: the write below says why
+    finally:
+        if request:
+            with suppress(OSError):
+                os.remove(request)
+    try:
+        return schema_version(con)
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+
+
+def _foreign_tables(con: duckdb.DuckDBPyConnection) -> bool:
+    found = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE NOT temporary AND table_name <> 'shadow_meta'"
+    ).fetchone()
+    return bool(found and found[0])
 
 
 def _ts(value: float) -> datetime:

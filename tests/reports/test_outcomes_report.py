@@ -204,3 +204,47 @@ def test_a_list_in_random_order_from_the_first_exchange_is_noise(
         "(McNemar z=0.00 < 2.326)"
     }
     assert sql(db, "SELECT DISTINCT status FROM shadow_difference_outcomes(NULL)") == [("noise",)]
+
+
+# --- review findings: counts per cluster, truncated differences, unknown runs ----------
+
+
+def test_an_exact_path_entry_splitting_a_cluster_counts_each_side_right(tmp_path: Path) -> None:
+    """One exchange's rows of `$.items[*].v` split between accepted and real: both count it."""
+    calls = [
+        Call("GET /b/{id}", {"items": [{"v": 1}, {"v": 2}]}, {"items": [{"v": 10}, {"v": 20}]})
+        for _ in range(4)
+    ]
+    db = build(tmp_path / "split.duckdb", calls)
+    entry = Accepted("GET /b/{id}", "$.items[0].v", "the first one is fine")
+    _, soup = render(db, tmp_path / "split.html", accepted=[entry])
+    section = section_for(soup, "GET /b/{id}")
+    for table in ("table.clusters.real", "table.clusters.accepted"):
+        row = section.select_one(f"{table} tbody tr")
+        assert row is not None and row["data-path"] == "$.items[*].v"
+        assert row.select("td.num")[0].get_text(strip=True) == "4"  # exchanges
+
+
+def test_truncated_differences_are_never_called_no_differences(tmp_path: Path) -> None:
+    body = {"a": 1, "b": 1, "c": 1}
+    calls = [
+        Call("GET /m/{id}", body, {"a": 2, "b": 2, "c": 2}, secondary={"a": 3, "b": 3, "c": 3})
+        for _ in range(3)
+    ]
+    db = build(tmp_path / "t.duckdb", calls, config={"compare": {"max_diffs": 2}})
+    summary, soup = render(db, tmp_path / "t.html")
+    assert summary.differed == 3 and summary.matched == 0
+    text = section_for(soup, "GET /m/{id}").get_text(" ", strip=True)
+    assert "No differences" not in text
+    assert "3 differing exchanges had more differences than were kept" in text
+
+
+def test_an_unknown_run_is_a_one_line_error(tmp_path: Path) -> None:
+    from shadow.errors import ConfigError
+    from shadow.review.triage import suggest_rules
+
+    db = build(tmp_path / "r.duckdb", [Call("GET /a", {"a": 1}, {"a": 1})])
+    with pytest.raises(ConfigError, match="--run 'nope': no such run"):
+        render_report(db, str(tmp_path / "r.html"), run_id="nope")
+    with pytest.raises(ConfigError, match="--run 'nope': no such run"):
+        suggest_rules(db, "nope")

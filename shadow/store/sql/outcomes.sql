@@ -111,7 +111,7 @@ accepted AS (
                    a.entry) AS why
     FROM keys k JOIN accepted_rules a
       ON (a.run_id IS NULL OR a.run_id = k.run_id)
-     AND (a.endpoint = k.endpoint OR k.endpoint GLOB a.endpoint)
+     AND a.endpoint = k.endpoint  -- patterns expanded by the installer (endpoint_matches)
      AND (a.path = k.path OR a.path = k.cluster_path)
      AND (a.kind IS NULL OR a.kind = k.kind)
     GROUP BY ALL
@@ -187,6 +187,8 @@ SELECT endpoint,
        count(*) FILTER (WHERE verdict = 'match')                AS matched,
        count(*) FILTER (WHERE verdict = 'differ')               AS differed,
        count(*) FILTER (WHERE tolerated)                        AS tolerated,
+       count(*) FILTER (WHERE verdict = 'differ'
+                          AND coalesce(diffs_truncated, false)) AS truncated,
        count(*) FILTER (WHERE verdict = 'candidate_error')      AS candidate_errors,
        count(*) FILTER (WHERE verdict = 'primary_error')        AS primary_errors,
        count(*) FILTER (WHERE verdict = 'skipped')              AS skipped,

@@ -248,3 +248,10 @@ def test_accepted_reason_matches_exact_and_folded_paths() -> None:
     assert config.accepted_reason("GET /api/x", "$.items[id=7].ts", "added") == "ok"
     assert config.accepted_reason("POST /api/x", "$.items[3].ts", "value_changed") is None
     assert config.accepted_reason("GET /api/x", "$.items[3].other", "value_changed") is None
+
+
+def test_accepted_kind_must_be_a_known_kind() -> None:
+    entry = {"endpoint": "GET /a", "path": "$.x", "reason": "r", "kind": "valu_changed"}
+    with pytest.raises(ConfigError, match="'kind' must be one of value_changed"):
+        parse_config({"accepted": [entry]})
+    assert parse_config({"accepted": [{**entry, "kind": "value_changed"}]}).accepted[0].kind

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from datetime import datetime
@@ -303,3 +304,36 @@ def _exchange_for_secrets() -> Any:
         endpoint="GET /u",
         started_at=0.0,
     )
+
+
+def test_bytes_that_are_not_utf8_are_escaped_and_the_row_says_so(tmp_path: Any) -> None:
+    """A path with raw bytes \\xff\\xfe (kept by mitmproxy as surrogates) is stored, escaped."""
+    from comparators import compare
+    from shadow.pipeline.records import ESCAPED_NOTE, difference_rows, storable
+    from shadow.store.writer import Run, StoreWriter, open_for_reading
+
+    raw_path = b"/api/\xff\xfe/x".decode("utf-8", "surrogateescape")
+    ex = exchange(
+        request=Request("GET", raw_path, "q=\udcff", ()),
+        candidate=BackendResponse(Payload(200, JSON, b'{"x": 2}'), elapsed_ms=1.0),
+    )
+    ex = dataclasses.replace(ex, endpoint=f"GET {raw_path}")
+    cmp = compare(ex.primary.payload, ex.candidate.payload)  # type: ignore[union-attr,arg-type]
+    row = exchange_row(ex, cmp, "r")
+    assert row.path == "/api/\\xff\\xfe/x" and row.query == "q=\\xff"
+    assert row.endpoint == "GET /api/\\xff\\xfe/x"
+    assert ESCAPED_NOTE in (row.notes or "")
+    assert storable("plain") == "plain" and storable("é") == "é"
+    assert storable("\ud800") == "\\ud800"  # a surrogate standing for no byte
+    db = tmp_path / "u.duckdb"
+    writer = StoreWriter(str(db))
+    writer.run_changed(Run("r", "proxy", 0.0))
+    diffs = difference_rows(ex, cmp, "r")
+    assert [d.endpoint for d in diffs] == ["GET /api/\\xff\\xfe/x"]
+    writer.add(row, diffs)
+    assert writer.flush() == 1
+    con = open_for_reading(str(db))
+    try:
+        assert con.execute("SELECT path FROM exchanges").fetchone() == ("/api/\\xff\\xfe/x",)
+    finally:
+        con.close()

@@ -316,3 +316,78 @@ def test_two_readers_at_once_each_keep_their_request(tmp_path: Path) -> None:
             assert read_requested(db)
         assert read_requested(db)  # the inner reader is done, the outer one still reads
     assert not read_requested(db)
+
+
+def test_accepted_endpoint_patterns_mean_what_the_writer_means(tmp_path: Path) -> None:
+    """One matching rule (fnmatch, in Python) for the writer and every reader."""
+    calls = [Call("GET /s/[legacy/{id}", {"a": 1}, {"a": 2}) for _ in range(3)]
+    entry = {"endpoint": "GET /s/[legacy/*", "path": "$.a", "reason": "ok"}
+    db = write_store(tmp_path / "g.duckdb", calls, config={"accepted": [entry]})
+    with reading(db) as con:
+        judged = con.execute(f"SELECT verdict FROM {outcomes.EXCHANGES}(NULL)").fetchall()
+        provisional = con.execute("SELECT verdict FROM exchanges").fetchall()
+    assert judged == provisional == [("match",)] * 3
+
+
+def test_a_skipped_request_stays_skipped_when_the_primary_failed(tmp_path: Path) -> None:
+    calls = [Call("POST /p", ERROR, None)] + [Call("GET /g", {"a": 1}, {"a": 1})] * 20
+    db = write_store(tmp_path / "k.duckdb", calls)
+    with reading(db) as con:
+        rows = _macro_rows(con)
+    assert (rows["POST /p"]["skipped"], rows["POST /p"]["sent"]) == (1, 0)
+    results = gate.evaluate(
+        [{**r, "latency_ratio": None} for r in rows.values()], gate.Thresholds(min_samples=20)
+    )
+    assert {r.endpoint: r.result for r in results} == {"POST /p": "NOT COPIED", "GET /g": "PASS"}
+
+
+def test_migrating_a_version_2_store_keeps_its_accepted_differences(tmp_path: Path) -> None:
+    """Before v3 an accepted difference was only a stored status: migration keeps it."""
+    from importlib import resources
+
+    from shadow.store import schema
+    from shadow.store.writer import migrate_file
+
+    path = str(tmp_path / "v2acc.duckdb")
+    con = duckdb.connect(path)
+    con.execute(schema.CREATE_META)
+    for name in ("001_initial.sql", "002_secondary_and_status.sql"):
+        con.execute(resources.files("shadow.store").joinpath("sql", name).read_text())
+    con.execute(schema.SET_VERSION, ["2"])
+    for i in range(3):
+        con.execute(
+            "INSERT INTO exchanges (exchange_id, run_id, ts, source, method, endpoint, path,"
+            " verdict, diff_count) VALUES (?, 'r1', now(), 'proxy', 'GET', 'GET /v/{id}', ?,"
+            " 'match', 1)",
+            [f"e{i}", f"/v/{i}"],
+        )
+        con.execute(
+            "INSERT INTO differences (exchange_id, run_id, endpoint, path, kind, status, reason,"
+            " cluster_path) VALUES (?, 'r1', 'GET /v/{id}', '$.t', 'value_changed', 'accepted',"
+            " 'clients parse both', '$.t')",
+            [f"e{i}"],
+        )
+    con.close()
+    assert migrate_file(path) == (2, schema.SCHEMA_VERSION)
+    with reading(path) as con:
+        row = _macro_rows(con)["GET /v/{id}"]
+        reasons = con.execute(
+            f"SELECT DISTINCT status, reason FROM {outcomes.DIFFERENCES}(NULL)"
+        ).fetchall()
+    assert row["matched"] == 3
+    assert reasons == [("accepted", "accepted by run r1 [[accepted]] #1: clients parse both")]
+
+
+def test_migrate_refuses_a_duckdb_file_of_something_else(tmp_path: Path) -> None:
+    from shadow.store.writer import migrate_file
+
+    path = str(tmp_path / "other.duckdb")
+    con = duckdb.connect(path)
+    con.execute("CREATE TABLE sales (x INTEGER)")
+    con.close()
+    with pytest.raises(StoreError, match="not a shadow store"):
+        migrate_file(path)
+    con = duckdb.connect(path, read_only=True)
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    con.close()
+    assert tables == {"sales"}  # nothing created in it
