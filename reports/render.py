@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import jinja2
@@ -100,8 +101,25 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def render_html(context: ReportContext) -> str:
-    return environment().get_template("report.html").render(r=context)
+def render_html(context: ReportContext, template: jinja2.Template | None = None) -> str:
+    return (template or environment().get_template("report.html")).render(r=context)
+
+
+def _compile_meanwhile() -> Callable[[], jinja2.Template]:
+    """Compile the templates in a thread while DuckDB answers (it releases the GIL)."""
+    box: dict[str, jinja2.Template] = {}
+    thread = threading.Thread(
+        target=lambda: box.setdefault("t", environment().get_template("report.html")),
+        name="shadow-templates",
+        daemon=True,
+    )
+    thread.start()
+
+    def get() -> jinja2.Template:
+        thread.join()
+        return box.get("t") or environment().get_template("report.html")  # it failed: say why
+
+    return get
 
 
 def other_store_baseline(
@@ -133,6 +151,7 @@ def render_report(
     `accepted`: the [[accepted]] entries of the config given, applied to every run
     (None: each run's own entries); see shadow.store.outcomes.
     """
+    template = _compile_meanwhile()
     base: Snapshot | None = None
     other = baseline_db is not None and os.path.abspath(baseline_db) != os.path.abspath(db_path)
     if other:
@@ -153,7 +172,7 @@ def render_report(
         if run_id is not None and not rows(con, queries.RUN_EXISTS, {"run": run_id})[0]["n"]:
             raise ConfigError(f"--run {run_id!r}: no such run in the database")
         context = build_context(con, db_path, run_id, routes=routes, baseline=base)
-    write_atomically(output, render_html(context))
+    write_atomically(output, render_html(context, template()))
     return context.summary
 
 

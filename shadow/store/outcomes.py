@@ -81,8 +81,13 @@ def install(
             for endpoint in endpoints
             if endpoint_matches(pattern, endpoint)
         ]
-        if rows:
-            con.executemany("INSERT INTO accepted_rules VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        # One statement per 500 rows: executemany costs a statement per row.
+        for start in range(0, len(rows), 500):
+            chunk = rows[start : start + 500]
+            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+            con.execute(
+                f"INSERT INTO accepted_rules VALUES {values}", [v for r in chunk for v in r]
+            )
     con.execute(_definition())
 
 
