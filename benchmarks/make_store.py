@@ -58,12 +58,12 @@ ENDPOINTS = [
 RUNS = """
 INSERT INTO runs VALUES
   ('run-1', 'proxy', TIMESTAMP '2024-05-01 00:00:00', TIMESTAMP '2024-05-01 08:00:00',
-   'http://legacy:3000', 'http://candidate:8000', NULL, '{}', 12, $n1),
+   'http://legacy:3000', 'http://candidate:8000', NULL, '{}', 12, $n1, 0),
   ('run-2', 'replay:traffic.har', TIMESTAMP '2024-05-01 08:00:00',
    TIMESTAMP '2024-05-01 16:00:00', 'http://legacy:3000', 'http://candidate:8000',
-   'http://legacy-2:3000', '{"sample": 1.0}', 0, $n2),
+   'http://legacy-2:3000', '{"sample": 1.0}', 0, $n2, 0),
   ('run-3', 'proxy', TIMESTAMP '2024-05-01 16:00:00', NULL,
-   'http://legacy:3000', 'http://candidate:8000', 'http://legacy-2:3000', '{}', 3, $n3)
+   'http://legacy:3000', 'http://candidate:8000', 'http://legacy-2:3000', '{}', 3, $n3, 0)
 """
 
 # u(salt): a uniform number in [0, 1) from the row number, deterministic.

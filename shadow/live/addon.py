@@ -36,6 +36,16 @@ from shadow.urls import parse_backend_url
 logger = logging.getLogger(__name__)
 
 _META = "shadow"  # flow.metadata key: set when the request was queued
+_STREAMED = "shadow-streamed"  # flow.metadata key: the answer is streamed to the client
+# Answers meant to be read as they arrive: passed through as they come, never buffered.
+STREAMED_TYPES = frozenset(
+    {
+        "text/event-stream",
+        "application/x-ndjson",
+        "application/stream+json",
+        "multipart/x-mixed-replace",
+    }
+)
 BATCH_DELAY = 0.02  # seconds a message may wait for others to share its queue put
 BATCH_MAX = 256
 
@@ -269,7 +279,29 @@ class Shadow:
         flow.metadata[_META] = True
         self.queued += 1
 
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        resp = flow.response
+        if resp is None:
+            return
+        mtype = resp.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if mtype not in STREAMED_TYPES:
+            return
+        # The client reads it as it arrives: pass it through now (mitmproxy would buffer
+        # the whole body first), whether shadowing is on or not.
+        resp.stream = True
+        flow.metadata[_STREAMED] = True
+        if not self.enabled or not flow.metadata.get(_META):
+            return
+        req = flow.request
+        self._put(("skip", flow.id, f"streamed answer ({mtype}): passed through, not compared"))
+        start = req.timestamp_end or req.timestamp_start
+        end = resp.timestamp_start or time.time()
+        payload = Payload(resp.status_code, _headers(resp.headers), b"")
+        self._put(("resp", flow.id, BackendResponse(payload, elapsed_ms=(end - start) * 1000)))
+
     def response(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.get(_STREAMED):
+            return  # stored when its headers came
         if not self.enabled or not flow.metadata.get(_META) or flow.response is None:
             return
         resp, req = flow.response, flow.request
@@ -283,6 +315,8 @@ class Shadow:
         self._put(("resp", flow.id, BackendResponse(payload, elapsed_ms=(end - start) * 1000)))
 
     def error(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.get(_STREAMED):
+            return  # stored when its headers came
         if not self.enabled or not flow.metadata.get(_META) or flow.response is not None:
             return
         msg = flow.error.msg if flow.error else "primary failed"

@@ -8,6 +8,7 @@ blocks on the queue and hands messages to this process's event loop.
 The addon puts lists of messages (batches); each message is a tuple:
     ("req", key, Request, started_at)   a request reached the primary
     ("resp", key, BackendResponse)      the primary answered or failed
+    ("skip", key, reason)               not to be compared (a streamed answer): store as skipped
     ("stop",)                           drain, store everything, exit
 """
 
@@ -64,6 +65,8 @@ async def _serve(
                 pipeline.on_request(msg[1], msg[2], msg[3])
             elif kind == "resp":
                 pipeline.on_primary(msg[1], msg[2])
+            elif kind == "skip":
+                pipeline.on_skip(msg[1], msg[2])
             elif kind == "stop":
                 stop = True
     await pipeline.close()

@@ -110,6 +110,7 @@ class Pipeline:
         self._waiting = 0
         self._flush_task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
+        self._spill_kinds: set[str] = set()  # kinds of write failure already logged
         self._flushes: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._sender: Sender | None = None
@@ -217,6 +218,16 @@ class Pipeline:
         else:
             pending.candidate = self._spawn(self._copy(request))
         self._pending[key] = pending
+
+    def on_skip(self, key: str, reason: str) -> None:
+        """Not to be compared after all (e.g. the primary streams its answer): stop the copy."""
+        pending = self._pending.get(key)
+        if pending is None:
+            return
+        pending.skip_reason = reason
+        if pending.candidate is not None:
+            pending.candidate.cancel()  # a copy of a stream would only run into its timeout
+            pending.candidate = None
 
     def on_primary(self, key: str, response: BackendResponse) -> None:
         """The primary answered (or failed): compare once the copy is back too."""
@@ -442,6 +453,22 @@ class Pipeline:
             self._expire_stale()
             await self._flush()
 
+    async def _spill(self, batch: Any, exc: BaseException) -> None:
+        """Save rows the store did not take to `<db>.unflushed-<run>.jsonl`, and count them."""
+        spill = f"{self.settings.db}.unflushed-{self.settings.run_id}.jsonl"
+        n = len(batch.exchanges)
+        self.run.rows_spilled += n
+        kind = type(exc).__name__
+        try:
+            await asyncio.to_thread(self.writer.spill, batch, spill)
+        except Exception as spill_exc:  # the disk is gone too: say so, the count stays
+            log.error("shadow: %d rows lost: neither the store nor %s took them (%r, %r)",
+                      n, spill, exc, spill_exc)  # fmt: skip
+            return
+        if kind not in self._spill_kinds:  # once per kind: a bad row may repeat every batch
+            self._spill_kinds.add(kind)
+            log.error("shadow: could not write to the store (%s); rows saved in %s", exc, spill)
+
     async def _flush(self, final: bool = False) -> None:
         async with self._flush_lock:
             await self._flush_locked(final)
@@ -459,8 +486,15 @@ class Pipeline:
                 return
             self.writer.release()
             # Last chance: keep the rows in a file beside the database rather than lose them.
-            spill = f"{self.settings.db}.unflushed-{self.settings.run_id}.jsonl"
-            await asyncio.to_thread(self.writer.spill, batch, spill)
-            log.error("shadow: could not write to the store (%s); rows saved in %s", exc, spill)
+            await self._spill(batch, exc)
+            return
+        except Exception as exc:  # rows the store cannot take: never lose the writer
+            self.writer.release()
+            await self._spill(batch, exc)
+            if batch.runs:  # the run's own row went with the batch: write it again
+                self.writer.run_changed(self.run)
+                if final:
+                    with contextlib.suppress(Exception):
+                        await asyncio.to_thread(self.writer.write, self.writer.detach())
             return
         self.counters.stored += n

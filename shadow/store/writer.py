@@ -245,12 +245,13 @@ class Run:
     ended_at: float | None = None
     copies_dropped: int = 0
     exchanges: int = 0
+    rows_spilled: int = 0  # exchanges saved to the spill file, not to the store
 
 
 UPSERT_RUN = """
 INSERT OR REPLACE INTO runs (run_id, source, started_at, ended_at, primary_url, candidate_url,
-    secondary_url, options, copies_dropped, exchanges)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    secondary_url, options, copies_dropped, exchanges, rows_spilled)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 # The tables the writer fills from Arrow batches, each with its declared row type.
 _TABLES: tuple[tuple[str, type[tuple[Any, ...]]], ...] = (
@@ -363,7 +364,7 @@ class StoreWriter:
                         r.run_id, r.source, _ts(r.started_at),
                         _ts(r.ended_at) if r.ended_at else None, r.primary_url,
                         r.candidate_url, r.secondary_url, json.dumps(r.options, default=str),
-                        r.copies_dropped, r.exchanges,
+                        r.copies_dropped, r.exchanges, r.rows_spilled,
                     ],
                 )  # fmt: skip
             for name, rows in batch.rows.items():

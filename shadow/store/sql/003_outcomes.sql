@@ -16,3 +16,6 @@ CREATE TABLE IF NOT EXISTS run_accepted (
 ALTER TABLE differences ADD COLUMN secondary_same BOOLEAN;
 ALTER TABLE differences ADD COLUMN cluster_first BOOLEAN;
 ALTER TABLE noise_differences ADD COLUMN cluster_first BOOLEAN;
+-- Rows that could not be written to the store and were saved to the spill file
+-- `<db>.unflushed-<run>.jsonl` beside it instead (never silently lost).
+ALTER TABLE runs ADD COLUMN rows_spilled BIGINT DEFAULT 0;

@@ -294,3 +294,39 @@ def test_hooks_do_nothing_when_disabled_after_configure(
     addon.request(f)
     addon.response(f)
     assert addon.queued == 0
+
+
+@pytest.mark.parametrize(
+    ("content_type", "streamed"),
+    [
+        ("text/event-stream", True),
+        ("text/event-stream; charset=utf-8", True),
+        ("application/x-ndjson", True),
+        ("application/json", False),
+    ],
+)
+def test_streamed_answers_pass_through_and_are_skipped(
+    shadow: Shadow, content_type: str, streamed: bool
+) -> None:
+    resp = tutils.tresp(headers=http.Headers(((b"content-type", content_type.encode()),)))
+    f = tflow.tflow(resp=resp)
+    shadow.request(f)
+    shadow.responseheaders(f)
+    assert bool(f.response.stream) is streamed  # type: ignore[union-attr]
+    shadow.response(f)
+    messages = drain(shadow.queue)
+    if not streamed:
+        assert [m[0] for m in messages] == ["req", "resp"]
+        return
+    assert [m[0] for m in messages] == ["req", "skip", "resp"]  # the response hook adds none
+    assert "not compared" in messages[1][2]
+    answer = messages[2][2]
+    assert answer.payload.status == 200 and answer.payload.body == b""
+
+
+def test_streams_pass_through_even_when_shadowing_is_off(ctx_addon: tuple[Any, Shadow]) -> None:
+    _, addon = ctx_addon
+    resp = tutils.tresp(headers=http.Headers(((b"content-type", b"text/event-stream"),)))
+    f = tflow.tflow(resp=resp)
+    addon.responseheaders(f)
+    assert f.response.stream is True  # type: ignore[union-attr]

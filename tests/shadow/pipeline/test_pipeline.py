@@ -382,3 +382,38 @@ def test_unsafe_copies_never_go_to_the_secondary(tmp_path: Path) -> None:
     assert sec_seen == ["GET"]
     stored = query(db, "SELECT method, secondary_status FROM exchanges ORDER BY method")
     assert stored == [("GET", 200), ("POST", None)]
+
+
+def test_rows_the_store_cannot_take_are_spilled_counted_and_the_writer_goes_on(
+    tmp_path: Path,
+) -> None:
+    """Any failure of a write (not only a locked file) keeps the flush loop alive."""
+    from comparators import compare
+    from shadow.model import Exchange
+    from shadow.pipeline.records import exchange_row
+
+    db = tmp_path / "s.duckdb"
+    ok = BackendResponse(Payload(200, (("content-type", "application/json"),), b'{"a":1}'), 1.0)
+
+    def row(key: str) -> Any:
+        ex = Exchange(key, Request("GET", "/a"), ok, ok, "GET /a", time.time())
+        return exchange_row(ex, compare(ok.payload, ok.payload), "t1")  # type: ignore[arg-type]
+
+    async def go() -> Pipeline:
+        p = Pipeline(
+            PipelineSettings(db=str(db), candidate="http://127.0.0.1:9", run_id="t1",
+                             compare_processes=0)
+        )  # fmt: skip
+        await p.start()
+        p.writer.add(row("bad")._replace(ts="not a timestamp"))
+        await p._flush()  # the batch fails in Arrow, not in DuckDB
+        p.writer.add(row("good"))
+        await p.close()
+        return p
+
+    p = asyncio.run(go())
+    assert p.run.rows_spilled == 1
+    assert query(db, "SELECT exchange_id FROM exchanges") == [("good",)]
+    assert query(db, "SELECT rows_spilled, ended_at IS NOT NULL FROM runs") == [(1, True)]
+    spilled = (tmp_path / "s.duckdb.unflushed-t1.jsonl").read_text().splitlines()
+    assert len(spilled) == 1 and json.loads(spilled[0])["exchange_id"] == "bad"
