@@ -31,6 +31,50 @@ _DROP = frozenset(
 )  # fmt: skip
 
 
+ERROR_TEXT_CAP = 512  # characters of an error's text kept per row
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and what caused it, outermost first (cycles cut)."""
+    out: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in out and len(out) < 10:
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+def describe_failure(exc: BaseException, ms: float) -> str:
+    """A failed send named for what it was: refused, reset, closed, timeout, bad answer.
+
+    httpx's aiohttp transport reports a refused connection as ConnectTimeout, and a
+    reset as a read error: the cause chain says what really happened. The text is
+    capped at ERROR_TEXT_CAP characters (a garbage answer can be long).
+    """
+    chain = _chain(exc)
+    detail = " <- ".join(f"{type(e).__name__}: {e}".strip(": ") for e in chain)
+
+    def has(*types: type[BaseException]) -> bool:
+        return any(isinstance(e, types) for e in chain)
+
+    if has(ConnectionRefusedError) or has(aiohttp.ClientConnectorError):
+        what = "connection refused"
+    elif has(ConnectionResetError):
+        what = "connection reset"
+    elif has(aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, httpx.ReadError):
+        what = "connection closed before the answer was complete"
+    elif has(httpx.TimeoutException, TimeoutError, aiohttp.ServerTimeoutError):
+        what = f"timeout after {ms:.0f} ms"
+    elif has(aiohttp.ClientResponseError, httpx.RemoteProtocolError, httpx.DecodingError):
+        what = "bad answer (not HTTP as expected)"
+    else:
+        what = "failed"
+    text = f"{what} ({detail})"
+    if len(text) > ERROR_TEXT_CAP:
+        text = text[: ERROR_TEXT_CAP - 30] + f"... [{len(text)} chars in all]"
+    return text
+
+
 def outgoing_headers(
     request: Request,
     base_url: str,
@@ -103,15 +147,16 @@ class Sender:
                     body = b"".join([chunk async for chunk in resp.stream])  # type: ignore[union-attr]
                 finally:
                     await resp.aclose()
-        except (httpx.TimeoutException, TimeoutError) as exc:
+        except (
+            httpx.TimeoutException,
+            TimeoutError,
+            httpx.HTTPError,
+            aiohttp.ClientError,
+            OSError,
+            ValueError,
+        ) as exc:
             ms = (time.perf_counter() - start) * 1000
-            if isinstance(exc.__cause__, aiohttp.ClientConnectorError):
-                # httpx-aiohttp maps a refused connection to ConnectTimeout: it is down, not slow
-                return BackendResponse.failed(f"connection failed: {exc.__cause__}", ms)
-            return BackendResponse.failed(f"timeout after {ms:.0f} ms ({type(exc).__name__})", ms)
-        except (httpx.HTTPError, aiohttp.ClientError, OSError, ValueError) as exc:
-            ms = (time.perf_counter() - start) * 1000
-            return BackendResponse.failed(f"{type(exc).__name__}: {exc}".strip(": "), ms)
+            return BackendResponse.failed(describe_failure(exc, ms), ms)
         ms = (time.perf_counter() - start) * 1000
         raw_headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers.raw)
         return BackendResponse(Payload(resp.status_code, raw_headers, body), elapsed_ms=ms)

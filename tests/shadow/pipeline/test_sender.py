@@ -6,9 +6,11 @@ import asyncio
 import gzip
 import json
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from starlette.applications import Starlette
@@ -17,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from shadow.model import BackendResponse, Request
-from shadow.pipeline.sender import MARK_HEADER, Sender, outgoing_headers
+from shadow.pipeline.sender import ERROR_TEXT_CAP, MARK_HEADER, Sender, outgoing_headers
 from tests.conftest import Server, free_port, serve
 
 
@@ -192,7 +194,8 @@ def test_connection_refused_is_a_failed_response() -> None:
 def test_connection_refused_is_not_reported_as_timeout() -> None:
     resp = run_send(f"http://127.0.0.1:{free_port()}", Request("GET", "/api/health"))
     assert resp.error is not None
-    assert "timeout" not in resp.error.lower()
+    assert "timeout" not in resp.error.split(" (")[0].lower()  # the headline; the detail
+    # names the transport's own exception types (ConnectTimeout for a refusal)
 
 
 def test_server_that_never_answers_times_out() -> None:
@@ -238,3 +241,63 @@ def test_total_timeout_caps_a_server_that_trickles() -> None:
         thread.join(5)
     assert resp.error is not None and resp.error.startswith("timeout after")
     assert 1.2 < took < 3.0  # timeout + 1 s total cap
+
+
+def _misbehaving(behave: Any) -> tuple[str, socket.socket, threading.Thread]:
+    """A raw TCP server on 127.0.0.1 answering every connection (a client may retry) with
+    `behave(conn)`, until its listener is closed (at most 5 connections)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(5)
+
+    def serve() -> None:
+        for _ in range(5):
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # closed by the test
+            with conn:
+                conn.recv(65536)
+                behave(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", listener, thread
+
+
+def _reset(conn: socket.socket) -> None:
+    # SO_LINGER with a zero timeout: close() sends RST instead of FIN.
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+def _half_answer(conn: socket.socket) -> None:
+    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npartial")
+
+
+def _garbage(conn: socket.socket) -> None:
+    conn.sendall(b"\x00\xffNOT HTTP AT ALL " * 2000)
+
+
+@pytest.mark.parametrize(
+    ("behave", "starts"),
+    [
+        (_reset, "connection reset"),
+        (_half_answer, "connection closed before the answer was complete"),
+        (_garbage, "bad answer"),
+    ],
+)
+def test_failures_are_named_for_what_they_are(behave: Any, starts: str) -> None:
+    url, listener, _ = _misbehaving(behave)
+    with listener:
+        resp = run_send(url, Request("GET", "/x"), timeout=2.0)
+    # its thread ends at the listener's own timeout (accept is not woken by close)
+    assert resp.payload is None and resp.error is not None
+    assert resp.error.startswith(starts), resp.error
+    assert "timeout" not in resp.error.split("(")[0]
+    assert len(resp.error) <= ERROR_TEXT_CAP
+
+
+def test_refused_is_named_refused() -> None:
+    resp = run_send(f"http://127.0.0.1:{free_port()}", Request("GET", "/x"))
+    assert resp.error is not None and resp.error.startswith("connection refused")
