@@ -12,6 +12,7 @@ from comparators import _deep
 from comparators.align import canonical_aligned, plain
 from comparators.canonical import canonical_json, digest
 from comparators.decode import (
+    DEFAULT_DECODED_LIMIT,
     body_text,
     decode_body,
     is_binary_media_type,
@@ -50,10 +51,14 @@ class BodyResult:
     exhausted: bool = False  # deepdiff stopped on its work budget
 
 
-def load_side(payload: Payload) -> Side:
-    """Decode and classify a payload's body (no normalization yet)."""
+def load_side(payload: Payload, max_decoded: int = DEFAULT_DECODED_LIMIT) -> Side:
+    """Decode and classify a payload's body (no normalization yet).
+
+    A body that would decode past `max_decoded` bytes (a decompression bomb) is kept
+    as its wire bytes with the reason as its error.
+    """
     try:
-        raw = decode_body(payload.headers, payload.body)
+        raw = decode_body(payload.headers, payload.body, max_decoded)
     except DecodeError as exc:
         return Side("binary", payload.body, error=str(exc))
     if not raw:
@@ -180,7 +185,7 @@ def _renames_only(renames: list[_deep.RawDiff], result: BodyResult) -> None:
 
 def compare_bodies(primary: Payload, candidate: Payload, rules: Rules) -> BodyResult:
     """Compare two bodies under `rules`; never raises on bad content."""
-    a, b = load_side(primary), load_side(candidate)
+    a, b = (load_side(p, rules.max_decoded_bytes) for p in (primary, candidate))
     result = BodyResult(a.kind)
     if a.error is not None or b.error is not None:
         # The same undecodable bytes on both sides are still parity.

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import codecs
-import gzip
 import zlib
 from collections.abc import Callable, Iterable
 
-import brotli
+import brotlicffi
 
 from comparators.errors import DecodeError
 
@@ -66,29 +65,75 @@ def is_binary_media_type(mtype: str) -> bool:
     return mtype in _BINARY_TYPES or mtype.startswith(_BINARY_PREFIXES)
 
 
-def _gunzip(data: bytes) -> bytes:
-    # gzip.decompress handles multi-member streams and checks the CRC and length.
-    return gzip.decompress(data)
+DEFAULT_DECODED_LIMIT = 16 * 1024 * 1024  # bytes a decoded body may have (a bomb stops here)
+_CHUNK = 64 * 1024  # compressed bytes fed to a decoder at a time
 
 
-def _inflate(data: bytes) -> bytes:
+class DecodedTooLarge(DecodeError):
+    """The body inflates past the limit: compared as its wire bytes, never inflated whole."""
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        super().__init__(f"body too large after decoding {encoding} (over {limit} bytes)")
+
+
+def _zlib_stream(data: bytes, wbits: int, limit: int, name: str, multi: bool) -> bytes:
+    """Inflate with zlib, `limit` bytes at most; `multi`: members one after another (gzip)."""
+    out = bytearray()
+    rest = data
+    while True:
+        decomp = zlib.decompressobj(wbits)
+        pending = rest
+        while True:
+            chunk = decomp.decompress(pending, limit + 1 - len(out))
+            out += chunk
+            if len(out) > limit:
+                raise DecodedTooLarge(name, limit)
+            pending = decomp.unconsumed_tail
+            if not pending or decomp.eof:
+                break
+        if not decomp.eof:
+            flushed = decomp.flush()
+            out += flushed
+            if len(out) > limit:
+                raise DecodedTooLarge(name, limit)
+            raise DecodeError(f"corrupt {name} data: truncated stream")
+        rest = decomp.unused_data
+        if not multi or not rest.strip(b"\x00"):
+            return bytes(out)
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    # Multi-member streams are one body (as gzip.decompress reads them); zlib checks the CRC.
+    return _zlib_stream(data, 16 + zlib.MAX_WBITS, limit, "gzip", multi=True)
+
+
+def _inflate(data: bytes, limit: int) -> bytes:
     # "deflate" is meant to be zlib-wrapped, but many servers send raw deflate.
     for wbits in (zlib.MAX_WBITS, -zlib.MAX_WBITS):
-        decomp = zlib.decompressobj(wbits)
         try:
-            out = decomp.decompress(data) + decomp.flush()
-        except zlib.error:
+            return _zlib_stream(data, wbits, limit, "deflate", multi=False)
+        except DecodedTooLarge:
+            raise
+        except (zlib.error, DecodeError):
             continue
-        if decomp.eof:  # otherwise the stream was truncated
-            return out
     raise DecodeError("corrupt deflate data")
 
 
-def _unbrotli(data: bytes) -> bytes:
-    return brotli.decompress(data)
+def _unbrotli(data: bytes, limit: int) -> bytes:
+    decomp = brotlicffi.Decompressor()
+    out = bytearray()
+    for start in range(0, max(len(data), 1), _CHUNK):
+        out += decomp.process(data[start : start + _CHUNK], output_buffer_limit=_CHUNK)
+        while len(out) <= limit and not decomp.can_accept_more_data():
+            out += decomp.process(b"", output_buffer_limit=_CHUNK)
+        if len(out) > limit:
+            raise DecodedTooLarge("br", limit)
+    if not decomp.is_finished():
+        raise DecodeError("corrupt br data: truncated stream")
+    return bytes(out)
 
 
-_DECODERS: dict[str, Callable[[bytes], bytes]] = {
+_DECODERS: dict[str, Callable[[bytes, int], bytes]] = {
     "gzip": _gunzip,
     "x-gzip": _gunzip,
     "deflate": _inflate,
@@ -104,10 +149,12 @@ def content_encodings(headers: HeaderPairs) -> list[str]:
     return [t for t in tokens if t and t != "identity"]
 
 
-def decode_body(headers: HeaderPairs, body: bytes) -> bytes:
+def decode_body(headers: HeaderPairs, body: bytes, limit: int = DEFAULT_DECODED_LIMIT) -> bytes:
     """Undo the Content-Encoding of `body`; chained encodings are undone last-first.
 
-    Raises DecodeError on corrupt data or an unsupported encoding.
+    Raises DecodeError on corrupt data or an unsupported encoding, and its subclass
+    DecodedTooLarge as soon as a decoded body would pass `limit` bytes (memory stays
+    bounded whatever the compression ratio).
     """
     if not body:
         return body
@@ -116,10 +163,10 @@ def decode_body(headers: HeaderPairs, body: bytes) -> bytes:
         if decoder is None:
             raise DecodeError(f"unsupported content-encoding {token!r}")
         try:
-            body = decoder(body)
+            body = decoder(body, limit)
         except DecodeError:
             raise
-        except (OSError, EOFError, zlib.error, brotli.error) as exc:
+        except (OSError, EOFError, zlib.error, brotlicffi.error) as exc:
             raise DecodeError(f"corrupt {token} data: {exc}") from exc
     return body
 

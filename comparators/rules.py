@@ -46,6 +46,7 @@ class Rules:
     masks: tuple[Mask, ...] = ()
     max_diffs: int = 200
     max_body_bytes_for_diff: int = 2_000_000
+    max_decoded_bytes: int = 16 * 1024 * 1024  # a bigger decoded body is compared raw
     normalize: Normalization = DEFAULT_NORMALIZATION
     list_keys: tuple[tuple[Pattern, str], ...] = ()
     normalizer: Normalizer = field(init=False, repr=False, compare=False)
@@ -218,6 +219,7 @@ _PARSERS: dict[str, Callable[[Any, str], Any]] = {
     "masks": _masks,
     "max_diffs": lambda v, k: _int(v, k, 1),
     "max_body_bytes_for_diff": lambda v, k: _int(v, k, 0),
+    "max_decoded_bytes": lambda v, k: _int(v, k, 1),
     "normalize": _normalize,
     "list_keys": _list_keys,
 }

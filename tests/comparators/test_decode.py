@@ -128,3 +128,64 @@ def _ct(value: str) -> Headers:
 )
 def test_body_text(headers: Headers, data: bytes, expected: str | None) -> None:
     assert body_text(headers, data) == expected
+
+
+def _bomb(encoding: str, size: int) -> bytes:
+    zeros = b"\0" * size
+    if encoding == "gzip":
+        return gzip.compress(zeros, compresslevel=6)
+    if encoding == "deflate":
+        return zlib.compress(zeros, 6)
+    import brotlicffi
+
+    return brotlicffi.compress(zeros, quality=5)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+def test_a_decompression_bomb_stops_at_the_limit_with_bounded_memory(encoding: str) -> None:
+    import tracemalloc
+
+    from comparators.decode import DecodedTooLarge
+
+    bomb = _bomb(encoding, 256 * 1024 * 1024)  # 256 MiB of zeros, a few hundred KB on the wire
+    assert len(bomb) < 2 * 1024 * 1024
+    limit = 4 * 1024 * 1024
+    tracemalloc.start()
+    try:
+        with pytest.raises(DecodedTooLarge, match=f"body too large after decoding {encoding}"):
+            decode_body([("Content-Encoding", encoding)], bomb, limit=limit)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * limit  # never the 256 MiB
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+def test_a_body_just_under_the_limit_decodes(encoding: str) -> None:
+    data = b"\0" * 1000
+    assert decode_body([("Content-Encoding", encoding)], _bomb(encoding, 1000), limit=1000) == data
+
+
+def test_a_bomb_is_compared_as_a_difference_not_a_crash() -> None:
+    from comparators import Payload, compare
+
+    headers = (("content-type", "application/json"), ("content-encoding", "gzip"))
+    bomb = Payload(200, headers, _bomb("gzip", 64 * 1024 * 1024))
+    fine = Payload(200, headers, gzip.compress(b'{"ok": true}'))
+    result = compare(fine, bomb)
+    assert result.verdict.value == "differ"
+    body = [d for d in result.differences if d.path == "$body"]
+    assert body and "body too large after decoding" in str(body[0].candidate)
+
+
+def test_the_decoded_limit_is_a_rule() -> None:
+    from comparators import Payload, compare, parse_rules
+
+    headers = (("content-type", "application/json"), ("content-encoding", "gzip"))
+    big = gzip.compress(b'{"pad": "' + b"x" * 5000 + b'"}')
+    a, b = Payload(200, headers, big), Payload(200, headers, big)
+    assert compare(a, b, parse_rules({"max_decoded_bytes": 1000})).verdict.value == "match"
+    c = Payload(200, headers, gzip.compress(b'{"pad": "y"}'))
+    small = compare(a, c, parse_rules({"max_decoded_bytes": 1000}))
+    assert "body too large after decoding" in str(small.differences[0].primary)
+    assert compare(a, c).differences[0].path == "$.pad"  # under the default limit: decoded
