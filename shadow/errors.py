@@ -4,7 +4,8 @@ ShadowError                 base; the CLI prints str(e) on one line and exits no
 ├── ConfigError             bad config file or option value          (exit 2)
 ├── StoreError              database missing, locked, not DuckDB     (exit 3)
 ├── BackendUnreachable      primary/candidate not answering at start (exit 4)
-└── InputError              unreadable input file (replay)           (exit 5)
+├── InputError              unreadable input file (replay)           (exit 5)
+└── ListenError             cannot listen on --listen (busy, bad host) (exit 6)
 """
 
 from __future__ import annotations
@@ -30,3 +31,7 @@ class BackendUnreachable(ShadowError):
 
 class InputError(ShadowError):
     exit_code = 5
+
+
+class ListenError(ShadowError):
+    exit_code = 6

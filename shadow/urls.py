@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from urllib.parse import urlsplit
 
 from shadow.errors import ConfigError
@@ -9,7 +10,10 @@ from shadow.errors import ConfigError
 
 def parse_backend_url(value: str, what: str) -> str:
     """Validate `http(s)://host[:port][/prefix]` and return it without a trailing slash."""
-    parts = urlsplit(value.strip())
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        raise ConfigError(f"{what}: {value!r} is not an http(s)://host[:port] URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{what}: {value!r} is not an http(s)://host[:port] URL")
     try:
@@ -19,3 +23,10 @@ def parse_backend_url(value: str, what: str) -> str:
     if parts.query or parts.fragment:
         raise ConfigError(f"{what}: {value!r} must not have a query or fragment")
     return value.strip().rstrip("/")
+
+
+def positive_number(value: float, what: str) -> float:
+    """`value` if it is a finite number above 0; ConfigError (one line) otherwise."""
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{what} {value}: expected a finite number above 0")
+    return value

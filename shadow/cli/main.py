@@ -120,9 +120,13 @@ def proxy(
     from shadow.config.loader import load_config, parse_methods
     from shadow.live.proxy import ProxySettings, parse_listen, run_proxy
     from shadow.store.writer import ensure_writable
-    from shadow.urls import parse_backend_url
+    from shadow.urls import parse_backend_url, positive_number
 
     host, port = parse_listen(listen)
+    positive_number(timeout, "--timeout")
+    for name, value in (("--concurrency", concurrency), ("--queue-size", queue_size)):
+        if value < 1:
+            raise ConfigError(f"{name} {value}: expected at least 1")
     settings = ProxySettings(
         primary=parse_backend_url(primary, "--primary"),
         candidate=parse_backend_url(candidate, "--candidate"),
@@ -242,7 +246,7 @@ def _header_overrides(values: tuple[str, ...], flag: str) -> tuple[tuple[str, st
 
 
 @cli.command()
-@click.argument("traffic", type=click.Path(dir_okay=False))
+@click.argument("traffic")
 @click.option("--candidate", required=True, help="Base URL of the candidate backend.")
 @click.option(
     "--primary",
@@ -332,10 +336,17 @@ def replay(
     from shadow.sources.replay import ReplayOptions
     from shadow.sources.replay import replay as run_replay
     from shadow.store.writer import ensure_writable
-    from shadow.urls import parse_backend_url
+    from shadow.urls import parse_backend_url, positive_number
 
     if not os.path.exists(traffic):
         raise InputError(f"{traffic}: no such file")
+    if os.path.isdir(traffic):
+        raise InputError(f"{traffic}: is a directory, not a traffic file")
+    if not os.access(traffic, os.R_OK):
+        raise InputError(f"{traffic}: cannot read it (permission denied)")
+    positive_number(timeout, "--timeout")
+    if rate is not None:
+        positive_number(rate, "--rate")
     options = ReplayOptions(
         path=traffic,
         candidate=parse_backend_url(candidate, "--candidate"),

@@ -23,6 +23,12 @@ from shadow.config.endpoints import EndpointMatcher, RoutePattern, endpoint_matc
 from shadow.errors import ConfigError
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Methods a copy may be allowed for (RFC 9110, PATCH, WebDAV and a few common extensions).
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE", "TRACE", "CONNECT", "QUERY",
+     "PURGE", "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "REPORT",
+     "SEARCH"}
+)  # fmt: skip
 _TOP_KEYS = {"compare", "endpoints", "accepted"}
 _ACCEPTED_KEYS = {"endpoint", "path", "kind", "reason"}
 _KINDS = tuple(k.value for k in Kind)
@@ -198,8 +204,10 @@ def parse_methods(value: str | Iterable[str]) -> frozenset[str]:
             continue
         if m in ("ALL", "*"):
             out.add("*")
-        elif not m.isalpha():
-            raise ConfigError(f"not an HTTP method: {item.strip()!r}")
+        elif m not in KNOWN_METHODS:
+            raise ConfigError(
+                f"not an HTTP method: {item.strip()!r} (one of {', '.join(sorted(KNOWN_METHODS))})"
+            )
         else:
             out.add(m)
     return frozenset(out)

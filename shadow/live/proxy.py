@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
+import re
 import signal
 import socket
 from dataclasses import dataclass, field
@@ -12,7 +14,7 @@ from urllib.parse import urlsplit
 from mitmproxy import exceptions, options
 from mitmproxy.tools.dump import DumpMaster
 
-from shadow.errors import BackendUnreachable, ConfigError
+from shadow.errors import BackendUnreachable, ConfigError, ListenError
 from shadow.live.addon import Shadow
 
 
@@ -47,15 +49,45 @@ def check_reachable(url: str, what: str, timeout: float = 3.0) -> None:
         raise BackendUnreachable(f"{what} {url} is not reachable: {reason}") from None
 
 
+_LISTEN_RE = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]\s]*)):(?P<port>\d+)")
+
+
 def parse_listen(value: str) -> tuple[str, int]:
-    """'127.0.0.1:8080' or ':8080' or '8080' -> (host, port); host defaults to 127.0.0.1."""
-    host, sep, port = value.rpartition(":")
-    if not sep:
-        host, port = "", value
-    host = host.strip("[]") or "127.0.0.1"
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"--listen {value!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
-    return host, int(port)
+    """'127.0.0.1:8080', '[::1]:8080', ':8080' or '8080' -> (host, port).
+
+    The host defaults to 127.0.0.1; an IPv6 address goes in brackets.
+    """
+    text = value.strip()
+    if text.isdigit():
+        text = ":" + text
+    m = _LISTEN_RE.fullmatch(text)
+    bad = ConfigError(f"--listen {value!r}: expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080")
+    if m is None or not 0 < int(m["port"]) < 65536:
+        raise bad
+    host = m["v6"] or m["host"] or "127.0.0.1"
+    if m["v6"]:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise bad from None
+    return host, int(m["port"])
+
+
+def check_listen(host: str, port: int) -> None:
+    """ListenError (exit 6) unless (host, port) can be bound now: busy port, unknown host."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ListenError(f"--listen {host}:{port}: unknown host ({exc.strerror or exc})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ListenError(
+                f"--listen {host}:{port}: cannot listen there ({exc.strerror or exc})"
+            ) from None
 
 
 async def _serve(s: ProxySettings) -> int:
@@ -93,5 +125,6 @@ async def _serve(s: ProxySettings) -> int:
 def run_proxy(s: ProxySettings) -> int:
     """Check the setup, then serve until SIGINT/SIGTERM; return an exit code."""
     os.makedirs(s.confdir, exist_ok=True)
+    check_listen(s.listen_host, s.listen_port)
     check_reachable(s.primary, "primary")
     return asyncio.run(_serve(s))

@@ -110,3 +110,67 @@ def test_reused_run_id_is_refused(legacy: Server, candidate: Server, tmp_path: P
     args = _proxy_args(legacy.url, candidate.url, tmp_path, "--db", str(db), "--run-id", "nightly")
     r = _run(*args)
     _assert_one_line_error(r, 2, "nightly", "already in")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--primary", "http://[bad"], "--primary"),
+        (["--candidate", "http://[::1"], "--candidate"),
+        (["--timeout", "nan"], "--timeout nan"),
+        (["--timeout", "-1"], "--timeout -1"),
+        (["--timeout", "inf"], "--timeout inf"),
+        (["--listen", "[::1:8399"], "--listen"),
+        (["--listen", "[nothex]:8399"], "--listen"),
+        (["--listen", "127.0.0.1:99999"], "--listen"),
+        (["--mirror-unsafe", "FOO"], "not an HTTP method: 'FOO'"),
+        (["--concurrency", "0"], "--concurrency 0"),
+    ],
+)
+def test_bad_proxy_values_are_one_line_and_exit_2(
+    args: list[str], needle: str, legacy: Server, candidate: Server, tmp_path: Path
+) -> None:
+    base = {"--primary": legacy.url, "--candidate": candidate.url}
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
+    flat = [x for kv in base.items() for x in kv if kv[0] in ("--primary", "--candidate")]
+    rest = [x for kv in base.items() for x in kv if kv[0] not in ("--primary", "--candidate")]
+    r = _run(
+        "proxy", *flat, "--confdir", str(tmp_path / "mitm"), "--db", str(tmp_path / "x.duckdb"),
+        *(rest if "--listen" in base else [*rest, "--listen", f"127.0.0.1:{free_port()}"]),
+    )  # fmt: skip
+    _assert_one_line_error(r, 2, needle)
+
+
+def test_a_busy_listen_port_is_its_own_exit_code(
+    legacy: Server, candidate: Server, tmp_path: Path
+) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        r = _run(
+            "proxy", "--primary", legacy.url, "--candidate", candidate.url,
+            "--listen", f"127.0.0.1:{port}", "--confdir", str(tmp_path / "mitm"),
+            "--db", str(tmp_path / "x.duckdb"),
+        )  # fmt: skip
+    _assert_one_line_error(r, 6, f"127.0.0.1:{port}", "cannot listen")
+
+
+def test_a_traffic_path_that_is_a_directory_is_exit_5(candidate: Server, tmp_path: Path) -> None:
+    target = tmp_path / "traffic.d"
+    target.mkdir()
+    r = _run("replay", str(target), "--candidate", candidate.url, "--db", str(tmp_path / "r.db"))
+    _assert_one_line_error(r, 5, str(target), "is a directory")
+
+
+def test_bad_replay_numbers_are_one_line(candidate: Server, tmp_path: Path) -> None:
+    traffic = tmp_path / "t.jsonl"
+    traffic.write_text("")
+    for args, needle in ((["--timeout", "nan"], "--timeout nan"), (["--rate", "0"], "--rate 0")):
+        r = _run(
+            "replay", str(traffic), "--candidate", candidate.url,
+            "--db", str(tmp_path / "r.duckdb"), *args,
+        )  # fmt: skip
+        _assert_one_line_error(r, 2, needle)
