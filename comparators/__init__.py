@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 _WHERE = {
     "Normalization": "align",
     "canonical_json": "canonical",
-    "compare": "compare",
+    "compare": "comparison",
     "body_text": "decode",
     "decode_body": "decode",
     "media_type": "decode",
@@ -43,7 +43,7 @@ _WHERE = {
 if TYPE_CHECKING:
     from comparators.align import Normalization
     from comparators.canonical import canonical_json
-    from comparators.compare import compare
+    from comparators.comparison import compare
     from comparators.decode import body_text, decode_body, media_type
     from comparators.errors import ComparatorError, DecodeError, RuleError
     from comparators.model import Comparison, Difference, Headers, Kind, Payload, Verdict

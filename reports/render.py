@@ -107,17 +107,23 @@ def render_html(context: ReportContext, template: jinja2.Template | None = None)
 
 def _compile_meanwhile() -> Callable[[], jinja2.Template]:
     """Compile the templates in a thread while DuckDB answers (it releases the GIL)."""
-    box: dict[str, jinja2.Template] = {}
-    thread = threading.Thread(
-        target=lambda: box.setdefault("t", environment().get_template("report.html")),
-        name="shadow-templates",
-        daemon=True,
-    )
+    box: dict[str, Any] = {}
+
+    def compile_now() -> None:
+        try:
+            box["template"] = environment().get_template("report.html")
+        except Exception as exc:  # raised again where the report is rendered, once
+            box["error"] = exc
+
+    thread = threading.Thread(target=compile_now, name="shadow-templates", daemon=True)
     thread.start()
 
     def get() -> jinja2.Template:
         thread.join()
-        return box.get("t") or environment().get_template("report.html")  # it failed: say why
+        if "error" in box:
+            raise box["error"]
+        template: jinja2.Template = box["template"]
+        return template
 
     return get
 

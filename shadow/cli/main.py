@@ -565,7 +565,7 @@ def migrate(db: str) -> None:
 
     if not os.path.exists(db):
         raise StoreError(f"database {db} does not exist")
-    before, after = migrate_file(db)
+    before, after = migrate_file(db, check_first=True)
     if before == after:
         click.echo(f"{db}: schema version {after}, nothing to do")
     else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import httpx
@@ -75,6 +75,27 @@ def describe_failure(exc: BaseException, ms: float) -> str:
     return text
 
 
+def wire_value(value: str) -> bytes:
+    """A header as the client sent it: latin-1 text (mitmproxy's reading), raw bytes kept
+    as lone surrogates back to bytes, and beyond latin-1 (a hand-written file) UTF-8."""
+    try:
+        return value.encode("latin-1", "surrogateescape")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape")
+
+
+def wire_target(target: str) -> str:
+    """The path and query for the copy; raw bytes that are not UTF-8 are percent-encoded."""
+    if target.isascii():
+        return target
+    try:
+        target.encode("utf-8")
+        return target
+    except UnicodeEncodeError:
+        raw = target.encode("utf-8", "surrogateescape")
+        return quote(raw, safe="/?&=%:@!$'()*+,;~-._")
+
+
 def outgoing_headers(
     request: Request,
     base_url: str,
@@ -128,8 +149,11 @@ class Sender:
         overrides: Sequence[tuple[str, str]] = (),
     ) -> BackendResponse:
         """Send `request` to `base_url`; errors and timeouts become a failed response."""
-        url = base_url.rstrip("/") + request.target
-        headers = outgoing_headers(request, base_url, mark, overrides)
+        url = base_url.rstrip("/") + wire_target(request.target)
+        headers: list[tuple[bytes, bytes]] = [
+            (wire_value(k), wire_value(v))
+            for k, v in outgoing_headers(request, base_url, mark, overrides)
+        ]
         phases = {"connect": timeout, "read": timeout, "pool": timeout}
         start = time.perf_counter()
         try:

@@ -41,11 +41,55 @@ CREATE OR REPLACE TEMP TABLE accepted_rules (
 )
 """
 _STORED_ENTRIES = "SELECT run_id, entry, endpoint, path, kind, reason FROM run_accepted"
-_ENDPOINTS = "SELECT DISTINCT endpoint FROM exchanges"
+# The (run, endpoint) pairs an entry could apply to: differences at a path some entry names.
+_CANDIDATES = """
+SELECT DISTINCT run_id, endpoint FROM differences
+WHERE path IN (SELECT unnest(CAST(? AS VARCHAR[])))
+   OR cluster_path IN (SELECT unnest(CAST(? AS VARCHAR[])))
+"""
+_GLOB_CHARS = frozenset("*?[")
 
 
 def _definition() -> str:
     return resources.files("shadow.store").joinpath("sql", "outcomes.sql").read_text("utf-8")
+
+
+def _fill_rules(
+    con: duckdb.DuckDBPyConnection,
+    entries: Sequence[tuple[str | None, int, str, str, str | None, str, str]],
+) -> None:
+    """One row of accepted_rules per entry and (run, endpoint) it names.
+
+    Only endpoints with a difference at a path some entry names are candidates, and
+    a run-scoped entry only meets its own run's endpoints; plain (non-glob) patterns
+    are looked up, not matched one by one.
+    """
+    paths = sorted({e[3] for e in entries})
+    candidates = con.execute(_CANDIDATES, [paths, paths]).fetchall()
+    by_run: dict[str, set[str]] = {}
+    for run, endpoint in candidates:
+        by_run.setdefault(run, set()).add(endpoint)
+    everywhere = set().union(*by_run.values()) if by_run else set()
+    rows = []
+    for run, entry, pattern, path, kind, reason, where in entries:
+        pool = everywhere if run is None else by_run.get(run, set())
+        if _GLOB_CHARS.isdisjoint(pattern):
+            names = [pattern] if pattern in pool else []
+        else:
+            names = [ep for ep in pool if endpoint_matches(pattern, ep)]
+        rows += [(run, entry, name, path, kind, reason, where) for name in names]
+    if not rows:
+        return
+    import pyarrow as pa  # only when there are rows to load (readers start without it)
+
+    cols = list(zip(*rows, strict=True))
+    names = ["run_id", "entry", "endpoint", "path", "kind", "reason", "source"]
+    table = pa.table(dict(zip(names, cols, strict=True)))
+    con.register("_accepted_rows", table)
+    try:
+        con.execute("INSERT INTO accepted_rules SELECT * FROM _accepted_rows")
+    finally:
+        con.unregister("_accepted_rows")
 
 
 def install(
@@ -58,8 +102,8 @@ def install(
     `accepted`: the [[accepted]] entries of the reader's config, applied to every
     run; None: each run's stored entries apply to that run. An entry's endpoint
     pattern is matched here, in Python, by the same function the writer uses
-    (`endpoint_matches`), against the endpoints in the store: `accepted_rules`
-    holds one row per entry and endpoint it names.
+    (`endpoint_matches`), against the endpoints of the stored differences:
+    `accepted_rules` holds one row per entry and (run, endpoint) it names.
     """
     con.execute(_ACCEPTED_TABLE)
     entries: list[tuple[str | None, int, str, str, str | None, str, str]]
@@ -74,20 +118,7 @@ def install(
             for i, a in enumerate(accepted)
         ]
     if entries:
-        endpoints = [r[0] for r in con.execute(_ENDPOINTS).fetchall()]
-        rows = [
-            [run, entry, endpoint, path, kind, reason, where]
-            for run, entry, pattern, path, kind, reason, where in entries
-            for endpoint in endpoints
-            if endpoint_matches(pattern, endpoint)
-        ]
-        # One statement per 500 rows: executemany costs a statement per row.
-        for start in range(0, len(rows), 500):
-            chunk = rows[start : start + 500]
-            values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
-            con.execute(
-                f"INSERT INTO accepted_rules VALUES {values}", [v for r in chunk for v in r]
-            )
+        _fill_rules(con, entries)
     con.execute(_definition())
 
 

@@ -86,11 +86,13 @@ _BACKFILL_V3 = (
     """
     INSERT INTO run_accepted
     SELECT run_id,
-           CAST(row_number() OVER (PARTITION BY run_id ORDER BY endpoint, path, kind, reason)
+           CAST(row_number() OVER (PARTITION BY run_id ORDER BY endpoint, path, kind)
                 AS INTEGER),
-           endpoint, path, kind, coalesce(reason, 'accepted before schema version 3')
-    FROM (SELECT DISTINCT run_id, endpoint, path, kind, reason
-          FROM differences WHERE status = 'accepted')
+           endpoint, path, kind,
+           coalesce(string_agg(DISTINCT reason, '; ' ORDER BY reason),
+                    'accepted before schema version 3')
+    FROM differences WHERE status = 'accepted'
+    GROUP BY run_id, endpoint, path, kind
     """,
 )
 

@@ -171,19 +171,27 @@ def open_for_reading(
 
 
 def ensure_writable(path: str) -> None:
-    """Create or migrate the database at `path` (fails fast on a bad file)."""
+    """Create or migrate the database at `path` (fails fast on a bad file).
+
+    It opens the file for writing, so a second writer of the same file fails here
+    (locked) instead of taking turns with the first.
+    """
     migrate_file(path)
 
 
-def migrate_file(path: str) -> tuple[int, int]:
-    """Create or migrate the database at `path`; return its versions before and after."""
+def migrate_file(path: str, check_first: bool = False) -> tuple[int, int]:
+    """Create or migrate the database at `path`; return its versions before and after.
+
+    `check_first` (for `shadow migrate`): read the version as a reader would first,
+    and do nothing more when it is current (no waiting for a live writer's lock).
+    """
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise StoreError(f"directory {parent} does not exist")
-    if os.path.exists(path):
+    if check_first and os.path.exists(path):
         current = _version_when_read(path)
         if current == SCHEMA_VERSION:
-            return current, current  # nothing to do: no need to wait for a writer's lock
+            return current, current
     con = connect(path, read_only=False)
     try:
         before = schema_version(con)
@@ -205,13 +213,22 @@ def _version_when_read(path: str) -> int | None:
     except OSError:
         request = ""
     try:
-        con = connect(path, read_only=True, wait=5.0)
-    except StoreError:
-        return None  # not readable now: the write below says why
+        con = duckdb.connect(path, read_only=True)
+    except duckdb.Error as exc:
+        # Held by this very process ("different configuration"): no point in waiting.
+        if "different configuration" in str(exc) or not _is_lock_error(exc):
+            con = None
+        else:
+            try:
+                con = connect(path, read_only=True, wait=5.0)
+            except StoreError:
+                con = None  # not readable now: the write below says why
     finally:
         if request:
             with suppress(OSError):
                 os.remove(request)
+    if con is None:
+        return None
     try:
         return schema_version(con)
     except duckdb.Error:

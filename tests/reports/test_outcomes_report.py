@@ -248,3 +248,22 @@ def test_an_unknown_run_is_a_one_line_error(tmp_path: Path) -> None:
         render_report(db, str(tmp_path / "r.html"), run_id="nope")
     with pytest.raises(ConfigError, match="--run 'nope': no such run"):
         suggest_rules(db, "nope")
+
+
+def test_a_template_error_is_raised_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Templates compile in a thread meanwhile; a failure there is the report's one error."""
+    import jinja2
+
+    from reports import render
+
+    def broken() -> jinja2.Environment:
+        raise jinja2.TemplateSyntaxError("unexpected end of template", 3)
+
+    monkeypatch.setattr(render, "environment", broken)
+    db = build(tmp_path / "e.duckdb", [Call("GET /a", {"a": 1}, {"a": 1})])
+    with pytest.raises(jinja2.TemplateSyntaxError):
+        render_report(db, str(tmp_path / "e.html"))
+    assert "Exception in thread" not in capfd.readouterr().err
+    assert not (tmp_path / "e.html").exists()

@@ -167,11 +167,13 @@ judged AS (
                 WHEN coalesce(e.diffs_truncated, false) THEN 'differ'
                 ELSE 'match' END AS outcome
     FROM exchanges e LEFT JOIN real r USING (exchange_id, run_id)
-    WHERE (CAST(run AS VARCHAR) IS NULL OR e.run_id = run) AND e.diff_count > 0
+    WHERE (CAST(run AS VARCHAR) IS NULL OR e.run_id = run) AND e.diff_count <> 0
     UNION ALL
-    SELECT e.*, e.verdict AS outcome  -- no differences: as written (a differ without rows)
+    -- the writer stores difference rows only with diff_count > 0: as written (a differ
+    -- without rows stays differ)
+    SELECT e.*, e.verdict AS outcome
     FROM exchanges e
-    WHERE (CAST(run AS VARCHAR) IS NULL OR e.run_id = run) AND NOT e.diff_count > 0
+    WHERE (CAST(run AS VARCHAR) IS NULL OR e.run_id = run) AND e.diff_count = 0
 )
 SELECT * EXCLUDE (verdict, outcome), outcome AS verdict, verdict AS provisional_verdict,
        outcome = 'match' AND diff_count > 0 AS tolerated,

@@ -301,3 +301,15 @@ def test_failures_are_named_for_what_they_are(behave: Any, starts: str) -> None:
 def test_refused_is_named_refused() -> None:
     resp = run_send(f"http://127.0.0.1:{free_port()}", Request("GET", "/x"))
     assert resp.error is not None and resp.error.startswith("connection refused")
+
+
+def test_raw_bytes_in_path_and_headers_go_out_as_bytes(echo_server: Server) -> None:
+    """A path or header with bytes that are not UTF-8 (kept as surrogates) is still sent."""
+    from shadow.pipeline.sender import wire_target, wire_value
+
+    raw = b"/echo/\xff\xfe".decode("utf-8", "surrogateescape")
+    assert wire_target(raw) == "/echo/%FF%FE" and wire_target("/a?b=1") == "/a?b=1"
+    assert wire_value("a\udcffb") == b"a\xffb" and wire_value("é") == b"\xe9"
+    assert wire_value("€") == "€".encode()
+    resp = run_send(echo_server.url, Request("GET", raw, "", (("x-raw", "a\udcffb"),)))
+    assert resp.error is None and resp.payload is not None

@@ -391,3 +391,46 @@ def test_migrate_refuses_a_duckdb_file_of_something_else(tmp_path: Path) -> None
     tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     con.close()
     assert tables == {"sales"}  # nothing created in it
+
+
+def test_a_runs_entries_meet_only_that_runs_endpoints(tmp_path: Path) -> None:
+    """accepted_rules stays small: an entry is expanded only where it can apply."""
+    calls = [Call("GET /a/{id}", {"t": 1}, {"t": 2}, run_id="r1")] * 3
+    calls += [Call("GET /b/{id}", {"t": 1}, {"t": 2}, run_id="r2")] * 3
+    calls += [Call("GET /c/{id}", {"u": 1}, {"u": 2}, run_id="r1")] * 3
+    entry = {"endpoint": "GET /*", "path": "$.t", "reason": "both fine"}
+    db = write_store(tmp_path / "runs.duckdb", calls, config={"accepted": [entry]})
+    with reading(db) as con:
+        rules = con.execute("SELECT run_id, endpoint FROM accepted_rules ORDER BY ALL").fetchall()
+        rows = _macro_rows(con)
+    # /c has no difference at $.t: no row for it; each run's entry meets its own endpoint
+    assert rules == [("r1", "GET /a/{id}"), ("r2", "GET /b/{id}")]
+    assert rows["GET /a/{id}"]["matched"] == rows["GET /b/{id}"]["matched"] == 3
+    assert rows["GET /c/{id}"]["matched"] == 0
+
+
+def test_migrated_reasons_are_kept_together(tmp_path: Path) -> None:
+    from importlib import resources
+
+    from shadow.store import schema
+    from shadow.store.writer import migrate_file
+
+    path = str(tmp_path / "reasons.duckdb")
+    con = duckdb.connect(path)
+    con.execute(schema.CREATE_META)
+    for name in ("001_initial.sql", "002_secondary_and_status.sql"):
+        con.execute(resources.files("shadow.store").joinpath("sql", name).read_text())
+    con.execute(schema.SET_VERSION, ["2"])
+    for i, reason in enumerate(["because b", "because a", None]):
+        con.execute(
+            "INSERT INTO differences (exchange_id, run_id, endpoint, path, kind, status, reason,"
+            " cluster_path) VALUES (?, 'r1', 'GET /v', '$.t', 'value_changed', 'accepted', ?,"
+            " '$.t')",
+            [f"e{i}", reason],
+        )
+    con.close()
+    migrate_file(path)
+    con = duckdb.connect(path, read_only=True)
+    entries = con.execute("SELECT entry, reason FROM run_accepted").fetchall()
+    con.close()
+    assert entries == [(1, "because a; because b")]
