@@ -58,7 +58,8 @@ def cli() -> None:
 @click.option(
     "--secondary",
     default=None,
-    help="Base URL of a second primary instance: what differs between the two is noise.",
+    help="Base URL of a second primary instance, sent safe requests only: "
+    "what varies between the two is evidence of noise.",
 )
 @click.option(
     "--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to accept clients on."
@@ -256,7 +257,8 @@ def _header_overrides(values: tuple[str, ...], flag: str) -> tuple[tuple[str, st
 @click.option(
     "--secondary",
     default=None,
-    help="Base URL of a second primary instance: what differs between the two is noise.",
+    help="Base URL of a second primary instance, sent safe requests only: "
+    "what varies between the two is evidence of noise.",
 )
 @db_option()
 @click.option("--config", type=click.Path(dir_okay=False), help="TOML rules and routes.")

@@ -82,9 +82,10 @@ class Shadow:
         loader.add_option(
             "shadow_secondary", str, "",
             """
-            Base URL of a second instance of the primary (legacy) backend. Each copy
-            also goes there; fields that differ between primary and secondary are
-            nondeterministic and reported as noise, not as differences.
+            Base URL of a second instance of the primary (legacy) backend. Copies of
+            safe requests (GET, HEAD, OPTIONS; never unsafe ones, which would write
+            there too) also go there; a value that changes between primary and
+            secondary is evidence of noise (see docs/verdicts.md).
             """,
         )  # fmt: skip
         loader.add_option(
