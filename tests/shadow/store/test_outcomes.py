@@ -24,6 +24,21 @@ from shadow.store import outcomes
 from shadow.store.writer import open_for_reading, reading
 from tests.store_builder import ERROR, Call, write_store
 
+
+def version_2_store(path: str) -> duckdb.DuckDBPyConnection:
+    """An empty store as schema version 2 left it (migrations 001 and 002 only), open."""
+    from importlib import resources
+
+    from shadow.store import schema
+
+    con = duckdb.connect(path)
+    con.execute(schema.CREATE_META)
+    for name in ("001_initial.sql", "002_secondary_and_status.sql"):
+        con.execute(resources.files("shadow.store").joinpath("sql", name).read_text())
+    con.execute(schema.SET_VERSION, ["2"])
+    return con
+
+
 ACCEPT_ETAG = {
     "accepted": [
         {"endpoint": "GET /api/orders/{id}", "path": "$.total", "reason": "rounding agreed"}
@@ -291,16 +306,9 @@ def test_secondary_errors_are_counted_and_never_evidence(tmp_path: Path) -> None
 
 
 def test_a_reader_of_an_older_store_gets_one_line(tmp_path: Path) -> None:
-    from importlib import resources
-
-    from shadow.store import schema
 
     path = str(tmp_path / "v2.duckdb")
-    con = duckdb.connect(path)
-    con.execute(schema.CREATE_META)
-    for name in ("001_initial.sql", "002_secondary_and_status.sql"):
-        con.execute(resources.files("shadow.store").joinpath("sql", name).read_text())
-    con.execute(schema.SET_VERSION, ["2"])
+    con = version_2_store(path)
     con.close()
     with pytest.raises(StoreError, match=r"schema version 2 .*shadow migrate --db"):
         open_for_reading(path, wait=1)
@@ -343,17 +351,12 @@ def test_a_skipped_request_stays_skipped_when_the_primary_failed(tmp_path: Path)
 
 def test_migrating_a_version_2_store_keeps_its_accepted_differences(tmp_path: Path) -> None:
     """Before v3 an accepted difference was only a stored status: migration keeps it."""
-    from importlib import resources
 
     from shadow.store import schema
     from shadow.store.writer import migrate_file
 
     path = str(tmp_path / "v2acc.duckdb")
-    con = duckdb.connect(path)
-    con.execute(schema.CREATE_META)
-    for name in ("001_initial.sql", "002_secondary_and_status.sql"):
-        con.execute(resources.files("shadow.store").joinpath("sql", name).read_text())
-    con.execute(schema.SET_VERSION, ["2"])
+    con = version_2_store(path)
     for i in range(3):
         con.execute(
             "INSERT INTO exchanges (exchange_id, run_id, ts, source, method, endpoint, path,"
@@ -410,17 +413,11 @@ def test_a_runs_entries_meet_only_that_runs_endpoints(tmp_path: Path) -> None:
 
 
 def test_migrated_reasons_are_kept_together(tmp_path: Path) -> None:
-    from importlib import resources
 
-    from shadow.store import schema
     from shadow.store.writer import migrate_file
 
     path = str(tmp_path / "reasons.duckdb")
-    con = duckdb.connect(path)
-    con.execute(schema.CREATE_META)
-    for name in ("001_initial.sql", "002_secondary_and_status.sql"):
-        con.execute(resources.files("shadow.store").joinpath("sql", name).read_text())
-    con.execute(schema.SET_VERSION, ["2"])
+    con = version_2_store(path)
     for i, reason in enumerate(["because b", "because a", None]):
         con.execute(
             "INSERT INTO differences (exchange_id, run_id, endpoint, path, kind, status, reason,"
