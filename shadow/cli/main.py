@@ -35,6 +35,17 @@ def _accepted(config: str | None) -> Any:
     return load_config(config).accepted
 
 
+def accepted_config_option() -> Callable[[Any], Any]:
+    """`--config` of the readers: whose [[accepted]] entries apply to what is read."""
+    return click.option(
+        "--config",
+        default=None,
+        type=click.Path(dir_okay=False),
+        help="TOML config whose [[accepted]] entries apply to every run read "
+        "(default: each run's own entries).",
+    )
+
+
 def db_option(default: str | None = "parity.duckdb") -> Callable[[Any], Any]:
     return click.option(
         "--db",
@@ -413,12 +424,7 @@ def replay(
     help="--max-candidate-errors for endpoints matching a glob, e.g. 'GET /api/slow/*=5' "
     "(repeatable; chosen as for --endpoint).",
 )
-@click.option(
-    "--config",
-    type=click.Path(dir_okay=False),
-    help="TOML config whose [[accepted]] entries apply to every run read "
-    "(default: each run's own entries).",
-)
+@accepted_config_option()
 @click.option(
     "--max-latency-ratio",
     type=float,
@@ -525,8 +531,7 @@ def check(
     help="Directory to write one file per table into (created if missing).",
 )
 @click.option("--run", "run_id", default=None, help="Only this run (default: all runs).")
-@click.option("--config", default=None, type=click.Path(dir_okay=False),
-              help="Config whose [[accepted]] entries apply (default: each run's).")  # fmt: skip
+@accepted_config_option()
 def export(db: str, fmt: str, output: str, run_id: str | None, config: str | None) -> None:
     """Export the store's tables and the judged outcomes.
 
@@ -621,8 +626,7 @@ def rules() -> None:
 @click.option("--run", "run_id", default=None, help="Only this run (default: all runs).")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
               help="Write the TOML here (default: print it).")  # fmt: skip
-@click.option("--config", default=None, type=click.Path(dir_okay=False),
-              help="Config whose [[accepted]] entries apply (default: each run's).")  # fmt: skip
+@accepted_config_option()
 def rules_suggest(db: str, run_id: str | None, output: str | None, config: str | None) -> None:
     """Propose config entries (ignore a noisy path, ignore order, a tolerance).
 

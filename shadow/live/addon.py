@@ -31,7 +31,7 @@ from shadow.pipeline.core import PipelineSettings
 from shadow.pipeline.recording import check_record_path
 from shadow.pipeline.sender import MARK_HEADER
 from shadow.store.writer import ensure_new_run, ensure_writable
-from shadow.urls import parse_backend_url
+from shadow.urls import parse_backend_url, positive_number
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,15 @@ BATCH_MAX = 256
 
 def _headers(h: http.Headers) -> tuple[tuple[str, str], ...]:
     return tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in h.fields)
+
+
+def _answer(flow: http.HTTPFlow, body: bytes, end: float | None) -> BackendResponse:
+    """The primary's answer to `flow` as a record, timed from the request's end to `end`."""
+    req, resp = flow.request, flow.response
+    assert resp is not None
+    start = req.timestamp_end or req.timestamp_start
+    payload = Payload(resp.status_code, _headers(resp.headers), body)
+    return BackendResponse(payload, elapsed_ms=((end or time.time()) - start) * 1000)
 
 
 class Shadow:
@@ -165,8 +174,7 @@ class Shadow:
             )
             load_config(opts.shadow_config or None)
             unsafe = parse_methods(opts.shadow_mirror_unsafe)
-            if opts.shadow_timeout <= 0:
-                raise ShadowError("shadow_timeout must be positive")
+            positive_number(opts.shadow_timeout, "shadow_timeout")
             if opts.shadow_concurrency < 1 or opts.shadow_queue_size < 1:
                 raise ShadowError("shadow_concurrency and shadow_queue_size must be at least 1")
             ensure_writable(opts.shadow_db)
@@ -293,27 +301,20 @@ class Shadow:
         flow.metadata[_STREAMED] = True
         if not self.enabled or not flow.metadata.get(_META):
             return
-        req = flow.request
         self._put(("skip", flow.id, f"streamed answer ({mtype}): passed through, not compared"))
-        start = req.timestamp_end or req.timestamp_start
-        end = resp.timestamp_start or time.time()
-        payload = Payload(resp.status_code, _headers(resp.headers), b"")
-        self._put(("resp", flow.id, BackendResponse(payload, elapsed_ms=(end - start) * 1000)))
+        self._put(("resp", flow.id, _answer(flow, b"", resp.timestamp_start)))
 
     def response(self, flow: http.HTTPFlow) -> None:
         if flow.metadata.get(_STREAMED):
             return  # stored when its headers came
         if not self.enabled or not flow.metadata.get(_META) or flow.response is None:
             return
-        resp, req = flow.response, flow.request
+        resp = flow.response
         if resp.stream:
             reason = "primary body streamed (stream_large_bodies): not compared"
             self._put(("resp", flow.id, BackendResponse.failed(reason)))
             return
-        start = req.timestamp_end or req.timestamp_start
-        end = resp.timestamp_end or time.time()
-        payload = Payload(resp.status_code, _headers(resp.headers), resp.raw_content or b"")
-        self._put(("resp", flow.id, BackendResponse(payload, elapsed_ms=(end - start) * 1000)))
+        self._put(("resp", flow.id, _answer(flow, resp.raw_content or b"", resp.timestamp_end)))
 
     def error(self, flow: http.HTTPFlow) -> None:
         if flow.metadata.get(_STREAMED):

@@ -57,7 +57,7 @@ def describe_failure(exc: BaseException, ms: float) -> str:
     def has(*types: type[BaseException]) -> bool:
         return any(isinstance(e, types) for e in chain)
 
-    if has(ConnectionRefusedError) or has(aiohttp.ClientConnectorError):
+    if has(ConnectionRefusedError, aiohttp.ClientConnectorError):
         what = "connection refused"
     elif has(ConnectionResetError):
         what = "connection reset"
@@ -171,14 +171,8 @@ class Sender:
                     body = b"".join([chunk async for chunk in resp.stream])  # type: ignore[union-attr]
                 finally:
                     await resp.aclose()
-        except (
-            httpx.TimeoutException,
-            TimeoutError,
-            httpx.HTTPError,
-            aiohttp.ClientError,
-            OSError,
-            ValueError,
-        ) as exc:
+        except (httpx.HTTPError, aiohttp.ClientError, OSError, ValueError) as exc:
+            # (timeouts included: httpx's are HTTPErrors, asyncio's TimeoutError an OSError)
             ms = (time.perf_counter() - start) * 1000
             return BackendResponse.failed(describe_failure(exc, ms), ms)
         ms = (time.perf_counter() - start) * 1000

@@ -100,14 +100,11 @@ def read_requested(path: str) -> bool:
 
 
 @contextmanager
-def reading(
-    path: str, wait: float = 30.0, accepted: Sequence[Accepted] | None = None
-) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection, asking a live writer to let go of the file meanwhile.
+def _asking_writer(path: str) -> Iterator[None]:
+    """Leave a request file of our own beside `path` meanwhile: a live writer lets go.
 
-    The outcome definition is installed on it (see `open_for_reading`). Each
-    reader leaves a request file of its own, so readers at the same time never
-    remove one another's request.
+    Each reader has its own file, so readers at the same time never remove one
+    another's request.
     """
     request = f"{path}{READ_REQUEST_SUFFIX}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
     made = False
@@ -119,15 +116,27 @@ def reading(
         except OSError:
             pass  # a read-only directory: no writer can be running there either
     try:
+        yield
+    finally:
+        if made:
+            with suppress(OSError):
+                os.remove(request)
+
+
+@contextmanager
+def reading(
+    path: str, wait: float = 30.0, accepted: Sequence[Accepted] | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection, asking a live writer to let go of the file meanwhile.
+
+    The outcome definition is installed on it (see `open_for_reading`).
+    """
+    with _asking_writer(path):
         con = open_for_reading(path, wait=wait, accepted=accepted)
         try:
             yield con
         finally:
             con.close()
-    finally:
-        if made:
-            with suppress(OSError):
-                os.remove(request)
 
 
 def open_for_reading(
@@ -142,31 +151,28 @@ def open_for_reading(
     also asks a running writer to release the file.
     """
     con = connect(path, read_only=True, wait=wait)
+    problem = None
     try:
         version = schema_version(con)
+        if version == 0:
+            problem = f"{path} is a DuckDB file but holds no shadow data"
+        elif version < SCHEMA_VERSION:
+            problem = (
+                f"{path} has schema version {version} (this shadow reads {SCHEMA_VERSION}); "
+                f"run `shadow migrate --db {path}` first"
+            )
+        elif version > SCHEMA_VERSION:
+            problem = (
+                f"{path} has schema version {version}, newer than this shadow "
+                f"({SCHEMA_VERSION}); upgrade shadow to read it"
+            )
+        else:
+            outcomes.install(con, accepted)
     except duckdb.Error as exc:
+        problem = _describe(exc, path)
+    if problem is not None:
         con.close()
-        raise StoreError(_describe(exc, path)) from None
-    if version == 0:
-        con.close()
-        raise StoreError(f"{path} is a DuckDB file but holds no shadow data")
-    if version < SCHEMA_VERSION:
-        con.close()
-        raise StoreError(
-            f"{path} has schema version {version} (this shadow reads {SCHEMA_VERSION}); "
-            f"run `shadow migrate --db {path}` first"
-        )
-    if version > SCHEMA_VERSION:
-        con.close()
-        raise StoreError(
-            f"{path} has schema version {version}, newer than this shadow ({SCHEMA_VERSION}); "
-            "upgrade shadow to read it"
-        )
-    try:
-        outcomes.install(con, accepted)
-    except duckdb.Error as exc:
-        con.close()
-        raise StoreError(_describe(exc, path)) from None
+        raise StoreError(problem)
     return con
 
 
@@ -206,35 +212,23 @@ def migrate_file(path: str, check_first: bool = False) -> tuple[int, int]:
 
 def _version_when_read(path: str) -> int | None:
     """The schema version, read as a reader would (a live writer lets go); None: unknown."""
-    request = f"{path}{READ_REQUEST_SUFFIX}.{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        with open(request, "a"):
-            pass
-    except OSError:
-        request = ""
-    try:
-        con = duckdb.connect(path, read_only=True)
-    except duckdb.Error as exc:
-        # Held by this very process ("different configuration"): no point in waiting.
-        if "different configuration" in str(exc) or not _is_lock_error(exc):
-            con = None
-        else:
+    with _asking_writer(path):
+        try:
+            con = duckdb.connect(path, read_only=True)
+        except duckdb.Error as exc:
+            # Held by this very process ("different configuration"): no point in waiting.
+            if "different configuration" in str(exc) or not _is_lock_error(exc):
+                return None
             try:
                 con = connect(path, read_only=True, wait=5.0)
             except StoreError:
-                con = None  # not readable now: the write below says why
-    finally:
-        if request:
-            with suppress(OSError):
-                os.remove(request)
-    if con is None:
-        return None
-    try:
-        return schema_version(con)
-    except duckdb.Error:
-        return None
-    finally:
-        con.close()
+                return None  # not readable now: the write that follows says why
+        try:
+            return schema_version(con)
+        except duckdb.Error:
+            return None
+        finally:
+            con.close()
 
 
 def _foreign_tables(con: duckdb.DuckDBPyConnection) -> bool:

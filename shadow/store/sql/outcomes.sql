@@ -6,15 +6,19 @@
 -- filling the temp table `accepted_rules` (the [[accepted]] entries that apply). Each
 -- macro takes `run`: a run id, or NULL for every run. See docs/verdicts.md.
 
--- Exchanges with a usable secondary: it answered with the primary's status, and the
--- candidate was compared. Only these are evidence of noise.
+-- A usable secondary answered, and with the primary's status: only then is it evidence.
+CREATE OR REPLACE TEMP MACRO shadow_usable_secondary(secondary_status, secondary_error,
+                                                     primary_status) AS
+secondary_error IS NULL AND secondary_status IS NOT NULL
+AND coalesce(secondary_status = primary_status, false);
+
+-- Exchanges with a usable secondary whose candidate was compared: the noise evidence.
 CREATE OR REPLACE TEMP MACRO shadow_noise_exchanges(run) AS TABLE
 SELECT exchange_id, run_id, endpoint
 FROM exchanges
 WHERE (CAST(run AS VARCHAR) IS NULL OR run_id = run)
   AND verdict IN ('match', 'differ')
-  AND secondary_error IS NULL AND secondary_status IS NOT NULL
-  AND secondary_status = primary_status;
+  AND shadow_usable_secondary(secondary_status, secondary_error, primary_status);
 
 -- Differences that secondary evidence can explain: a value that changes (or a keyed list
 -- in another order) in the JSON body. Removed, added, retyped fields, the status, headers
@@ -179,7 +183,7 @@ SELECT * EXCLUDE (verdict, outcome), outcome AS verdict, verdict AS provisional_
        outcome = 'match' AND diff_count > 0 AS tolerated,
        (secondary_status IS NOT NULL OR secondary_error IS NOT NULL)
            AND verdict IN ('match', 'differ')
-           AND (secondary_error IS NOT NULL OR secondary_status IS DISTINCT FROM primary_status)
+           AND NOT shadow_usable_secondary(secondary_status, secondary_error, primary_status)
            AS secondary_unusable
 FROM judged;
 

@@ -113,6 +113,8 @@ def test_disabled_without_candidate(ctx_addon: tuple[Any, Shadow], tmp_path: Pat
         ({"shadow_candidate": "http://127.0.0.1:99999"}, "invalid port"),
         ({"shadow_timeout": 0.0}, "shadow_timeout"),
         ({"shadow_timeout": -1.0}, "shadow_timeout"),
+        ({"shadow_timeout": float("nan")}, "shadow_timeout nan"),
+        ({"shadow_timeout": float("inf")}, "shadow_timeout inf"),
         ({"shadow_queue_size": 0}, "shadow_queue_size"),
         ({"shadow_mirror_unsafe": "PO-ST"}, "not an HTTP method"),
         ({"shadow_config": "/nonexistent/shadow.toml"}, "not found"),
