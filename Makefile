@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench soak install clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "shadow needs Python 3.11 or newer"'
@@ -32,7 +32,11 @@ test: $(STAMP) lint
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/replay_bench.py
+	$(PY) benchmarks/replay_memory.py
 	$(PY) benchmarks/report_bench.py
+
+soak: $(STAMP)
+	$(PY) benchmarks/soak.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -7,6 +7,7 @@ import zlib
 from collections.abc import Callable, Iterable
 
 import brotlicffi
+import zstandard
 
 from comparators.errors import DecodeError
 
@@ -72,8 +73,11 @@ _CHUNK = 64 * 1024  # compressed bytes fed to a decoder at a time
 class DecodedTooLarge(DecodeError):
     """The body inflates past the limit: compared as its wire bytes, never inflated whole."""
 
-    def __init__(self, encoding: str, limit: int) -> None:
+    def __init__(self, encoding: str, limit: int, partial: bytes = b"") -> None:
         super().__init__(f"body too large after decoding {encoding} (over {limit} bytes)")
+        # The first `limit` decoded bytes (of the last encoding undone; empty when an
+        # outer one of a chain overflowed): enough for a reviewer's look at the start.
+        self.partial = partial
 
 
 def _zlib_stream(data: bytes, wbits: int, limit: int, name: str, multi: bool) -> bytes:
@@ -87,7 +91,7 @@ def _zlib_stream(data: bytes, wbits: int, limit: int, name: str, multi: bool) ->
             chunk = decomp.decompress(pending, limit + 1 - len(out))
             out += chunk
             if len(out) > limit:
-                raise DecodedTooLarge(name, limit)
+                raise DecodedTooLarge(name, limit, bytes(memoryview(out)[:limit]))
             pending = decomp.unconsumed_tail
             if not pending or decomp.eof:
                 break
@@ -95,7 +99,7 @@ def _zlib_stream(data: bytes, wbits: int, limit: int, name: str, multi: bool) ->
             flushed = decomp.flush()
             out += flushed
             if len(out) > limit:
-                raise DecodedTooLarge(name, limit)
+                raise DecodedTooLarge(name, limit, bytes(memoryview(out)[:limit]))
             raise DecodeError(f"corrupt {name} data: truncated stream")
         rest = decomp.unused_data
         if not multi or not rest.strip(b"\x00"):
@@ -127,9 +131,36 @@ def _unbrotli(data: bytes, limit: int) -> bytes:
         while len(out) <= limit and not decomp.can_accept_more_data():
             out += decomp.process(b"", output_buffer_limit=_CHUNK)
         if len(out) > limit:
-            raise DecodedTooLarge("br", limit)
+            raise DecodedTooLarge("br", limit, bytes(memoryview(out)[:limit]))
     if not decomp.is_finished():
         raise DecodeError("corrupt br data: truncated stream")
+    return bytes(out)
+
+
+# RFC 9659: a zstd content coding's window is at most 8 MiB; refusing larger windows
+# keeps the decoder's own memory bounded too, not only its output.
+_ZSTD_MAX_WINDOW = 8 * 1024 * 1024
+_ZSTD_FEED = 256  # compressed bytes per call: at most a few MiB of output each
+
+
+def _unzstd(data: bytes, limit: int) -> bytes:
+    # Fed a little at a time: one block of a few bytes may stand for 128 KiB of output,
+    # so a small feed bounds what one call can produce before the limit is checked.
+    decomp = zstandard.ZstdDecompressor(max_window_size=_ZSTD_MAX_WINDOW)
+    view = memoryview(data)
+    out = bytearray()
+    pos = 0
+    while pos < len(view):  # frames may follow one another, as gzip members do
+        frame = decomp.decompressobj()
+        while not frame.eof:
+            if pos >= len(view):
+                raise DecodeError("corrupt zstd data: truncated stream")
+            chunk = view[pos : pos + _ZSTD_FEED]
+            pos += len(chunk)
+            out += frame.decompress(chunk)
+            if len(out) > limit:
+                raise DecodedTooLarge("zstd", limit, bytes(memoryview(out)[:limit]))
+        pos -= len(frame.unused_data)  # the next frame starts inside the last feed
     return bytes(out)
 
 
@@ -138,6 +169,7 @@ _DECODERS: dict[str, Callable[[bytes, int], bytes]] = {
     "x-gzip": _gunzip,
     "deflate": _inflate,
     "br": _unbrotli,
+    "zstd": _unzstd,
 }
 
 
@@ -158,15 +190,20 @@ def decode_body(headers: HeaderPairs, body: bytes, limit: int = DEFAULT_DECODED_
     """
     if not body:
         return body
-    for token in reversed(content_encodings(headers)):
+    tokens = content_encodings(headers)
+    for i, token in enumerate(reversed(tokens)):
         decoder = _DECODERS.get(token)
         if decoder is None:
             raise DecodeError(f"unsupported content-encoding {token!r}")
         try:
             body = decoder(body, limit)
+        except DecodedTooLarge as exc:
+            if i < len(tokens) - 1:
+                exc.partial = b""  # still encoded by the next one: no use to a reader
+            raise
         except DecodeError:
             raise
-        except (OSError, EOFError, zlib.error, brotlicffi.error) as exc:
+        except (OSError, EOFError, zlib.error, brotlicffi.error, zstandard.ZstdError) as exc:
             raise DecodeError(f"corrupt {token} data: {exc}") from exc
     return body
 

@@ -43,11 +43,31 @@ class Kind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Payload:
-    """One backend's response: status, headers in wire order, raw body bytes."""
+    """One backend's response: status, headers in wire order, raw body bytes.
+
+    A body longer than the harness's limit is kept cut (`body` holds its first
+    bytes) with the whole body's length in `full_size` and its SHA-256 in
+    `sha256`, so two cut bodies are still compared honestly (by digest).
+    """
 
     status: int
     headers: Headers = ()
     body: bytes = b""
+    full_size: int | None = None  # set only when `body` was cut
+    sha256: str = ""  # hex digest of the whole body, set only when `body` was cut
+
+    @property
+    def cut(self) -> bool:
+        """True when `body` holds only the first bytes of a longer body."""
+        return self.full_size is not None
+
+    def same_body(self, other: Payload) -> bool:
+        """Whether the two whole bodies are byte-for-byte equal (by digest when cut)."""
+        return (self.body, self.full_size, self.sha256) == (
+            other.body,
+            other.full_size,
+            other.sha256,
+        )
 
     def header(self, name: str) -> str | None:
         """First value of header `name` (case-insensitive), or None."""

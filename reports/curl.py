@@ -1,13 +1,19 @@
 """A copyable `curl` command that repeats a stored request against one backend.
 
-Everything taken from the store is shell-quoted with `shlex.quote`; header
-values redacted in the store stay `[REDACTED]` (the reviewer fills them in).
+Everything taken from the store is shell-quoted with `shlex.quote`. The path,
+query, headers and body come from the store, redacted when written: secrets
+there stay `[REDACTED]` (the reviewer fills them in). The backend's base URL
+comes from the run's row as given on the command line, so a password in it
+(`http://user:pw@host`) is hidden here.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Iterable
+
+_PASSWORD_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://[^/@:]*):[^/@]*@")
 
 # Set by curl itself or meaningful for one hop only.
 _SKIP_HEADERS = frozenset(
@@ -40,7 +46,8 @@ def curl_command(
     """The command, one option per line; `$placeholder` stands in for an unknown base URL."""
     where = target(path, query)
     if base_url:
-        url = shlex.quote(base_url.rstrip("/") + where)
+        base = _PASSWORD_RE.sub(r"\1:[REDACTED]@", base_url.rstrip("/"))
+        url = shlex.quote(base + where)
     else:
         url = f'"${{{placeholder}}}"' + shlex.quote(where)
     method = method.upper()

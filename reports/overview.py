@@ -34,6 +34,8 @@ class Summary:
     last_ts: datetime | None
     tolerated: int = 0
     secondary_unusable: int = 0  # secondary errored or gave another status: no evidence
+    lost: int = 0  # requests neither stored, spilled nor shed (a worker died or was killed)
+    spilled: int = 0  # rows saved beside the database, not in it
 
     @property
     def parity(self) -> float | None:
@@ -47,6 +49,8 @@ class Summary:
             f"({self.matched}/{self.compared} compared), {self.differed} differ{tolerated}, "
             f"{self.candidate_errors} candidate errors, {self.skipped} skipped, "
             f"{self.dropped} copies dropped"
+            + (f", {self.lost} requests lost" if self.lost else "")
+            + (f", {self.spilled} rows in the spill file" if self.spilled else "")
         )
 
 
@@ -138,6 +142,8 @@ def summarize(endpoints: Sequence[EndpointRow], runs: Iterable[dict[str, Any]]) 
         last_ts=max(lasts) if lasts else None,
         tolerated=total("tolerated"),
         secondary_unusable=total("secondary_unusable"),
+        lost=sum(int(r["requests_lost"] or 0) for r in runs),
+        spilled=sum(int(r["rows_spilled"] or 0) for r in runs),
     )
 
 

@@ -14,7 +14,8 @@ IN_EPS = "endpoint IN (SELECT unnest(CAST($eps AS VARCHAR[])))"
 RUN = "CAST($run AS VARCHAR)"
 
 RUNS = f"""
-SELECT run_id, source, started_at, ended_at, primary_url, candidate_url, copies_dropped, exchanges
+SELECT run_id, source, started_at, ended_at, primary_url, candidate_url, copies_dropped, exchanges,
+    requests, requests_shed, requests_lost, rows_spilled, worker_restarts
 FROM runs WHERE {RUN_FILTER} ORDER BY started_at, run_id
 """
 

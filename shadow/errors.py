@@ -6,6 +6,10 @@ ShadowError                 base; the CLI prints str(e) on one line and exits no
 ├── BackendUnreachable      primary/candidate not answering at start (exit 4)
 ├── InputError              unreadable input file (replay)           (exit 5)
 └── ListenError             cannot listen on --listen (busy, bad host) (exit 6)
+
+Exit 7 (COPIES_LOST) is no exception: `shadow proxy` ran to the end but some
+requests it saw were neither stored nor shed on purpose (a worker died or had to
+be killed), or a worker was restarted; `runs.requests_lost` has the count.
 """
 
 from __future__ import annotations
@@ -35,3 +39,6 @@ class InputError(ShadowError):
 
 class ListenError(ShadowError):
     exit_code = 6
+
+
+COPIES_LOST = 7  # exit code of a proxy run that lost requests (see the module docstring)

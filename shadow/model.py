@@ -7,9 +7,56 @@ never on a mitmproxy flow or a file entry.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from comparators.model import Headers, Payload, first_header
+
+DEFAULT_MAX_BODY = 8 * 1024 * 1024  # bytes of a body held for comparison; past it, a digest
+
+
+class BodyBuffer:
+    """A body read in chunks, held up to `limit` bytes; past it only length and SHA-256.
+
+    Memory stays bounded whatever a backend sends; two cut bodies are still
+    compared honestly, by their digests (see `Payload.cut`).
+    """
+
+    __slots__ = ("_hash", "_kept", "_size", "limit")
+
+    def __init__(self, limit: int = DEFAULT_MAX_BODY) -> None:
+        self.limit = limit
+        self._kept = bytearray()
+        self._size = 0
+        self._hash: hashlib._Hash | None = None
+
+    def add(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._hash is not None:
+            self._hash.update(chunk)
+            return
+        room = self.limit - len(self._kept)
+        if len(chunk) <= room:
+            self._kept += chunk
+            return
+        # Hashing starts only now: bodies under the limit (nearly all) cost nothing extra.
+        self._hash = hashlib.sha256(self._kept)
+        self._hash.update(chunk)
+        self._kept += chunk[:room]
+
+    def payload(self, status: int, headers: Headers) -> Payload:
+        """The body as a Payload: whole, or cut with its full length and digest."""
+        if self._hash is None:
+            return Payload(status, headers, bytes(self._kept))
+        return Payload(status, headers, bytes(self._kept), self._size, self._hash.hexdigest())
+
+
+def capped_payload(status: int, headers: Headers, body: bytes, limit: int) -> Payload:
+    """`Payload` of a body already in memory, cut to `limit` bytes (with its digest)."""
+    if len(body) <= limit:
+        return Payload(status, headers, body)
+    full = hashlib.sha256(body).hexdigest()
+    return Payload(status, headers, body[:limit], len(body), full)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from decimal import Decimal
 from urllib.parse import urlsplit
 
 from shadow.errors import ConfigError
@@ -30,3 +32,26 @@ def positive_number(value: float, what: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise ConfigError(f"{what} {value}: expected a finite number above 0")
     return value
+
+
+_SIZE_UNITS = {
+    **dict.fromkeys(("", "b"), 1),
+    **dict.fromkeys(("k", "kib"), 1 << 10),
+    **dict.fromkeys(("m", "mib"), 1 << 20),
+    **dict.fromkeys(("g", "gib"), 1 << 30),
+    **{"kb": 1000, "mb": 1000**2, "gb": 1000**3},
+}
+_MAX_SIZE = 1 << 40
+_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*")
+
+
+def parse_size(value: str, what: str) -> int:
+    """'8MiB', '512M', '64k' or '1048576' -> bytes (1 byte to 1 TiB); ConfigError otherwise."""
+    m = _SIZE_RE.fullmatch(value)
+    unit = _SIZE_UNITS.get(m[2].lower()) if m else None
+    size = int(Decimal(m[1]) * unit) if m and unit else 0
+    if not 1 <= size <= _MAX_SIZE:
+        raise ConfigError(
+            f"{what} {value!r}: expected a size from 1 byte to 1 TiB, e.g. 8MiB, 512k or 65536"
+        )
+    return size

@@ -87,6 +87,28 @@ def cli() -> None:
 @click.option("--concurrency", default=32, show_default=True, help="Copies in flight at most.")
 @click.option("--queue-size", default=10000, show_default=True, help="Copies waiting at most.")
 @click.option(
+    "--drain-timeout",
+    default=30.0,
+    show_default=True,
+    help="Seconds shutdown waits for copies and comparisons in flight; the rest is "
+    'stored as skipped ("shutdown: ...").',
+)
+@click.option(
+    "--max-body",
+    default="8MiB",
+    show_default=True,
+    metavar="SIZE",
+    help="Bytes of a body held for comparison; longer answers are compared by SHA-256, "
+    "longer requests are not copied.",
+)
+@click.option(
+    "--worker-memory",
+    default="512MiB",
+    show_default=True,
+    metavar="SIZE",
+    help="Bytes of traffic the worker holds at most; past it copies are skipped and counted.",
+)
+@click.option(
     "--confdir",
     default="~/.shadow/mitmproxy",
     show_default=True,
@@ -111,6 +133,9 @@ def proxy(
     timeout: float,
     concurrency: int,
     queue_size: int,
+    drain_timeout: float,
+    max_body: str,
+    worker_memory: str,
     confdir: str,
     run_id: str,
     record: str,
@@ -119,8 +144,10 @@ def proxy(
     """Reverse-proxy to PRIMARY and copy each request to CANDIDATE.
 
     Clients get the primary's answers unchanged; copies are compared in a
-    worker process and stored in --db. Stop with Ctrl-C: everything queued is
-    written first.
+    worker process and stored in --db. Stop with Ctrl-C: what is in flight is
+    finished (up to --drain-timeout; the rest is stored as skipped "shutdown: ...")
+    and written first. Exit 7 when requests were lost (a worker died or had to be
+    killed) or a worker was restarted: see runs.requests_lost.
 
     \b
     Example:
@@ -132,10 +159,11 @@ def proxy(
     from shadow.config.loader import load_config, parse_methods
     from shadow.live.proxy import ProxySettings, parse_listen, run_proxy
     from shadow.store.writer import ensure_writable
-    from shadow.urls import parse_backend_url, positive_number
+    from shadow.urls import parse_backend_url, parse_size, positive_number
 
     host, port = parse_listen(listen)
     positive_number(timeout, "--timeout")
+    positive_number(drain_timeout, "--drain-timeout")
     for name, value in (("--concurrency", concurrency), ("--queue-size", queue_size)):
         if value < 1:
             raise ConfigError(f"{name} {value}: expected at least 1")
@@ -150,6 +178,9 @@ def proxy(
         timeout=timeout,
         concurrency=concurrency,
         queue_size=queue_size,
+        drain_timeout=drain_timeout,
+        max_body=parse_size(max_body, "--max-body"),
+        worker_memory=parse_size(worker_memory, "--worker-memory"),
         confdir=os.path.expanduser(confdir),
         run_id=run_id,
         record=record,

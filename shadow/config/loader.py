@@ -9,10 +9,18 @@ methods = ["GET"]               # optional
 mirror_unsafe = true            # allow copying POST/PUT/PATCH/DELETE here
 [endpoints.compare]             # rules for this endpoint only, extending [compare]
 ignore_order = ["$.tags"]
+
+[redact]                        # names added to the built-in deny-list of secrets
+headers = ["X-Tenant-Key"]      # header names
+keys = ["customer_ref"]         # JSON keys, form fields, multipart parts, query parameters
+query = ["ref_code"]            # query parameters and form fields only
+paths = ["^/reset/([^/]+)"]     # regexes over the path: the match (or its groups) hidden
+random_segments = true          # hide path segments that look like random tokens
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +37,8 @@ KNOWN_METHODS = frozenset(
      "PURGE", "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "REPORT",
      "SEARCH"}
 )  # fmt: skip
-_TOP_KEYS = {"compare", "endpoints", "accepted"}
+_TOP_KEYS = {"compare", "endpoints", "accepted", "redact"}
+_REDACT_LISTS = ("headers", "keys", "query", "paths")
 _ACCEPTED_KEYS = {"endpoint", "path", "kind", "reason"}
 _KINDS = tuple(k.value for k in Kind)
 _ENDPOINT_KEYS = {"route", "methods", "mirror_unsafe", "compare"}
@@ -60,6 +69,22 @@ class Accepted:
 
 
 @dataclass(frozen=True)
+class RedactSettings:
+    """The [redact] section: names and path patterns added to the built-in deny-list.
+
+    Names match case-insensitively by word parts (shadow.pipeline.redact.NameList);
+    `paths` are regexes (their groups, or else the whole match, are hidden);
+    `random_segments` hides path segments that look like long random tokens.
+    """
+
+    headers: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+    query: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    random_segments: bool = True
+
+
+@dataclass(frozen=True)
 class Config:
     """A parsed config; `rules_for` and `may_copy` answer per request."""
 
@@ -67,6 +92,7 @@ class Config:
     endpoints: tuple[EndpointConfig, ...] = ()
     source: str = "<defaults>"
     accepted: tuple[Accepted, ...] = ()
+    redact: RedactSettings = RedactSettings()  # shadow.pipeline.redact.redactor_for builds it
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "matcher", EndpointMatcher(e.pattern for e in self.endpoints))
@@ -143,7 +169,10 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> Config:
             raise ConfigError(f"{where}: {exc}") from None
         endpoints.append(EndpointConfig(pattern, mirror, compare))
     accepted = _parse_accepted(data, source)
-    return Config(rules=rules, endpoints=tuple(endpoints), source=source, accepted=accepted)
+    redact = _parse_redact(data, source)
+    return Config(
+        rules=rules, endpoints=tuple(endpoints), source=source, accepted=accepted, redact=redact
+    )
 
 
 def _tables(
@@ -176,6 +205,37 @@ def _parse_accepted(raw: Mapping[str, Any], source: str) -> tuple[Accepted, ...]
             raise ConfigError(f"{where}: 'path' must start with '$'")
         out.append(Accepted(values["endpoint"], values["path"], values["reason"], values["kind"]))
     return tuple(out)
+
+
+def _parse_redact(data: Mapping[str, Any], source: str) -> RedactSettings:
+    raw = data.get("redact", {})
+    where = f"{source}: [redact]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: 'redact' must be a table ([redact])")
+    unknown = set(raw) - {*_REDACT_LISTS, "random_segments"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+    lists: dict[str, tuple[str, ...]] = {}
+    for key in _REDACT_LISTS:
+        items = raw.get(key, [])
+        if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
+            raise ConfigError(f"{where}: '{key}' must be a list of non-empty strings")
+        lists[key] = tuple(items)
+    for key in ("headers", "keys", "query"):
+        for name in lists[key]:
+            if not any(c.isalnum() for c in name):
+                raise ConfigError(f"{where}: {key} entry {name!r} has no letters or digits")
+    for i, pattern in enumerate(lists["paths"]):
+        try:
+            rx = re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"{where}: paths[{i}] {pattern!r} is not a regex: {exc}") from None
+        if rx.search("") is not None or any(m.end() == m.start() for m in rx.finditer("/a/1")):
+            raise ConfigError(f"{where}: paths[{i}] {pattern!r} matches the empty string")
+    random_segments = raw.get("random_segments", True)
+    if not isinstance(random_segments, bool):
+        raise ConfigError(f"{where}: 'random_segments' must be true or false")
+    return RedactSettings(random_segments=random_segments, **lists)
 
 
 def load_config(path: str | None) -> Config:

@@ -14,9 +14,13 @@ gets the primary's response, untouched and undelayed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import hashlib
 import logging
 import multiprocessing
 import queue as queue_mod
+import threading
 import time
 import uuid
 from typing import Any
@@ -25,12 +29,12 @@ from mitmproxy import ctx, exceptions, http
 
 from comparators.model import Payload
 from shadow.config.loader import load_config, parse_methods
-from shadow.errors import ShadowError
-from shadow.model import BackendResponse, Request
-from shadow.pipeline.core import PipelineSettings
+from shadow.errors import COPIES_LOST, ShadowError
+from shadow.model import DEFAULT_MAX_BODY, BackendResponse, Request, capped_payload
+from shadow.pipeline.core import DEFAULT_MEMORY_BUDGET, PipelineSettings
 from shadow.pipeline.recording import check_record_path
 from shadow.pipeline.sender import MARK_HEADER
-from shadow.store.writer import ensure_new_run, ensure_writable
+from shadow.store.writer import Accounting, ensure_new_run, ensure_writable, finish_run
 from shadow.urls import parse_backend_url, positive_number
 
 logger = logging.getLogger(__name__)
@@ -48,18 +52,30 @@ STREAMED_TYPES = frozenset(
 )
 BATCH_DELAY = 0.02  # seconds a message may wait for others to share its queue put
 BATCH_MAX = 256
+OPEN_FLOWS_GRACE = 5.0  # seconds shutdown waits for the primary's answers still in flight
+RESTART_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # back-off between worker restarts
+HEALTHY_AFTER = 60.0  # seconds a worker must live before the back-off starts over
+MAX_FAILED_STARTS = 5  # workers dying before they are ready, in a row, before giving up
+CARRY_MAX = 4 * BATCH_MAX  # answers kept back for the worker when its queue is full
+RETRY_DELAY = 0.1  # seconds before kept-back answers are offered again
 
 
 def _headers(h: http.Headers) -> tuple[tuple[str, str], ...]:
     return tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in h.fields)
 
 
-def _answer(flow: http.HTTPFlow, body: bytes, end: float | None) -> BackendResponse:
-    """The primary's answer to `flow` as a record, timed from the request's end to `end`."""
+def _answer(
+    flow: http.HTTPFlow, body: bytes, end: float | None, limit: int = DEFAULT_MAX_BODY
+) -> BackendResponse:
+    """The primary's answer to `flow` as a record, timed from the request's end to `end`.
+
+    A body over `limit` bytes is cut (with its length and digest): what crosses to
+    the worker is bounded whatever the primary sends.
+    """
     req, resp = flow.request, flow.response
     assert resp is not None
     start = req.timestamp_end or req.timestamp_start
-    payload = Payload(resp.status_code, _headers(resp.headers), body)
+    payload = capped_payload(resp.status_code, _headers(resp.headers), body, limit)
     return BackendResponse(payload, elapsed_ms=((end or time.time()) - start) * 1000)
 
 
@@ -73,6 +89,20 @@ class Shadow:
         self.dropped: Any = None
         self.process: Any = None
         self.queued = 0
+        self.seen = 0  # requests meant to be shadowed, queued or not
+        self.restarts = 0
+        self.accounting: Accounting | None = None
+        self.exit_code = 0
+        self._launched = False
+        self._stopping = False  # the stop signal came: finish what is in flight
+        self._stopped = False  # the worker was told to stop: later requests are lost
+        self._open: set[str] = set()  # queued flows still waiting for the primary
+        self._worker_started = 0.0
+        self._ever_ready = False  # some worker of this run got ready
+        self._stop_event: Any = None
+        self._hashing: set[asyncio.Future[str]] = set()  # oversized answers being hashed
+        self._shed_ids: set[str] = set()  # flows whose request was shed, until they end
+        self._after_stop = 0  # requests served after the stop, not shadowed
         self._watcher: asyncio.Task[None] | None = None
         self._failed: Any = None
         self._ready: Any = None
@@ -132,6 +162,28 @@ class Shadow:
             """,
         )  # fmt: skip
         loader.add_option(
+            "shadow_drain_timeout", float, 30.0,
+            """
+            Seconds shutdown waits for copies and comparisons still in flight. What
+            is unfinished then is stored as skipped (reason "shutdown: ..."), never
+            silently lost.
+            """,
+        )  # fmt: skip
+        loader.add_option(
+            "shadow_max_body", int, DEFAULT_MAX_BODY,
+            """
+            Bytes of each body held for comparison. A longer answer is compared by
+            length and SHA-256 only; a longer request is not copied (skipped).
+            """,
+        )  # fmt: skip
+        loader.add_option(
+            "shadow_worker_memory", int, DEFAULT_MEMORY_BUDGET,
+            """
+            Bytes of traffic the worker may hold (requests and answers waiting to be
+            compared and stored). Past it, new copies are skipped and counted.
+            """,
+        )  # fmt: skip
+        loader.add_option(
             "shadow_body_cap", int, 65536,
             "Bytes of each body kept in the store for review (longer ones are cut and flagged).",
         )  # fmt: skip
@@ -158,7 +210,7 @@ class Shadow:
     def configure(self, updated: set[str]) -> None:
         if not any(name.startswith("shadow_") for name in updated):
             return
-        if self.process is not None:
+        if self._launched:
             # The worker was started with the old settings and holds the database.
             raise exceptions.OptionsError("shadow options cannot change while the proxy runs")
         opts = ctx.options
@@ -175,8 +227,11 @@ class Shadow:
             load_config(opts.shadow_config or None)
             unsafe = parse_methods(opts.shadow_mirror_unsafe)
             positive_number(opts.shadow_timeout, "shadow_timeout")
+            positive_number(opts.shadow_drain_timeout, "shadow_drain_timeout")
             if opts.shadow_concurrency < 1 or opts.shadow_queue_size < 1:
                 raise ShadowError("shadow_concurrency and shadow_queue_size must be at least 1")
+            if opts.shadow_max_body < 1 or opts.shadow_worker_memory < 1:
+                raise ShadowError("shadow_max_body and shadow_worker_memory must be at least 1")
             ensure_writable(opts.shadow_db)
             ensure_new_run(opts.shadow_db, opts.shadow_run_id, "shadow_run_id")
             if opts.shadow_bodies not in ("differ", "all", "none"):
@@ -203,48 +258,154 @@ class Shadow:
             record=opts.shadow_record or None,
             bodies=opts.shadow_bodies,
             options={"primary": primary, "mode": list(opts.mode)},
+            max_body=opts.shadow_max_body,
+            memory_budget=opts.shadow_worker_memory,
+            drain_timeout=opts.shadow_drain_timeout,
         )
         self.enabled = True
 
     async def running(self) -> None:
-        if not self.enabled or self.process is not None:
+        if not self.enabled or self._launched:
             return
-        from shadow.live.worker import run_worker
-
-        assert self.settings is not None
-        # spawn, not fork: the proxy process has an event loop and threads running.
-        mp = multiprocessing.get_context("spawn")
-        # The queue holds batches; its bound approximates shadow_queue_size messages.
-        self.queue = mp.Queue(maxsize=max(8, ctx.options.shadow_queue_size // 16))
-        self.dropped = mp.Value("q", 0, lock=False)
-        # Keep references: a semaphore collected here breaks the child's unpickling.
-        self._ready = mp.Event()
-        self._failed = mp.SimpleQueue()
-        self.process = mp.Process(
-            target=run_worker,
-            args=(self.settings, self.queue, self.dropped, self._ready, self._failed),
-            name="shadow-worker",
-            daemon=False,
-        )
-        self.process.start()
+        self._launched = True
+        self._start_worker()
         # Keep a reference to the task: the loop holds tasks only weakly.
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        assert self.settings is not None
         logger.info(
             f"shadow: copying to {self.settings.candidate}, storing in {self.settings.db} "
             f"(run {self.settings.run_id})"
         )
 
+    def _start_worker(self) -> None:
+        """Start a worker process (again, after one died: it continues the same run)."""
+        from shadow.live.worker import run_worker
+
+        assert self.settings is not None
+        # spawn, not fork: the proxy process has an event loop and threads running.
+        mp = multiprocessing.get_context("spawn")
+        if self.dropped is None:
+            self.dropped = mp.Value("q", 0, lock=False)  # copies shed, over all workers
+            self._stop_event = mp.Event()
+        if self.queue is None:
+            self.queue = self._new_queue()
+        # Keep references: a semaphore collected here breaks the child's unpickling.
+        self._ready = mp.Event()
+        self._failed = mp.SimpleQueue()
+        settings = dataclasses.replace(
+            self.settings, resume=self.restarts > 0, restarts=self.restarts
+        )
+        self._worker_started = time.monotonic()
+        process = mp.Process(
+            target=run_worker,
+            args=(settings, self.queue, self.dropped, self._ready, self._failed, self._stop_event),
+            name="shadow-worker",
+            daemon=False,
+        )
+        process.start()
+        self.process = process
+
+    def _new_queue(self) -> Any:
+        # The queue holds batches; its bound approximates shadow_queue_size messages.
+        assert self.settings is not None
+        mp = multiprocessing.get_context("spawn")
+        return mp.Queue(maxsize=max(8, self.settings.backlog // 16))
+
+    def _retire_queue(self) -> None:
+        """Let go of a dead worker's queue without blocking: what it held is lost."""
+        old, self.queue = self.queue, None
+        if old is None:
+            return
+        # Its feeder thread may block on a full pipe for ever, holding every batch:
+        # read the pipe empty in the background so both can go.
+        old.cancel_join_thread()
+
+        def discard() -> None:
+            with contextlib.suppress(Exception):
+                while True:
+                    old.get(timeout=0.5)
+            with contextlib.suppress(Exception):
+                old.close()
+
+        threading.Thread(target=discard, name="shadow-discard", daemon=True).start()
+
+    async def _exited_or(self, seconds: float) -> None:
+        """Until the worker process ends (its sentinel becomes readable) or `seconds` pass."""
+        proc = self.process
+        if proc is None:
+            await asyncio.sleep(seconds)
+            return
+        # Noticed at once rather than at the next poll: until then copies go into the
+        # dead worker's queue and are lost.
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def on_end() -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        try:
+            loop.add_reader(proc.sentinel, on_end)
+        except (NotImplementedError, ValueError, OSError):  # no fd readers here: poll
+            await asyncio.sleep(seconds)
+            return
+        try:
+            await asyncio.wait_for(ended, seconds)
+        except TimeoutError:
+            pass
+        finally:
+            loop.remove_reader(proc.sentinel)
+
     async def _watch(self) -> None:
-        """Notice a worker that died, say why once, and stop queueing for it."""
-        while self.process is not None and self.enabled:
-            await asyncio.sleep(1.0)
-            if self.process is not None and not self.process.is_alive():
-                reason = "" if self._failed.empty() else f": {self._failed.get()}"
-                logger.error(f"shadow: worker exited (code {self.process.exitcode}){reason}")
-                self.enabled = False
-                # Nobody reads the queue any more: do not let its feeder block our exit.
-                self.queue.cancel_join_thread()
+        """Notice a worker that died: restart it with back-off, or give up if it cannot start."""
+        failures = 0  # deaths since the last worker that lived HEALTHY_AFTER seconds
+        starts_failed = 0  # workers in a row that died before they were ready
+        while not self._stopping:
+            await self._exited_or(0.5)
+            proc = self.process
+            if self._stopping:
                 return
+            if proc is not None and proc.is_alive():
+                if time.monotonic() - self._worker_started > HEALTHY_AFTER:
+                    failures = 0
+                if self._ready.is_set():
+                    self._ever_ready = True
+                    starts_failed = 0
+                continue
+            reason = ""
+            if proc is not None:
+                reason = "" if self._failed.empty() else f": {self._failed.get()}"
+                if self._ready.is_set():
+                    self._ever_ready = True
+                else:
+                    starts_failed += 1
+                self.process = None
+            # A fresh queue collects what comes during the back-off, for the next worker.
+            self._retire_queue()
+            self.queue = self._new_queue()
+            code = proc.exitcode if proc is not None else None
+            if (reason and not self._ever_ready) or starts_failed >= MAX_FAILED_STARTS:
+                # It cannot start (config, database): a restart would fail alike.
+                logger.error(f"shadow: worker exited (code {code}){reason}; shadowing stopped")
+                self._retire_queue()
+                self.enabled = False
+                self.exit_code = COPIES_LOST
+                return
+            delay = RESTART_DELAYS[min(failures, len(RESTART_DELAYS) - 1)]
+            failures += 1
+            logger.error(
+                f"shadow: worker died (code {code}){reason}; restarting it in {delay:g} s. "
+                "Copies it held are lost and counted in the run (runs.requests_lost)."
+            )
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            self.restarts += 1
+            try:
+                self._start_worker()
+            except Exception as exc:  # e.g. out of processes: try again after the back-off
+                logger.error(f"shadow: could not start a worker: {exc}")
+                starts_failed += 1
 
     def _put(self, msg: tuple[Any, ...]) -> None:
         # Batch messages for a few milliseconds: one queue put (one pickle, one
@@ -253,40 +414,86 @@ class Shadow:
         self._batch.append(msg)
         if len(self._batch) >= BATCH_MAX:
             self._send_batch()
-        elif self._batch_timer is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # called outside mitmproxy's loop (tests, scripts)
-                self._send_batch()
-                return
-            self._batch_timer = loop.call_later(BATCH_DELAY, self._send_batch)
+        else:
+            self._arm(BATCH_DELAY)
+
+    def _arm(self, delay: float) -> None:
+        if self._batch_timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # called outside mitmproxy's loop (tests, scripts)
+            self._send_batch()
+            return
+        self._batch_timer = loop.call_later(delay, self._send_batch)
 
     def _send_batch(self) -> None:
         if self._batch_timer is not None:
             self._batch_timer.cancel()
             self._batch_timer = None
         batch, self._batch = self._batch, []
-        if not batch:
-            return
+        if not batch or self.queue is None:
+            return  # no worker (it gave up): the requests in it count as lost
         try:
             self.queue.put_nowait(batch)
         except queue_mod.Full:
-            # The worker is behind: drop these copies and count them; never wait.
-            self.dropped.value += sum(1 for m in batch if m[0] == "req")
+            self._shed(batch)
+
+    def _shed(self, batch: list[tuple[Any, ...]]) -> None:
+        """The worker is behind: drop the new copies (counted), keep the answers it awaits."""
+        shed = {m[1] for m in batch if m[0] == "req"}
+        self.dropped.value += len(shed)
+        self._open.difference_update(shed)
+        self._shed_ids.update(shed)  # their answers, when they come, are not sent either
+        # Answers and skips belong to copies the worker already has: without them it
+        # would keep those copies until they expire, so they wait for the next batch.
+        kept = [m for m in batch if m[0] != "req" and m[1] not in shed]
+        if len(kept) > CARRY_MAX:  # the worker stays stuck: their exchanges expire as rows
+            kept = kept[-CARRY_MAX:]
+        if kept:
+            self._batch[:0] = kept
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no loop to retry on (tests): they wait for the next message
+            self._arm(RETRY_DELAY)
 
     def request(self, flow: http.HTTPFlow) -> None:
-        if not self.enabled or self.queue is None or flow.is_replay:
+        if not self._launched or flow.is_replay:
             return
         req = flow.request
         if MARK_HEADER in req.headers:
             return  # one of our own copies came back through the proxy
         if req.stream:
             return  # a streamed body (stream_large_bodies) is not kept: nothing to copy
+        self.seen += 1
+        if self._stopped:
+            self._after_stop += 1  # served, not shadowed: counted with the shed ones
+            return
+        if not self.enabled:
+            return  # no worker left: counted (seen) and lost
+        assert self.settings is not None
         path, _, query = req.path.partition("?")
-        record = Request(req.method, path, query, _headers(req.headers), req.raw_content or b"")
-        self._put(("req", flow.id, record, req.timestamp_start or time.time()))
+        body = req.raw_content or b""
+        limit = self.settings.max_body
+        skip = f"request body over {limit} bytes: not copied" if len(body) > limit else None
+        record = Request(req.method, path, query, _headers(req.headers), b"" if skip else body)
+        # The skip reason travels with the request: the worker must not start the copy.
+        self._put(("req", flow.id, record, req.timestamp_start or time.time(), skip))
         flow.metadata[_META] = True
+        self._open.add(flow.id)
         self.queued += 1
+
+    def _shadowed(self, flow: http.HTTPFlow) -> bool:
+        """Whether `flow`'s request was queued and its (first) answer may still be sent."""
+        if not flow.metadata.get(_META):
+            return False
+        flow.metadata[_META] = False  # one answer per request: an error after it is not one
+        self._open.discard(flow.id)
+        if flow.id in self._shed_ids:  # its request was shed: the worker never had it
+            self._shed_ids.discard(flow.id)
+            return False
+        return self.enabled and not self._stopped
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         resp = flow.response
@@ -299,56 +506,170 @@ class Shadow:
         # the whole body first), whether shadowing is on or not.
         resp.stream = True
         flow.metadata[_STREAMED] = True
-        if not self.enabled or not flow.metadata.get(_META):
+        if not self._shadowed(flow):
             return
         self._put(("skip", flow.id, f"streamed answer ({mtype}): passed through, not compared"))
         self._put(("resp", flow.id, _answer(flow, b"", resp.timestamp_start)))
 
     def response(self, flow: http.HTTPFlow) -> None:
-        if flow.metadata.get(_STREAMED):
-            return  # stored when its headers came
-        if not self.enabled or not flow.metadata.get(_META) or flow.response is None:
+        if flow.metadata.get(_STREAMED) or flow.response is None:
+            return  # a stream is stored when its headers came
+        if not self._shadowed(flow):
             return
         resp = flow.response
         if resp.stream:
             reason = "primary body streamed (stream_large_bodies): not compared"
             self._put(("resp", flow.id, BackendResponse.failed(reason)))
             return
-        self._put(("resp", flow.id, _answer(flow, resp.raw_content or b"", resp.timestamp_end)))
+        assert self.settings is not None
+        body = resp.raw_content or b""
+        if len(body) > self.settings.max_body:
+            self._cut_later(flow, body)
+            return
+        self._put(("resp", flow.id, _answer(flow, body, resp.timestamp_end)))
+
+    def _cut_later(self, flow: http.HTTPFlow, body: bytes) -> None:
+        """An answer over max_body: hash it off the event loop, then queue it cut."""
+        assert self.settings is not None
+        key, limit = flow.id, self.settings.max_body
+        answer = _answer(flow, body[:limit], flow.response.timestamp_end if flow.response else None)
+        assert answer.payload is not None
+        head = answer.payload
+
+        def queue_it(digest: str) -> None:
+            payload = Payload(head.status, head.headers, head.body, len(body), digest)
+            self._put(("resp", key, BackendResponse(payload, elapsed_ms=answer.elapsed_ms)))
+
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # outside mitmproxy's loop (tests): hash here
+            queue_it(hashlib.sha256(body).hexdigest())
+            return
+        # Hashing 100 MB takes about 100 ms: on the proxy's loop that would stall every
+        # client. hashlib lets go of the GIL, so a thread does it alongside.
+        future = loop.run_in_executor(None, lambda: hashlib.sha256(body).hexdigest())
+        self._hashing.add(future)
+
+        def done(f: asyncio.Future[str]) -> None:
+            self._hashing.discard(f)
+            if f.cancelled() or f.exception() is not None:
+                self._put(("resp", key, BackendResponse.failed("primary answer: hashing failed")))
+            else:
+                queue_it(f.result())
+
+        future.add_done_callback(done)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        if flow.metadata.get(_STREAMED):
-            return  # stored when its headers came
-        if not self.enabled or not flow.metadata.get(_META) or flow.response is not None:
-            return
+        if flow.metadata.get(_STREAMED) or not self._shadowed(flow):
+            return  # a stream is stored when its headers came
         msg = flow.error.msg if flow.error else "primary failed"
+        if flow.response is not None:
+            # The primary died mid-answer: the client got a cut answer (or none).
+            msg = f"primary connection broke during its answer: {msg}"
+        elif msg.startswith("Client disconnected"):
+            # The client gave up first: that says nothing about the primary.
+            self._put(("skip", flow.id, "client disconnected before the primary answered"))
         self._put(("resp", flow.id, BackendResponse.failed(msg)))
 
     async def done(self) -> None:
-        if self.process is None:
+        if not self._launched:
             return
-        self.enabled = False
-        self._send_batch()
-        # Everything queued is still written: the worker drains before it exits.
-        await asyncio.to_thread(self._stop_worker)
-
-    def _stop_worker(self) -> None:
         assert self.settings is not None
-        if not self.process.is_alive():
-            self.queue.cancel_join_thread()  # nothing will read what is left
-            self.process = None
-            return
+        self._stopping = True
+        # Stop taking connections, then let answers in flight arrive (bounded), so the
+        # requests the proxy already took are stored with the primary's answer.
+        await self._close_listeners()
+        deadline = time.monotonic() + min(OPEN_FLOWS_GRACE, self.settings.drain_timeout)
+        while self._open and self.enabled and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if self._hashing:
+            await asyncio.wait(set(self._hashing), timeout=max(0.1, deadline - time.monotonic()))
+        self._stopped = True
+        # Close the clients' kept-alive connections in the same tick: no request can
+        # slip in between, and none is served after the run's accounting is settled.
+        self._close_clients()
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self._batch_timer is not None:
+            self._batch_timer.cancel()
+            self._batch_timer = None
+        last, self._batch = self._batch, []
+        # Everything queued is still written: the worker drains (up to its deadline).
+        await asyncio.to_thread(self._stop_worker, last)
+        await asyncio.to_thread(self._settle_run)
+
+    async def _close_listeners(self) -> None:
+        with contextlib.suppress(Exception):
+            servers = ctx.master.addons.get("proxyserver").servers
+            # Python 3.12+ waits for open client connections here: bound it.
+            await asyncio.wait_for(servers.update([]), 2.0)
+
+    def _close_clients(self) -> None:
+        with contextlib.suppress(Exception):
+            for handler in list(ctx.master.addons.get("proxyserver").connections.values()):
+                with contextlib.suppress(Exception):
+                    handler.close_connection(handler.client)
+
+    def _stop_worker(self, last: list[tuple[Any, ...]]) -> None:
+        """Tell the worker to stop (after `last`, the final batch), wait for it, or kill it."""
+        assert self.settings is not None
+        process, self.process = self.process, None
         try:
-            self.queue.put(("stop",), timeout=30)
-        except queue_mod.Full:
-            logger.error("shadow: worker queue stayed full; stopping it anyway")
-        self.process.join(timeout=self.settings.timeout + 120)
-        if self.process.is_alive():
-            logger.error("shadow: worker did not finish in time; stopping it")
-            self.process.kill()  # it ignores SIGTERM on purpose (it must outlive a Ctrl-C)
-            self.process.join(timeout=5)
-            self.queue.cancel_join_thread()
-        self.process = None
+            if process is None or not process.is_alive():
+                return
+            # Out of band: a full queue cannot keep the worker from learning of the stop,
+            # and its drain deadline starts now, not when it reaches the end of its backlog.
+            with contextlib.suppress(queue_mod.Full):
+                if last:
+                    self.queue.put(last, timeout=5)  # the last answers, worth a short wait
+            self._stop_event.set()
+            with contextlib.suppress(queue_mod.Full):
+                self.queue.put_nowait(("stop",))
+            # The worker gives up on copies and comparisons at its drain deadline; writing
+            # the last rows may take a while longer on a slow disk.
+            process.join(timeout=self.settings.drain_timeout + 60)
+            if process.is_alive():
+                logger.error("shadow: worker did not finish in time; stopping it")
+                process.kill()  # it ignores SIGTERM on purpose (it must outlive a Ctrl-C)
+                process.join(timeout=5)
+            elif process.exitcode:
+                logger.error(f"shadow: worker ended with code {process.exitcode}")
+        finally:
+            # No worker reads the queue any more: whatever is left must not block our exit.
+            if self.queue is not None:
+                self.queue.cancel_join_thread()
+
+    def _settle_run(self) -> None:
+        """Record how every request of the run ended; decide the exit code."""
+        assert self.settings is not None
+        try:
+            self.accounting = a = finish_run(
+                self.settings.db,
+                self.settings.run_id,
+                requests=self.seen,
+                shed=self._after_stop
+                + (int(self.dropped.value) if self.dropped is not None else 0),
+                restarts=self.restarts,
+            )
+        except Exception as exc:  # never a traceback out of mitmproxy's done hook
+            logger.error(f"shadow: could not record the run's accounting: {exc}")
+            self.exit_code = COPIES_LOST
+            return
+        if a.lost or self.restarts:
+            logger.error(
+                f"shadow: {a.lost} of {a.requests} requests were neither stored nor shed "
+                f"({self.restarts} worker restarts); see runs.requests_lost"
+            )
+            self.exit_code = COPIES_LOST
+        if self._after_stop:
+            logger.warning(
+                f"shadow: {self._after_stop} requests came after the stop: served, not "
+                "shadowed (counted in requests_shed)"
+            )
+        if a.spilled:
+            logger.error(
+                f"shadow: {a.spilled} rows are in the spill file beside {self.settings.db}"
+            )
 
 
 addons = [Shadow()]

@@ -16,6 +16,8 @@ from mitmproxy.tools.dump import DumpMaster
 
 from shadow.errors import BackendUnreachable, ConfigError, ListenError
 from shadow.live.addon import Shadow
+from shadow.model import DEFAULT_MAX_BODY
+from shadow.pipeline.core import DEFAULT_MEMORY_BUDGET
 
 
 @dataclass
@@ -30,6 +32,9 @@ class ProxySettings:
     timeout: float = 5.0
     concurrency: int = 32
     queue_size: int = 10000
+    drain_timeout: float = 30.0
+    max_body: int = DEFAULT_MAX_BODY
+    worker_memory: int = DEFAULT_MEMORY_BUDGET
     confdir: str = field(default_factory=lambda: os.path.expanduser("~/.shadow/mitmproxy"))
     run_id: str = ""
     record: str = ""
@@ -93,7 +98,8 @@ def check_listen(host: str, port: int) -> None:
 async def _serve(s: ProxySettings) -> int:
     opts = options.Options()
     master = DumpMaster(opts, with_termlog=not s.quiet, with_dumper=False)
-    master.addons.add(Shadow())
+    shadow = Shadow()
+    master.addons.add(shadow)
     try:
         opts.update(
             mode=[f"reverse:{s.primary}"],
@@ -107,6 +113,9 @@ async def _serve(s: ProxySettings) -> int:
             shadow_timeout=s.timeout,
             shadow_concurrency=s.concurrency,
             shadow_queue_size=s.queue_size,
+            shadow_drain_timeout=s.drain_timeout,
+            shadow_max_body=s.max_body,
+            shadow_worker_memory=s.worker_memory,
             shadow_run_id=s.run_id,
             shadow_record=s.record,
             shadow_secondary=s.secondary,
@@ -119,7 +128,7 @@ async def _serve(s: ProxySettings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, master.shutdown)
     await master.run()
-    return 0
+    return shadow.exit_code
 
 
 def run_proxy(s: ProxySettings) -> int:

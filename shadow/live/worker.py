@@ -6,10 +6,12 @@ budget, so they run here, in another process, fed by a bounded queue. A thread
 blocks on the queue and hands messages to this process's event loop.
 
 The addon puts lists of messages (batches); each message is a tuple:
-    ("req", key, Request, started_at)   a request reached the primary
+    ("req", key, Request, started_at, skip)  a request reached the primary (skip: why
+                                        it must not be copied, or None)
     ("resp", key, BackendResponse)      the primary answered or failed
     ("skip", key, reason)               not to be compared (a streamed answer): store as skipped
-    ("stop",)                           drain, store everything, exit
+    ("stop",)                           drain, store everything, exit (the addon also
+                                        sets an Event, in case the queue is full)
 """
 
 from __future__ import annotations
@@ -32,37 +34,66 @@ from shadow.pipeline.core import Pipeline, PipelineSettings
 log = logging.getLogger("shadow")
 
 
-def _reader(queue: Queue[Any], loop: asyncio.AbstractEventLoop, inbox: asyncio.Queue[Any]) -> None:
+INBOX_BATCHES = 64  # batches moved off the cross-process queue but not yet handled
+
+
+def _reader(
+    queue: Queue[Any],
+    loop: asyncio.AbstractEventLoop,
+    inbox: asyncio.Queue[Any],
+    stop: Event,
+    on_stop: Any,
+) -> None:
     parent = os.getppid()
+    told = False
+
+    def hand_over(batch: list[Any]) -> None:
+        # Blocks while the inbox is full: the bounded cross-process queue then fills
+        # and the addon sheds (and counts) copies, instead of this process growing.
+        asyncio.run_coroutine_threadsafe(inbox.put(batch), loop).result()
+
     while True:
+        if stop.is_set() and not told:
+            # The drain deadline starts now, however much backlog is still to be read.
+            told = True
+            loop.call_soon_threadsafe(on_stop)
         try:
-            item = queue.get(timeout=1.0)
+            item = queue.get(timeout=0.2)
         except Empty:
-            if os.getppid() != parent:  # the proxy died without saying stop
-                loop.call_soon_threadsafe(inbox.put_nowait, [("stop",)])
+            if stop.is_set() or os.getppid() != parent:  # told to stop, or the proxy died
+                hand_over([("stop",)])
                 return
             continue
         batch = item if isinstance(item, list) else [item]
-        loop.call_soon_threadsafe(inbox.put_nowait, batch)
+        hand_over(batch)
         if any(msg[0] == "stop" for msg in batch):
             return
 
 
 async def _serve(
-    settings: PipelineSettings, queue: Queue[Any], dropped: Synchronized[int], ready: Event
+    settings: PipelineSettings,
+    queue: Queue[Any],
+    dropped: Synchronized[int],
+    ready: Event,
+    stop_event: Event,
 ) -> None:
     pipeline = Pipeline(settings, external_dropped=lambda: int(dropped.value))
     await pipeline.start()
     loop = asyncio.get_running_loop()
-    inbox: asyncio.Queue[Any] = asyncio.Queue()
-    threading.Thread(target=_reader, args=(queue, loop, inbox), daemon=True).start()
+    inbox: asyncio.Queue[Any] = asyncio.Queue(maxsize=INBOX_BATCHES)
+    threading.Thread(
+        target=_reader,
+        args=(queue, loop, inbox, stop_event, pipeline.begin_stop),
+        daemon=True,
+    ).start()
     ready.set()
     stop = False
     while not stop:
         for msg in await inbox.get():
             kind = msg[0]
             if kind == "req":
-                pipeline.on_request(msg[1], msg[2], msg[3])
+                skip = msg[4] if len(msg) > 4 else None
+                pipeline.on_request(msg[1], msg[2], msg[3], skip)
             elif kind == "resp":
                 pipeline.on_primary(msg[1], msg[2])
             elif kind == "skip":
@@ -78,8 +109,9 @@ def run_worker(
     dropped: Synchronized[int],
     ready: Event,
     failed: Any,
+    stop_event: Event,
 ) -> None:
-    """Process entry point: serve until a ("stop",) message arrives."""
+    """Process entry point: serve until told to stop (the event, or a ("stop",) message)."""
     # The parent decides when to stop (SIGINT reaches the whole process group);
     # the worker must drain after the proxy, not die with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -89,7 +121,7 @@ def run_worker(
         os.nice(settings.niceness)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
-        asyncio.run(_serve(settings, queue, dropped, ready))
+        asyncio.run(_serve(settings, queue, dropped, ready, stop_event))
     except ShadowError as exc:
         failed.put(str(exc))
         ready.set()

@@ -13,26 +13,29 @@ import logging
 import multiprocessing
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from comparators.model import Verdict
 from shadow.config.loader import SAFE_METHODS, load_config
 from shadow.errors import StoreError
-from shadow.model import BackendResponse, Exchange, Request
+from shadow.model import DEFAULT_MAX_BODY, BackendResponse, Exchange, Request, capped_payload
 from shadow.pipeline import evaluate
 from shadow.pipeline.recording import RedactingRecorder, open_recorder
 from shadow.pipeline.records import DEFAULT_BODY_CAP
 from shadow.pipeline.sender import Sender
 from shadow.store.rows import AcceptedRow
-from shadow.store.writer import Run, StoreWriter
+from shadow.store.writer import Run, StoreWriter, load_run, reading, spill_path
 
 log = logging.getLogger("shadow")
 
 EVAL_BATCH = 64  # exchanges per trip to the comparison process
 EVAL_DELAY = 0.005  # seconds an exchange may wait for others to share the trip
+DEFAULT_MEMORY_BUDGET = 512 * 1024 * 1024  # bytes of traffic the pipeline holds at most
+FLUSH_BYTES = 16 * 1024 * 1024  # buffered row bytes that trigger a flush before the interval
+SHUTDOWN = "shutdown"  # skip reasons of exchanges cut short by the drain deadline start so
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,11 @@ class PipelineSettings:
     candidate_headers: tuple[tuple[str, str], ...] = ()
     record: str | None = None  # write what passed through here (.har, .jsonl or mitm dump)
     options: dict[str, Any] = field(default_factory=dict)
+    max_body: int = DEFAULT_MAX_BODY  # bytes of a backend's body held; past it, a digest
+    memory_budget: int = DEFAULT_MEMORY_BUDGET  # bytes of traffic held before copies are shed
+    drain_timeout: float = 30.0  # seconds `close()` waits for copies and comparisons
+    resume: bool = False  # continue a run a previous worker started (after a restart)
+    restarts: int = 0  # workers restarted so far in this run
 
 
 @dataclass
@@ -69,6 +77,7 @@ class _Pending:
     started_at: float
     endpoint: str
     created: float
+    size: int  # bytes held for this exchange (request, then the answers)
     skip_reason: str | None = None
     # The candidate's answer and, with a secondary, the secondary's.
     candidate: asyncio.Task[tuple[BackendResponse, BackendResponse | None]] | None = None
@@ -81,11 +90,17 @@ class Counters:
     compared: int = 0
     stored: int = 0
     dropped: int = 0
+    compare_failed: int = 0
     by_verdict: dict[str, int] = field(default_factory=dict)
 
 
 class Pipeline:
-    """Sends copies, pairs them with the primary's answers, compares and stores."""
+    """Sends copies, pairs them with the primary's answers, compares and stores.
+
+    Every request it is given ends as exactly one stored row (compared, skipped
+    with its reason, or cut short by shutdown), so a run's rows plus what the
+    source counted as shed or lost add up to the requests it saw.
+    """
 
     def __init__(
         self, settings: PipelineSettings, external_dropped: Callable[[], int] = lambda: 0
@@ -101,29 +116,38 @@ class Pipeline:
             candidate_url=settings.candidate,
             secondary_url=settings.secondary,
             options=settings.options,
+            worker_restarts=settings.restarts,
         )
         self.counters = Counters()
         self._external_dropped = external_dropped
+        self._requests_before = 0  # requests a previous worker of this run received
+        self._dropped_before = 0  # copies a previous worker of this run dropped
+        self._stop_deadline: float | None = None  # monotonic time the drain ends
+        self._digest_only = 0  # answers whose body was let go (memory budget)
         self._pending: dict[str, _Pending] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sem = asyncio.Semaphore(settings.concurrency)
         self._waiting = 0
+        self._held = 0  # bytes of traffic held (requests and answers not yet stored)
+        self._sizes: dict[str, int] = {}  # key -> bytes it holds, until it is settled
+        self._buffered = 0  # bytes of rows waiting for the next flush
         self._flush_task: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
-        self._spill_kinds: set[str] = set()  # kinds of write failure already logged
+        self._failure_kinds: set[str] = set()  # kinds of failure already logged
         self._flushes: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._sender: Sender | None = None
         self._recorder: RedactingRecorder | None = None
         if settings.record:
             base = self.run.primary_url or "http://primary.invalid"
-            self._recorder = RedactingRecorder(open_recorder(settings.record), base)
-        self._evaluating = 0
+            self._recorder = RedactingRecorder(
+                open_recorder(settings.record), base, self.config.redact
+            )
         self._to_evaluate: list[Exchange] = []
         self._eval_timer: asyncio.TimerHandle | None = None
-        self._inflight: set[str] = set()  # keys being compared
+        self._in_pool: dict[str, Exchange] = {}  # sent to the comparison process, not back yet
         self._waiters: dict[str, asyncio.Future[None]] = {}
-        self._executor: Executor | None = None
+        self._executor: ProcessPoolExecutor | None = None
         if settings.compare_processes > 0:
             self._executor = ProcessPoolExecutor(
                 max_workers=settings.compare_processes,
@@ -144,47 +168,72 @@ class Pipeline:
             self._sender = Sender(self.settings.concurrency)
         return self._sender
 
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of traffic held now (requests and answers not yet stored)."""
+        return self._held
+
     async def start(self) -> None:
         self.sender  # noqa: B018 - created here, inside the running loop
+        if self.settings.resume:
+            # A restarted worker continues its run: same start, counts carried on.
+            def resume() -> None:
+                with reading(self.settings.db) as con:
+                    load_run(con, self.run)
+
+            with contextlib.suppress(Exception):  # no row yet: the run simply starts here
+                await asyncio.to_thread(resume)
+            self._requests_before = self.run.exchanges + self.run.rows_spilled
+            # The stored count already holds the proxy's shed copies up to now.
+            self._dropped_before = max(0, self.run.copies_dropped - self._external_dropped())
+        else:
+            self.writer.add_accepted(
+                [
+                    AcceptedRow(
+                        run_id=self.run.run_id,
+                        entry=i + 1,
+                        endpoint=a.endpoint,
+                        path=a.path,
+                        kind=a.kind,
+                        reason=a.reason,
+                    )
+                    for i, a in enumerate(self.config.accepted)
+                ]
+            )
         self.writer.run_changed(self.run)
-        self.writer.add_accepted(
-            [
-                AcceptedRow(
-                    run_id=self.run.run_id,
-                    entry=i + 1,
-                    endpoint=a.endpoint,
-                    path=a.path,
-                    kind=a.kind,
-                    reason=a.reason,
-                )
-                for i, a in enumerate(self.config.accepted)
-            ]
-        )
         await self._flush()
         self._flush_task = asyncio.create_task(self._flush_loop())
 
     async def close(self, drain_timeout: float | None = None) -> None:
-        """Wait for copies in flight, store everything, end the run."""
-        wait = drain_timeout if drain_timeout is not None else self.settings.timeout + 2
+        """Finish what is in flight by the drain deadline, store everything, end the run.
+
+        Copies and comparisons still running at the deadline are not waited for:
+        their exchanges are stored as skipped with a reason starting "shutdown".
+        """
+        if drain_timeout is not None:
+            self._stop_deadline = time.monotonic() + drain_timeout
+        self.begin_stop()
+        assert self._stop_deadline is not None
+        deadline = self._stop_deadline
         live = {p.candidate for p in self._pending.values() if p.candidate is not None}
-        # Drain as long as copies keep finishing (a busy machine may be slow to send
-        # the last ones); give up only on copies that make no progress for `wait`.
-        while live:
-            done, live = await asyncio.wait(live, timeout=wait)
-            if not done:
-                for task in live:
-                    task.cancel()
-                await asyncio.gather(*live, return_exceptions=True)
-                break
+        if live:
+            _, late = await asyncio.wait(live, timeout=max(0.0, deadline - time.monotonic()))
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         for key in list(self._pending):
             pending = self._pending.pop(key)
-            if pending.primary is None:
-                self._settle(key)
-                continue  # the primary's answer never reached us: nothing to compare
+            if pending.primary is None:  # the primary had not answered when we stopped
+                pending.primary = BackendResponse.failed("no answer from the primary by shutdown")
+                pending.skip_reason = (
+                    pending.skip_reason or f"{SHUTDOWN}: the primary had not answered"
+                )
             self._finish(key, pending)
         self._submit_evaluations()
-        while self._evaluating:
+        while self._in_pool and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+        if self._in_pool:
+            self._abandon_comparisons()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         # Let flushes finish rather than cancel them: a write in a thread would
@@ -197,6 +246,13 @@ class Pipeline:
         for task in list(self._tasks):
             task.cancel()
         self.run.ended_at = time.time()
+        if self.counters.compare_failed or self._digest_only:
+            log.error(
+                "shadow: %d comparisons failed (stored as skipped); %d answers let go of "
+                "their body (worker memory budget; exchanges skipped)",
+                self.counters.compare_failed,
+                self._digest_only,
+            )
         if self._recorder is not None:
             self._recorder.close()
         await self._flush(final=True)
@@ -204,19 +260,39 @@ class Pipeline:
         if self._sender is not None:
             await self._sender.aclose()
 
+    def begin_stop(self) -> None:
+        """The source stops: the drain deadline starts now (once)."""
+        if self._stop_deadline is None:
+            self._stop_deadline = time.monotonic() + self.settings.drain_timeout
+
     # -- input -------------------------------------------------------------
-    def on_request(self, key: str, request: Request, started_at: float) -> None:
-        """A request reached the primary: start its copy (or decide to skip it)."""
+    def on_request(
+        self, key: str, request: Request, started_at: float, skip: str | None = None
+    ) -> None:
+        """A request reached the primary: start its copy (or skip it, for `skip` or a limit)."""
         self.counters.received += 1
         endpoint = self.config.matcher.endpoint(request.method, request.path)
-        pending = _Pending(request, started_at, endpoint, time.monotonic())
-        if not self.config.may_copy(request.method, request.path, self.settings.unsafe_methods):
-            pending.skip_reason = f"{request.method} is not copied (unsafe method)"
-        elif self._waiting >= self.settings.backlog:
-            pending.skip_reason = "dropped: candidate backlog full"
+        s = self.settings
+        skip_reason: str | None = skip
+        if skip_reason is not None:
+            pass
+        elif self._stop_deadline is not None and time.monotonic() >= self._stop_deadline:
+            skip_reason = f"{SHUTDOWN}: read after the drain deadline, not copied"
+        elif not self.config.may_copy(request.method, request.path, s.unsafe_methods):
+            skip_reason = f"{request.method} is not copied (unsafe method)"
+        elif self._waiting >= s.backlog:
+            skip_reason = "dropped: candidate backlog full"
             self.counters.dropped += 1
-        else:
-            pending.candidate = self._spawn(self._copy(request))
+        elif self._held + self._buffered + _request_size(request) > s.memory_budget:
+            skip_reason = f"dropped: worker memory budget full ({s.memory_budget} bytes)"
+            self.counters.dropped += 1
+            # Hold no body for it: the budget bounds what this process keeps.
+            request = replace(request, body=b"")
+        size = _request_size(request)
+        pending = _Pending(request, started_at, endpoint, time.monotonic(), size, skip_reason)
+        if skip_reason is None:
+            pending.candidate = self._spawn(self._copy(key, request))
+        self._hold(key, size)
         self._pending[key] = pending
 
     def on_skip(self, key: str, reason: str) -> None:
@@ -234,7 +310,7 @@ class Pipeline:
         pending = self._pending.get(key)
         if pending is None:
             return
-        pending.primary = response
+        pending.primary = self._bounded(key, response)
         task = pending.candidate
         if task is None or task.done():
             self._finish(key, self._pending.pop(key))
@@ -247,28 +323,59 @@ class Pipeline:
         Callers filter out requests that may not be copied (unsafe methods) first:
         this sends to the primary whatever it is given.
         """
-        assert self.settings.primary is not None
+        s = self.settings
+        assert s.primary is not None
         self.on_request(key, request, started_at)
         async with self._sem:
             primary = await self.sender.send(
-                self.settings.primary,
-                request,
-                None,
-                self.settings.timeout,
-                self.settings.primary_headers,
+                s.primary, request, None, s.timeout, s.primary_headers, s.max_body
             )
         self.on_primary(key, primary)
         await self.wait_for(key)
 
     async def wait_for(self, key: str) -> None:
         """Until the exchange `key` is compared and buffered for the store (or dropped)."""
-        if key not in self._pending and key not in self._inflight:
+        if key not in self._sizes:
             return
         waiter = self._waiters.setdefault(key, asyncio.get_running_loop().create_future())
         await waiter
 
+    def _bounded(self, key: str, response: BackendResponse) -> BackendResponse:
+        """`response`, held for `key` within max_body and the memory budget.
+
+        An answer that would pass the budget keeps no body (only its length and
+        digest) and its exchange is skipped and counted as dropped: compared without
+        the rules (volatile fields and all) it would be a false difference.
+        """
+        p = response.payload
+        if p is not None and not p.cut and len(p.body) > self.settings.max_body:
+            p = capped_payload(p.status, p.headers, p.body, self.settings.max_body)
+            response = replace(response, payload=p)  # e.g. a recorded answer in replay
+        size = _answer_size(response)
+        if (
+            p is not None
+            and p.body
+            and self._held + self._buffered + size > self.settings.memory_budget
+        ):
+            self._digest_only += 1
+            pending = self._pending.get(key)
+            if pending is not None and pending.skip_reason is None:
+                budget = self.settings.memory_budget
+                pending.skip_reason = f"dropped: worker memory budget full ({budget} bytes)"
+                self.counters.dropped += 1
+            p = replace(p, body=b"") if p.cut else capped_payload(p.status, p.headers, p.body, 0)
+            response = replace(response, payload=p)
+            size = _answer_size(response)
+        self._hold(key, size)
+        return response
+
+    def _hold(self, key: str, size: int) -> None:
+        self._held += size
+        self._sizes[key] = self._sizes.get(key, 0) + size
+
     def _settle(self, key: str) -> None:
-        self._inflight.discard(key)
+        """`key` is stored (or given up): free what it held, wake whoever waits for it."""
+        self._held -= self._sizes.pop(key, 0)
         waiter = self._waiters.pop(key, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -281,7 +388,9 @@ class Pipeline:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _copy(self, request: Request) -> tuple[BackendResponse, BackendResponse | None]:
+    async def _copy(
+        self, key: str, request: Request
+    ) -> tuple[BackendResponse, BackendResponse | None]:
         self._waiting += 1
         try:
             await self._sem.acquire()
@@ -290,16 +399,22 @@ class Pipeline:
         s = self.settings
         try:
             to_candidate = self.sender.send(
-                s.candidate, request, "1", s.timeout, s.candidate_headers
+                s.candidate, request, "1", s.timeout, s.candidate_headers, s.max_body
             )
             if s.secondary is None or request.method.upper() not in SAFE_METHODS:
                 # The secondary is a legacy instance with its own data: an unsafe
                 # copy would write there too, so it only ever gets safe requests.
-                return await to_candidate, None
-            # The secondary is a second legacy instance: what differs between it
-            # and the primary is nondeterminism, not migration (noise).
-            to_secondary = self.sender.send(s.secondary, request, "1", s.timeout, s.primary_headers)
-            candidate, secondary = await asyncio.gather(to_candidate, to_secondary)
+                candidate, secondary = await to_candidate, None
+            else:
+                # The secondary is a second legacy instance: what differs between it
+                # and the primary is nondeterminism, not migration (noise).
+                to_secondary = self.sender.send(
+                    s.secondary, request, "1", s.timeout, s.primary_headers, s.max_body
+                )
+                candidate, secondary = await asyncio.gather(to_candidate, to_secondary)
+            if key in self._sizes:
+                candidate = self._bounded(key, candidate)
+                secondary = self._bounded(key, secondary) if secondary is not None else None
             return candidate, secondary
         finally:
             self._sem.release()
@@ -310,20 +425,33 @@ class Pipeline:
             self._finish(key, pending)
 
     def _finish(self, key: str, pending: _Pending) -> None:
+        try:
+            self._finish_unguarded(key, pending)
+        except Exception as exc:  # a callback must never leave a key unsettled
+            self.counters.compare_failed += 1
+            self._log_once(f"finish:{type(exc).__name__}", f"shadow: finishing failed: {exc!r}")
+            self._in_pool.pop(key, None)
+            self._settle(key)
+
+    def _finish_unguarded(self, key: str, pending: _Pending) -> None:
         primary = pending.primary
         assert primary is not None
         candidate: BackendResponse | None = None
         secondary: BackendResponse | None = None
+        skip_reason = pending.skip_reason
         task = pending.candidate
         if task is not None:
             if task.done() and not task.cancelled():
                 candidate, secondary = task.result()
-            else:
-                candidate = BackendResponse.failed("no answer before shutdown")
+            elif skip_reason is None:
+                skip_reason = f"{SHUTDOWN}: the candidate had not answered by the drain deadline"
         if self._recorder is not None:
-            self._recorder.add(
-                pending.request, primary.payload, pending.started_at, primary.elapsed_ms
-            )
+            # A cut body would be recorded as if whole: record the exchange without it.
+            answer = primary.payload if primary.payload and not primary.payload.cut else None
+            try:
+                self._recorder.add(pending.request, answer, pending.started_at, primary.elapsed_ms)
+            except Exception as exc:  # the recording must not cost the exchange its row
+                self._log_once(f"record:{type(exc).__name__}", f"shadow: recording failed: {exc!r}")
         exchange = Exchange(
             id=key,
             request=pending.request,
@@ -332,21 +460,19 @@ class Pipeline:
             endpoint=pending.endpoint,
             started_at=pending.started_at,
             source=self.settings.source,
-            skip_reason=pending.skip_reason,
+            skip_reason=skip_reason,
             secondary=secondary,
         )
         if self._executor is None or evaluate.is_cheap(exchange):
             # Identical answers and errors cost microseconds: a trip to the pool costs more.
-            s = self.settings
-            self._store(evaluate.evaluate(exchange, self.config, s.run_id, s.body_cap, s.bodies))
-            self._settle(key)
+            self._evaluate_here([exchange])
             return
-        if self._evaluating >= self.settings.backlog:
-            self.counters.dropped += 1  # comparisons fall behind: shed load, count it
-            self._settle(key)
+        if len(self._in_pool) >= self.settings.backlog:
+            # Comparisons fall behind: shed load, but keep the exchange's row.
+            self.counters.dropped += 1
+            self._evaluate_here([replace(exchange, skip_reason="dropped: comparison backlog full")])
             return
-        self._evaluating += 1
-        self._inflight.add(key)
+        self._in_pool[key] = exchange
         self._to_evaluate.append(exchange)
         if len(self._to_evaluate) >= EVAL_BATCH:
             self._submit_evaluations()
@@ -364,17 +490,24 @@ class Pipeline:
         if not batch:
             return
         if self._executor is None:
-            self._evaluate_here(batch)
+            self._take_back(batch)
             return
         try:
             future = asyncio.get_running_loop().run_in_executor(
                 self._executor, evaluate.process_many, batch
             )
-        except BrokenProcessPool:
+        except (BrokenProcessPool, RuntimeError):  # broken, or shut down at the deadline
             self._pool_broken()
-            self._evaluate_here(batch)
+            self._take_back(batch)
             return
         future.add_done_callback(lambda f: self._evaluated(batch, f))
+
+    def _take_back(self, batch: list[Exchange], reason: str | None = None) -> None:
+        """Compare here the exchanges of `batch` still waiting on the pool (or skip them)."""
+        mine = [e for e in batch if self._in_pool.pop(e.id, None) is not None]
+        if reason is not None:
+            mine = [replace(e, skip_reason=reason) for e in mine]
+        self._evaluate_here(mine)
 
     def _pool_broken(self) -> None:
         """The comparison process died (e.g. killed for memory): compare here from now on."""
@@ -383,58 +516,87 @@ class Pipeline:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
+    def _abandon_comparisons(self) -> None:
+        """Drain deadline: store what the pool still holds as skipped, and stop the pool."""
+        n = len(self._in_pool)
+        log.error("shadow: %d comparisons unfinished at the drain deadline: stored as skipped", n)
+        self._take_back(
+            list(self._in_pool.values()),
+            f"{SHUTDOWN}: comparison not finished by the drain deadline",
+        )
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            # A comparison stuck on a pathological body would keep the pool (and this
+            # process's exit) waiting: stop its processes outright.
+            for proc in list(getattr(executor, "_processes", {}).values()):
+                with contextlib.suppress(Exception):
+                    proc.kill()
+            executor.shutdown(wait=False, cancel_futures=True)
+
     def _evaluate_here(self, batch: list[Exchange]) -> None:
         s = self.settings
         for exchange in batch:
-            self._evaluating -= 1
+            result: evaluate.Evaluated | None
             try:
-                self._store(
-                    evaluate.evaluate(exchange, self.config, s.run_id, s.body_cap, s.bodies)
-                )
+                result = evaluate.evaluate(exchange, self.config, s.run_id, s.body_cap, s.bodies)
             except Exception as exc:  # one bad exchange must not stop the others
-                log.error("shadow: comparing exchange %s failed: %r", exchange.id, exc)
-            finally:
-                self._settle(exchange.id)
+                result = self._failed_comparison(exchange, exc)
+            if result is not None:
+                self._store(result)
+            self._settle(exchange.id)
+
+    def _failed_comparison(
+        self, exchange: Exchange, exc: BaseException
+    ) -> evaluate.Evaluated | None:
+        """A comparison raised: keep the exchange as skipped with the error, and count it."""
+        self.counters.compare_failed += 1
+        self._log_once(f"compare:{type(exc).__name__}", f"shadow: comparing failed: {exc!r}")
+        s = self.settings
+        skipped = replace(exchange, skip_reason=f"comparison failed: {type(exc).__name__}")
+        try:
+            return evaluate.evaluate(skipped, self.config, s.run_id, s.body_cap, s.bodies)
+        except Exception:
+            return None  # not even a skipped row can be made: the run's accounting shows it
 
     def _evaluated(
         self, batch: list[Exchange], future: asyncio.Future[list[evaluate.Evaluated]]
     ) -> None:
-        if not future.cancelled() and isinstance(future.exception(), BrokenProcessPool):
-            self._pool_broken()
-            self._evaluate_here(batch)
+        if future.cancelled():
+            self._take_back(batch, f"{SHUTDOWN}: comparison not finished by the drain deadline")
             return
-        self._evaluating -= len(batch)
-        try:
-            if future.cancelled():
-                return
-            exc = future.exception()
-            if exc is not None:
-                log.error("shadow: comparing %d exchanges failed: %r", len(batch), exc)
-                return
-            for result in future.result():
-                self._store(result)
-        finally:
-            for exchange in batch:
-                self._settle(exchange.id)
+        exc = future.exception()
+        if isinstance(exc, BrokenProcessPool):
+            self._pool_broken()
+            self._take_back(batch)
+            return
+        if exc is not None:  # the whole batch failed: compare each here, one by one
+            self._log_once(
+                f"batch:{type(exc).__name__}", f"shadow: a comparison batch failed: {exc!r}"
+            )
+            self._take_back(batch)
+            return
+        for exchange, result in zip(batch, future.result(), strict=True):
+            if self._in_pool.pop(exchange.id, None) is None:
+                continue  # already stored as cut short by the drain deadline
+            self._store(result)
+            self._settle(exchange.id)
 
     def _store(self, result: evaluate.Evaluated) -> None:
         self.writer.add(result.row, result.differences, result.noise)
+        self._buffered += _row_size(result)
         verdict = result.verdict
         self.counters.by_verdict[verdict] = self.counters.by_verdict.get(verdict, 0) + 1
         if verdict in (Verdict.MATCH, Verdict.DIFFER):
             self.counters.compared += 1
         self.run.exchanges += 1
-        if (
-            self.writer.pending >= self.settings.flush_rows
-            and self._flush_task is not None
-            and not self._flushes
-        ):
+        full = self.writer.pending >= self.settings.flush_rows or self._buffered >= FLUSH_BYTES
+        if full and self._flush_task is not None and not self._flushes:
             task = asyncio.get_running_loop().create_task(self._flush())
             self._flushes.add(task)
             task.add_done_callback(self._flushes.discard)
 
     def _expire_stale(self) -> None:
-        """Forget requests whose primary answer never came (its message was dropped)."""
+        """Store requests whose primary answer never came (its message was lost) as skipped."""
         limit = time.monotonic() - self.settings.stale_after
         # Only those still waiting for the primary: an answered one waits for its copy,
         # which its own timeout bounds.
@@ -443,58 +605,109 @@ class Pipeline:
             pending = self._pending.pop(key)
             if pending.candidate is not None:
                 pending.candidate.cancel()
-            self.counters.dropped += 1
-            self._settle(key)
+                pending.candidate = None
+            pending.primary = BackendResponse.failed("the primary's answer never reached shadow")
+            if pending.skip_reason is None:
+                pending.skip_reason = "lost: no answer from the primary reached the worker"
+                self.counters.dropped += 1
+            self._finish(key, pending)
+
+    def _log_once(self, kind: str, message: str) -> None:
+        # A bad row or a failing store may repeat every batch: say it once per kind.
+        if kind not in self._failure_kinds:
+            self._failure_kinds.add(kind)
+            log.error(message)
 
     async def _flush_loop(self) -> None:
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.settings.flush_interval)
-            self._expire_stale()
-            await self._flush()
+            try:
+                self._expire_stale()
+                await self._flush()
+            except Exception as exc:  # the loop must outlive any failure, or storage stops
+                self._log_once(f"flush:{type(exc).__name__}", f"shadow: flushing failed: {exc!r}")
 
     async def _spill(self, batch: Any, exc: BaseException) -> None:
         """Save rows the store did not take to `<db>.unflushed-<run>.jsonl`, and count them."""
-        spill = f"{self.settings.db}.unflushed-{self.settings.run_id}.jsonl"
+        spill = spill_path(self.settings.db, self.settings.run_id)
         n = len(batch.exchanges)
         self.run.rows_spilled += n
-        kind = type(exc).__name__
+        self.run.exchanges -= n  # `exchanges` counts rows in the store only
         try:
             await asyncio.to_thread(self.writer.spill, batch, spill)
-        except Exception as spill_exc:  # the disk is gone too: say so, the count stays
+        except Exception as spill_exc:  # the disk is gone too: the rows are lost, say so
+            self.run.rows_spilled -= n
             log.error("shadow: %d rows lost: neither the store nor %s took them (%r, %r)",
                       n, spill, exc, spill_exc)  # fmt: skip
             return
-        if kind not in self._spill_kinds:  # once per kind: a bad row may repeat every batch
-            self._spill_kinds.add(kind)
-            log.error("shadow: could not write to the store (%s); rows saved in %s", exc, spill)
+        self._log_once(
+            f"spill:{type(exc).__name__}",
+            f"shadow: could not write to the store ({exc}); rows saved in {spill}",
+        )
 
     async def _flush(self, final: bool = False) -> None:
         async with self._flush_lock:
             await self._flush_locked(final)
 
     async def _flush_locked(self, final: bool) -> None:
-        self.run.copies_dropped = self.counters.dropped + self._external_dropped()
+        self.run.copies_dropped = (
+            self._dropped_before + self.counters.dropped + self._external_dropped()
+        )
+        self.run.requests = self._requests_before + self.counters.received
+        # Each request given to the pipeline ends as one row; one whose row could not
+        # even be made (see _failed_comparison) is lost. The live proxy overrides this
+        # with its own count of requests (finish_run), which also sees its queue.
+        self.run.requests_lost = max(
+            0, self.run.requests - self.run.exchanges - self.run.rows_spilled - len(self._sizes)
+        )
         self.writer.run_changed(self.run)
         batch = self.writer.detach()
+        size, self._buffered = self._buffered, 0
         try:
             n = await asyncio.to_thread(self.writer.write, batch)
         except StoreError as exc:
-            if not final:
+            if not final and size < 4 * FLUSH_BYTES:
+                # Locked or briefly unavailable: try again at the next flush.
                 self.writer.restore(batch)
+                self._buffered += size
                 log.error("shadow: could not write to the store (%s); will retry", exc)
                 return
+            # Last chance (or too much to hold): keep the rows beside the database.
             self.writer.release()
-            # Last chance: keep the rows in a file beside the database rather than lose them.
             await self._spill(batch, exc)
+            self._rewrite_run(batch)
             return
         except Exception as exc:  # rows the store cannot take: never lose the writer
             self.writer.release()
             await self._spill(batch, exc)
-            if batch.runs:  # the run's own row went with the batch: write it again
-                self.writer.run_changed(self.run)
-                if final:
-                    with contextlib.suppress(Exception):
-                        await asyncio.to_thread(self.writer.write, self.writer.detach())
+            self._rewrite_run(batch)
+            if final:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.writer.write, self.writer.detach())
             return
         self.counters.stored += n
+
+    def _rewrite_run(self, batch: Any) -> None:
+        if batch.runs:  # the run's own row went with the spilled batch: write it again
+            self.writer.run_changed(self.run)
+
+
+def _request_size(request: Request) -> int:
+    headers = sum(len(k) + len(v) for k, v in request.headers)
+    return len(request.body) + headers + len(request.path) + len(request.query) + 200
+
+
+def _answer_size(response: BackendResponse | None) -> int:
+    if response is None or response.payload is None:
+        return 200
+    p = response.payload
+    return len(p.body) + sum(len(k) + len(v) for k, v in p.headers) + 200
+
+
+def _row_size(result: evaluate.Evaluated) -> int:
+    """Rough bytes a stored result holds until it is flushed (its text fields)."""
+    total = 0
+    for row in (result.row, *result.differences, *result.noise):
+        total += sum(len(v) for v in row if isinstance(v, str | bytes)) + 100
+    return total

@@ -15,6 +15,9 @@ live counters. Readers judge with all the evidence at read time
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -24,6 +27,7 @@ from comparators.model import Comparison, Difference, Kind, Payload, Verdict
 from shadow.config.loader import Config, load_config
 from shadow.model import BackendResponse, Exchange
 from shadow.pipeline.records import difference_rows, exchange_row, noise_rows
+from shadow.pipeline.redact import redactor_for
 from shadow.store.rows import DifferenceRow, ExchangeRow, NoiseRow
 
 # Only a value that changes (or a keyed list in another order) in the JSON body can be
@@ -97,7 +101,7 @@ def is_cheap(exchange: Exchange) -> bool:
         return True
     if secondary_usable(exchange):
         return False  # primary-vs-secondary must be compared too, for the evidence
-    return p.status == c.status and p.body == c.body
+    return p.status == c.status and p.same_body(c)
 
 
 def classify(
@@ -154,11 +158,17 @@ def evaluate(
             or any(status.get(d.path, ("real",))[0] != "noise" for d in comparison.differences)
         )
     )
+    redactor = redactor_for(config.redact)
     return Evaluated(
         comparison.verdict.value,
-        exchange_row(exchange, comparison, run_id, body_cap if keep else 0),
+        exchange_row(exchange, comparison, run_id, body_cap if keep else 0, redactor),
         difference_rows(
-            exchange, comparison, run_id, status, changes(noisy) if noisy is not None else None
+            exchange,
+            comparison,
+            run_id,
+            status,
+            changes(noisy) if noisy is not None else None,
+            redactor,
         ),
         noise_rows(exchange, noisy, run_id),
     )
@@ -168,8 +178,17 @@ _state: dict[str, Any] = {}
 
 
 def init(config_path: str | None, run_id: str, body_cap: int, bodies: str) -> None:
-    """Pool initializer: load the config once per process."""
+    """Pool initializer: load the config once per process; exit when the parent dies."""
     _state.update(config=load_config(config_path), run_id=run_id, body_cap=body_cap, bodies=bodies)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    # A worker killed with -9 cannot stop its pool: without this the comparison
+    # process would wait on its queue for ever.
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def process_many(exchanges: list[Exchange]) -> list[Evaluated]:

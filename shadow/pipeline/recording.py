@@ -13,11 +13,12 @@ import os
 import time
 
 from comparators import DecodeError, body_text, decode_body
-from comparators.decode import charset
-from comparators.model import Headers, Payload
+from comparators.decode import charset, media_type
+from comparators.model import Headers, Payload, first_header
+from shadow.config.loader import RedactSettings
 from shadow.errors import ConfigError, ShadowError
 from shadow.model import Request
-from shadow.pipeline.redact import redact_body_text, redact_headers, redact_query
+from shadow.pipeline.redact import DEFAULT, Redactor, redactor_for
 from shadow.sources.write import HarWriter, JsonlWriter, MitmWriter
 from shadow.sources.write import TrafficWriter as Recorder
 
@@ -50,12 +51,20 @@ def _set_length(headers: Headers, length: int) -> Headers:
     return tuple((k, str(length)) if k.lower() == "content-length" else (k, v) for k, v in headers)
 
 
-def redact_body(headers: Headers, body: bytes) -> tuple[Headers, bytes]:
-    """Headers and body with credential fields of a text body redacted (as in the store).
+# Bodies split into fields even when not text: a multipart upload holds binary files
+# beside its password field; a form may be in a legacy charset.
+_FIELD_TYPES = ("multipart/", "application/x-www-form-urlencoded")
+
+
+def redact_body(
+    headers: Headers, body: bytes, redactor: Redactor = DEFAULT
+) -> tuple[Headers, bytes]:
+    """Headers and body with the secrets of a text body redacted (as in the store).
 
     A body that needs no change is kept byte for byte. A content-encoded body
     that does is written decoded, without its Content-Encoding; Content-Length
-    follows the new body. Bodies that do not decode or are binary are kept.
+    follows the new body. Bodies that do not decode or are binary are kept,
+    except multipart and form bodies, whose fields are redacted byte for byte.
     """
     if not body:
         return headers, body
@@ -64,12 +73,14 @@ def redact_body(headers: Headers, body: bytes) -> tuple[Headers, bytes]:
     except DecodeError:
         return headers, body
     text = body_text(headers, decoded)
+    encoding = charset(headers) or "utf-8"
     if text is None:
-        return headers, body
-    safe = redact_body_text(text)
+        if not media_type(headers).startswith(_FIELD_TYPES):
+            return headers, body
+        text, encoding = decoded.decode("latin-1"), "latin-1"  # every byte kept as it was
+    safe = redactor.body_text(text, first_header(headers, "content-type"))
     if safe == text:
         return headers, body
-    encoding = charset(headers) or "utf-8"
     try:
         codecs.lookup(encoding)
     except LookupError:
@@ -83,15 +94,19 @@ def redact_body(headers: Headers, body: bytes) -> tuple[Headers, bytes]:
 class RedactingRecorder:
     """Redacts secrets before they reach the file, so recordings are safe to share.
 
-    Secret headers (Authorization, Cookie, Set-Cookie, API keys, ...) and query
-    parameters become [REDACTED], and so do credential fields in text bodies,
-    exactly as in the store. A recording that cannot be written (disk full) is
-    given up with one logged error: the comparison goes on without it.
+    Secret headers (Authorization, Cookie, Set-Cookie, API keys, ...), query
+    parameters, path segments and body fields become [REDACTED], exactly as in
+    the store; `redact` is the config's `[redact]` settings (or a Redactor).
+    A recording that cannot be written (disk full) is given up with one logged
+    error: the comparison goes on without it.
     """
 
-    def __init__(self, inner: Recorder, base_url: str) -> None:
+    def __init__(
+        self, inner: Recorder, base_url: str, redact: Redactor | RedactSettings | None = None
+    ) -> None:
         self.inner = inner
         self.base_url = base_url.rstrip("/")
+        self.redactor = redactor_for(redact)
         self.failed: str | None = None
         self.count = 0
 
@@ -99,13 +114,14 @@ class RedactingRecorder:
             elapsed_ms: float | None) -> None:  # fmt: skip
         if self.failed is not None:
             return
-        req_headers, req_body = redact_body(redact_headers(request.headers), request.body)
+        r = self.redactor
+        req_headers, req_body = redact_body(r.headers(request.headers), request.body, r)
         safe_req = Request(
-            request.method, request.path, redact_query(request.query), req_headers, req_body
+            request.method, r.path(request.path), r.query(request.query), req_headers, req_body
         )
         safe_resp = None
         if response is not None:
-            resp_headers, resp_body = redact_body(redact_headers(response.headers), response.body)
+            resp_headers, resp_body = redact_body(r.headers(response.headers), response.body, r)
             safe_resp = Payload(response.status, resp_headers, resp_body)
         url = self.base_url + safe_req.target
         try:

@@ -12,15 +12,10 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from comparators import DecodeError, body_text, cluster_path, decode_body
-from comparators.model import Comparison, Difference, Headers, Payload
+from comparators.decode import DecodedTooLarge
+from comparators.model import Comparison, Difference, Headers, Payload, first_header
 from shadow.model import BackendResponse, Exchange
-from shadow.pipeline.redact import (
-    REDACTED,
-    is_secret_path,
-    redact_body_text,
-    redact_headers,
-    redact_query,
-)
+from shadow.pipeline.redact import DEFAULT, REDACTED, Redactor
 from shadow.store.rows import DifferenceRow, ExchangeRow, NoiseRow
 
 DEFAULT_BODY_CAP = 64 * 1024
@@ -68,12 +63,20 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def body_for_review(headers: Headers, raw: bytes, cap: int) -> tuple[str | None, bool]:
-    """Decoded body text cut to `cap` bytes, and whether it was cut (cap 0: not kept)."""
+def body_for_review(
+    headers: Headers, raw: bytes, cap: int, redactor: Redactor = DEFAULT
+) -> tuple[str | None, bool]:
+    """Decoded, redacted body text cut to `cap` bytes, and whether it was cut (cap 0: not kept)."""
     if not raw or cap <= 0:
         return None, False
     try:
-        data = decode_body(headers, raw)
+        # Only `cap` bytes are kept: decoding far past them (a bomb to 16 MiB) would
+        # cost the comparison process time and memory for nothing.
+        data = decode_body(headers, raw, limit=cap)
+    except DecodedTooLarge as exc:
+        if not exc.partial:
+            return f"<over {cap} bytes after decoding: not kept>", True
+        data = exc.partial + b"\0"  # one byte past the cap: marked cut below
     except DecodeError:
         data = raw
     truncated = len(data) > cap
@@ -81,26 +84,44 @@ def body_for_review(headers: Headers, raw: bytes, cap: int) -> tuple[str | None,
     text = body_text(headers, data)
     if text is None:
         return f"<{len(data)} bytes of binary data>", truncated
-    return redact_body_text(text), truncated
+    return redactor.body_text(text, first_header(headers, "content-type")), truncated
 
 
-def _side(resp: BackendResponse | None, cap: int) -> tuple[str | None, str | None, bool | None]:
+def _side(
+    resp: BackendResponse | None, cap: int, redactor: Redactor
+) -> tuple[str | None, str | None, bool | None]:
     if resp is None or resp.payload is None:
         return (None, None, None)
     p: Payload = resp.payload
-    text, cut = body_for_review(p.headers, p.body, cap)
-    return (_json(redact_headers(p.headers)), text, cut)
+    if p.cut and cap > 0:  # only its first bytes reached us: nothing worth showing
+        note = f"<{p.full_size} bytes, over the body limit: compared by length and SHA-256>"
+        return (_json(redactor.headers(p.headers)), note, True)
+    text, cut = body_for_review(p.headers, p.body, cap, redactor)
+    return (_json(redactor.headers(p.headers)), text, cut)
+
+
+def _error(text: str | None, redactor: Redactor) -> str | None:
+    # An error's text may quote the URL it failed on, query string included.
+    return redactor.text(text) if text else text
 
 
 def exchange_row(
-    ex: Exchange, comparison: Comparison, run_id: str, body_cap: int = DEFAULT_BODY_CAP
+    ex: Exchange,
+    comparison: Comparison,
+    run_id: str,
+    body_cap: int = DEFAULT_BODY_CAP,
+    redactor: Redactor = DEFAULT,
 ) -> ExchangeRow:
-    """The row of `exchanges` for one judged exchange (its verdict is the provisional one)."""
+    """The row of `exchanges` for one judged exchange (its verdict is the provisional one).
+
+    The stored path is redacted (`redactor.path`); `ex.endpoint`, from the raw
+    path, is kept as it was grouped.
+    """
     req = ex.request
-    req_text, req_cut = body_for_review(req.headers, req.body, body_cap)
+    req_text, req_cut = body_for_review(req.headers, req.body, body_cap, redactor)
     prim, cand, sec = ex.primary, ex.candidate, ex.secondary
-    p_headers, p_body, p_cut = _side(prim, body_cap)
-    c_headers, c_body, c_cut = _side(cand, body_cap)
+    p_headers, p_body, p_cut = _side(prim, body_cap, redactor)
+    c_headers, c_body, c_cut = _side(cand, body_cap, redactor)
     row = ExchangeRow(
         exchange_id=ex.id,
         run_id=run_id,
@@ -108,21 +129,21 @@ def exchange_row(
         source=ex.source,
         method=req.method,
         endpoint=ex.endpoint,
-        path=req.path,
-        query=redact_query(req.query) or None,
+        path=redactor.path(req.path),
+        query=redactor.query(req.query) or None,
         verdict=comparison.verdict.value,
         skip_reason=ex.skip_reason,
         primary_status=prim.payload.status if prim.payload else None,
         candidate_status=cand.payload.status if cand and cand.payload else None,
         primary_ms=prim.elapsed_ms,
         candidate_ms=cand.elapsed_ms if cand else None,
-        primary_error=prim.error,
-        candidate_error=cand.error if cand else None,
+        primary_error=_error(prim.error, redactor),
+        candidate_error=_error(cand.error, redactor) if cand else None,
         diff_count=len(comparison.differences),
         diffs_truncated=comparison.truncated,
         body_kind=comparison.body_kind,
         notes="; ".join(comparison.notes) or None,
-        request_headers=_json(redact_headers(req.headers)),
+        request_headers=_json(redactor.headers(req.headers)),
         request_body=req_text,
         request_body_truncated=req_cut,
         primary_headers=p_headers,
@@ -133,7 +154,7 @@ def exchange_row(
         candidate_body_truncated=c_cut,
         secondary_status=sec.payload.status if sec and sec.payload else None,
         secondary_ms=sec.elapsed_ms if sec else None,
-        secondary_error=sec.error if sec else None,
+        secondary_error=_error(sec.error, redactor) if sec else None,
     )
     row, escaped = storable_row(row)
     if escaped:
@@ -180,8 +201,9 @@ def difference_rows(
     run_id: str,
     status: Mapping[str, tuple[str, str | None]] | None = None,
     secondary: Collection[tuple[str, str]] | None = None,
+    redactor: Redactor = DEFAULT,
 ) -> list[DifferenceRow]:
-    """Rows of `differences`; values as JSON text, secrets in header values redacted.
+    """Rows of `differences`; values as JSON text, secrets redacted.
 
     `status` maps a difference path to ('noise' | 'accepted', reason); others are 'real'.
     `secondary`: the (cluster path, kind) pairs that differ primary-vs-secondary in this
@@ -193,16 +215,17 @@ def difference_rows(
         if d.path.startswith("$header."):
             name = d.path.removeprefix("$header.")
             p, c = (
-                redact_headers([(name, str(v))])[0][1] if v is not None else None for v in (p, c)
+                redactor.headers([(name, str(v))])[0][1] if v is not None else None for v in (p, c)
             )
-        elif is_secret_path(d.path):
+        elif redactor.is_secret_path(d.path):
             p, c = (REDACTED if v is not None else None for v in (p, c))
         elif d.path == "$body":
-            p, c = (redact_body_text(v) if isinstance(v, str) else v for v in (p, c))
+            p, c = (redactor.body_text(v) if isinstance(v, str) else v for v in (p, c))
+        else:
+            # Objects and lists may hold secret members below the path, strings URLs.
+            p, c = (redactor.value(v) for v in (p, c))
         state, reason = (status or {}).get(d.path, ("real", None))
-        # Objects and lists may hold credential members below the difference's path.
-        pj, cj = (redact_body_text(_json(v)) if isinstance(v, dict | list) else _json(v)
-                  for v in (p, c))  # fmt: skip
+        pj, cj = _json(p), _json(c)
         rows.append(
             _stored(
                 DifferenceRow(

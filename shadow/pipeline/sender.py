@@ -17,8 +17,7 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from comparators.model import Payload
-from shadow.model import BackendResponse, Request
+from shadow.model import DEFAULT_MAX_BODY, BackendResponse, BodyBuffer, Request
 
 MARK_HEADER = "x-shadow-copy"
 
@@ -117,6 +116,18 @@ def outgoing_headers(
     return headers
 
 
+def _utf8(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    """True when every header name and value is valid UTF-8 (ASCII, nearly always)."""
+    for k, v in headers:
+        if not (k.isascii() and v.isascii()):
+            try:
+                k.decode("utf-8")
+                v.decode("utf-8")
+            except UnicodeDecodeError:
+                return False
+    return True
+
+
 class Sender:
     """Sends copies through httpx's aiohttp transport, without httpx's Client layer.
 
@@ -136,9 +147,22 @@ class Sender:
             trust_env=False,
         )
         self._transport = AiohttpTransport(client=session)
+        self._concurrency = concurrency
+        self._raw: httpx.AsyncHTTPTransport | None = None
+
+    def _raw_transport(self) -> httpx.AsyncHTTPTransport:
+        # aiohttp writes header values as UTF-8 text, so bytes that are not UTF-8
+        # (\xff in a client's header) would reach the candidate changed; httpcore
+        # writes them as given. Only such rare requests take this slower road.
+        if self._raw is None:
+            limits = httpx.Limits(max_connections=2 * self._concurrency)
+            self._raw = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+        return self._raw
 
     async def aclose(self) -> None:
         await self._transport.aclose()
+        if self._raw is not None:
+            await self._raw.aclose()
 
     async def send(
         self,
@@ -147,8 +171,13 @@ class Sender:
         mark: str | None = "1",
         timeout: float = 5.0,
         overrides: Sequence[tuple[str, str]] = (),
+        max_body: int = DEFAULT_MAX_BODY,
     ) -> BackendResponse:
-        """Send `request` to `base_url`; errors and timeouts become a failed response."""
+        """Send `request` to `base_url`; errors and timeouts become a failed response.
+
+        The answer's body is held up to `max_body` bytes; a longer one is cut and
+        carries its full length and SHA-256 (memory stays bounded).
+        """
         url = base_url.rstrip("/") + wire_target(request.target)
         headers: list[tuple[bytes, bytes]] = [
             (wire_value(k), wire_value(v))
@@ -166,9 +195,12 @@ class Sender:
                     content=request.body or None,
                     extensions={"timeout": phases},
                 )
-                resp = await self._transport.handle_async_request(req)
+                transport = self._transport if _utf8(headers) else self._raw_transport()
+                resp = await transport.handle_async_request(req)
+                body = BodyBuffer(max_body)
                 try:
-                    body = b"".join([chunk async for chunk in resp.stream])  # type: ignore[union-attr]
+                    async for chunk in resp.stream:  # type: ignore[union-attr]
+                        body.add(chunk)
                 finally:
                     await resp.aclose()
         except (httpx.HTTPError, aiohttp.ClientError, OSError, ValueError) as exc:
@@ -177,4 +209,4 @@ class Sender:
             return BackendResponse.failed(describe_failure(exc, ms), ms)
         ms = (time.perf_counter() - start) * 1000
         raw_headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers.raw)
-        return BackendResponse(Payload(resp.status_code, raw_headers, body), elapsed_ms=ms)
+        return BackendResponse(body.payload(resp.status_code, raw_headers), elapsed_ms=ms)

@@ -3,6 +3,12 @@
 Readers are generators of `Recorded | BadEntry`: a bad entry is yielded, not
 raised, so that `read_traffic` can decide between failing and skipping and the
 reader can carry on with the next entry when its format allows it.
+
+Readers stream: they hold one entry at a time (GoReplay: the requests still
+waiting for their response), never the whole file. One entry (a HAR entry, a
+JSON line, a GoReplay record, a mitmproxy flow) may take at most
+`MAX_ENTRY_BYTES` of the file; a larger one is a bad entry, passed over
+without being read into memory.
 """
 
 from __future__ import annotations
@@ -54,6 +60,21 @@ class BadEntry:
         return one_line(f"{path}: {where}: {self.reason}")
 
 
+MAX_ENTRY_BYTES = 64 * 1024 * 1024
+
+
+def size_text(size: int) -> str:
+    """A byte count for messages: "64 MiB", or "1000 bytes" when not whole MiB."""
+    mib = 1024 * 1024
+    return f"{size // mib} MiB" if size >= mib and size % mib == 0 else f"{size} bytes"
+
+
+def too_large(limit: int, what: str = "") -> str:
+    """Why an entry over the size limit is passed over; `what` names the part that is."""
+    subject = f"{what} " if what else ""
+    return f"{subject}larger than {size_text(limit)}, the most one entry may take; passed over"
+
+
 Item = Recorded | BadEntry
 Reader = Generator[Item, None, None]
 
@@ -75,7 +96,10 @@ def short(value: object, limit: int = 60) -> str:
 
 def split_url(url: str) -> tuple[str, str]:
     """(path, raw query) of an absolute http(s) URL; the fragment is dropped."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "Invalid IPv6 URL": an unbalanced "[" in the host
+        raise EntryProblem(f"not a valid URL ({exc}): {short(url)}") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         raise EntryProblem(f"not an absolute http(s) URL: {short(url)}")
     return parts.path or "/", parts.query

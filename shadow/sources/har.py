@@ -1,9 +1,14 @@
 """HAR 1.2 reader (browser DevTools, mitmproxy, Charles, Fiddler, our HarWriter).
 
-The file is parsed whole with `json.loads`. When that fails (a file cut off
-mid-write, a broken entry) the entries are walked one by one instead, so the
-complete entries before the damage are still delivered and the error names
-the entry where the damage is.
+The file is streamed (`_jsontext.JsonText`): each entry of `log.entries` is
+decoded on its own and handed out before the next one is read, so memory
+follows the largest entry, not the file. An entry larger than
+`max_entry_bytes` is passed over (its end is found by a scan that decodes
+nothing) and reported as a bad entry; reading goes on after it. A damaged
+file (cut off mid-write, a broken entry) still delivers every complete entry
+before the damage, and the error names the entry and the line and column
+where the damage is. Bytes that are not UTF-8 are kept (surrogateescape), so
+an entry with them is read, not refused.
 
 Normalisation, all documented in README/FORMAT.md:
 - path and raw query come from `request.url` (fragment dropped); `queryString`
@@ -20,8 +25,8 @@ Normalisation, all documented in README/FORMAT.md:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -30,6 +35,7 @@ from comparators.model import Headers, Payload
 from shadow.errors import InputError
 from shadow.model import Request
 from shadow.sources._base import (
+    MAX_ENTRY_BYTES,
     BadEntry,
     EntryProblem,
     Reader,
@@ -39,34 +45,23 @@ from shadow.sources._base import (
     split_url,
     wire_consistent,
 )
+from shadow.sources._jsontext import Damage, JsonText, Unreadable
 
-_WS = " \t\n\r"
+_BOM = b"\xef\xbb\xbf"
 
 
-def read(path: str) -> Reader:
-    """Entries of the HAR file at `path`, in file order."""
+def read(path: str, *, max_entry_bytes: int = MAX_ENTRY_BYTES) -> Reader:
+    """Entries of the HAR file at `path`, in file order, one at a time."""
     try:
-        with open(path, "rb") as fh:
-            text = fh.read().decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+        fh = open(path, "rb")  # noqa: SIM115 - closed in finally, across yields
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
-        doc = json.loads(text)
-    except ValueError:
-        yield from _read_damaged(path, text)
-        return
-    entries = _entries_of(path, doc)
-    for index, entry in enumerate(entries):
-        yield from _convert(index, entry)
-
-
-def _entries_of(path: str, doc: Any) -> list[Any]:
-    if not isinstance(doc, dict) or not isinstance(doc.get("log"), dict):
-        raise InputError(f'{path}: not a HAR file (no "log" object)')
-    entries = doc["log"].get("entries")
-    if not isinstance(entries, list):
-        raise InputError(f'{path}: not a HAR file (no "log.entries" list)')
-    return entries
+        if fh.read(len(_BOM)) != _BOM:
+            fh.seek(0)
+        yield from _read_entries(path, JsonText(fh, max_entry_bytes))
+    finally:
+        fh.close()
 
 
 def _convert(index: int, entry: Any) -> Iterator[Recorded | BadEntry]:
@@ -184,7 +179,10 @@ def entry_to_recorded(index: int, entry: Any) -> Recorded | None:
     url = request.get("url")
     if not isinstance(url, str) or not url:
         raise EntryProblem("request has no url")
-    scheme = urlsplit(url).scheme.lower()
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError as exc:  # "Invalid IPv6 URL": an unbalanced "[" in the host
+        raise EntryProblem(f"request.url is not a valid URL ({exc}): {short(url)}") from None
     if scheme and scheme not in ("http", "https"):
         return None  # data:, blob:, ws: ... are not traffic to replay
     method = request.get("method")
@@ -203,110 +201,112 @@ def entry_to_recorded(index: int, entry: Any) -> Recorded | None:
     )
 
 
-# -- damaged files ---------------------------------------------------------------
+# -- the entries, walked ----------------------------------------------------------
 
 
-class _Damage(Exception):
-    def __init__(self, pos: int, reason: str, *, cut: bool = False) -> None:
-        super().__init__(reason)
-        self.pos = pos
-        self.reason = reason
-        self.cut = cut  # the text ends where more was expected
+class _NotHar(Exception):
+    """Valid so far, but not shaped like a HAR file."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Skipped:
+    """An entry passed over without being decoded, and why."""
+
+    reason: str
 
 
 class _Walker:
-    """Walks {"log": {..., "entries": [e0, e1, ...]}} yielding entries until it breaks."""
+    """Walks {"log": {..., "entries": [e0, e1, ...]}} handing out entries until it breaks."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: JsonText) -> None:
         self.text = text
-        self.pos = 0
-        self.decoder = json.JSONDecoder()
         self.found_entries = False
         self.in_entry = False
         self.entries_closed = False
 
-    def _ws(self) -> None:
-        while self.pos < len(self.text) and self.text[self.pos] in _WS:
-            self.pos += 1
-
-    def _peek(self) -> str:
-        self._ws()
-        if self.pos >= len(self.text):
-            raise _Damage(self.pos, "unexpected end of file", cut=True)
-        return self.text[self.pos]
-
-    def _expect(self, chars: str) -> str:
-        char = self._peek()
-        if char not in chars:
-            raise _Damage(self.pos, f"expected {' or '.join(repr(c) for c in chars)}")
-        self.pos += 1
-        return char
-
-    def _value(self) -> Any:
-        self._peek()
-        try:
-            value, self.pos = self.decoder.raw_decode(self.text, self.pos)
-        except json.JSONDecodeError as exc:
-            cut = not self.text.rstrip(_WS).endswith("}")
-            raise _Damage(exc.pos, exc.msg, cut=cut) from None
-        return value
-
     def _members(self) -> Iterator[str]:
-        """Keys of the object starting here; the caller consumes each value."""
-        self._expect("{")
-        if self._peek() == "}":
-            self.pos += 1
+        """Keys of the object at the cursor; the caller reads or skips each value."""
+        text = self.text
+        text.expect("{")
+        if text.peek() == "}":
+            text.pos += 1
             return
         while True:
-            if self._peek() != '"':
-                raise _Damage(self.pos, "expected a key")
-            key = self._value()
-            self._expect(":")
+            if text.peek() != '"':
+                raise Damage("expected a key", text.where())
+            try:
+                key = text.value()
+            except Unreadable as exc:
+                raise Damage(f"a key that cannot be read: {exc.reason}", text.where()) from None
+            text.expect(":")
             yield key
-            if self._expect(",}") == "}":
+            if text.expect(",}") == "}":
                 return
 
+    def _skip_value(self) -> None:
+        try:
+            self.text.value()  # decoded to check it, as a whole-file parse would
+        except Unreadable:
+            self.text.skip()
+
+    def _entry(self) -> Any:
+        try:
+            return self.text.value()
+        except Unreadable as exc:
+            self.text.skip()
+            return _Skipped(exc.reason)
+
     def entries(self) -> Iterator[Any]:
+        text = self.text
+        found_log = False
         for key in self._members():
             if key != "log":
-                self._value()
+                self._skip_value()
                 continue
+            if text.peek() != "{":
+                raise _NotHar('no "log" object')
+            found_log = True
             for log_key in self._members():
                 if log_key != "entries":
-                    self._value()
+                    self._skip_value()
                     continue
+                if text.peek() != "[":
+                    raise _NotHar('no "log.entries" list')
                 self.found_entries = True
-                self._expect("[")
-                if self._peek() == "]":
-                    self.pos += 1
+                text.expect("[")
+                if text.peek() == "]":
+                    text.pos += 1
                 else:
                     while True:
                         self.in_entry = True
-                        entry = self._value()
+                        entry = self._entry()
                         self.in_entry = False
                         yield entry
-                        if self._expect(",]") == "]":
+                        if text.expect(",]") == "]":
                             break
                 self.entries_closed = True
-        self._ws()
-        if self.pos < len(self.text):
-            raise _Damage(self.pos, "extra data after the HAR object")
-
-    def where(self, pos: int) -> str:
-        line = self.text.count("\n", 0, pos) + 1
-        col = pos - (self.text.rfind("\n", 0, pos) + 1) + 1
-        return f"line {line} column {col}"
+            if not self.found_entries:
+                raise _NotHar('no "log.entries" list')
+        if not found_log:
+            raise _NotHar('no "log" object')
+        if not text.at_end():
+            raise Damage("extra data after the HAR object", text.where())
 
 
-def _read_damaged(path: str, text: str) -> Reader:
+def _read_entries(path: str, text: JsonText) -> Reader:
     walker = _Walker(text)
     index = 0
     try:
         for entry in walker.entries():
-            yield from _convert(index, entry)
+            if isinstance(entry, _Skipped):
+                yield BadEntry(index, entry.reason)
+            else:
+                yield from _convert(index, entry)
             index += 1
-    except _Damage as exc:
-        reason = f"{exc.reason} ({walker.where(exc.pos)})"
+    except _NotHar as exc:
+        raise InputError(f"{path}: not a HAR file ({exc})") from None
+    except Damage as exc:
+        reason = f"{exc.reason} ({exc.where})"
         if exc.cut:
             reason += "; the file is cut off (truncated)"
         if not walker.found_entries:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, BinaryIO
 
 from comparators.model import Headers, Payload
 from shadow.errors import InputError
 from shadow.model import Request
 from shadow.sources._base import (
+    MAX_ENTRY_BYTES,
     BadEntry,
     EntryProblem,
     Reader,
@@ -23,9 +24,12 @@ from shadow.sources._base import (
     split_target,
     split_url,
     str_pairs,
+    too_large,
     url_for_target,
     wire_consistent,
 )
+
+_CHUNK = 1 << 20  # bytes read at a time while passing over a line that is too long
 
 
 def _headers(value: Any, what: str) -> Headers:
@@ -99,22 +103,36 @@ def line_to_recorded(index: int, obj: Any) -> Recorded:
     )
 
 
-def read(path: str) -> Reader:
-    """Entries of the JSON Lines file at `path`, streamed line by line."""
+def read(path: str, *, max_entry_bytes: int = MAX_ENTRY_BYTES) -> Reader:
+    """Entries of the JSON Lines file at `path`, streamed line by line.
+
+    A line longer than `max_entry_bytes` is a bad entry; it is passed over
+    without being held in memory and reading goes on at the next line.
+    """
     try:
         fh = open(path, "rb")  # noqa: SIM115 - closed in finally, across yields
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
-        for index, raw in enumerate(fh):
+        index = -1
+        # readline(limit + 1): at most the limit and the newline; more means too long
+        while raw := fh.readline(max_entry_bytes + 1):
+            index += 1
+            where = f"entry {index} (line {index + 1})"
+            if len(raw) > max_entry_bytes and not raw.endswith(b"\n"):
+                _skip_line(fh)
+                yield BadEntry(index, too_large(max_entry_bytes, "line"), where=where)
+                continue
             line = raw.decode("utf-8", "surrogateescape").strip()
             if index == 0:
                 line = line.removeprefix("\ufeff")
             if not line:
                 continue
-            where = f"entry {index} (line {index + 1})"
             try:
                 obj = json.loads(line)
+            except RecursionError:
+                yield BadEntry(index, "nested too deeply to decode", where=where)
+                continue
             except ValueError as exc:
                 cut = "" if raw.endswith(b"\n") else " (last line, cut off?)"
                 yield BadEntry(index, f"not valid JSON: {exc}{cut}", where=where)
@@ -125,3 +143,9 @@ def read(path: str) -> Reader:
                 yield BadEntry(index, str(exc), where=where)
     finally:
         fh.close()
+
+
+def _skip_line(fh: BinaryIO) -> None:
+    """Read to the end of the current line, a chunk at a time."""
+    while (rest := fh.readline(_CHUNK)) and not rest.endswith(b"\n"):
+        pass

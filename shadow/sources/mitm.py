@@ -6,17 +6,27 @@ content-encoded); headers are decoded as latin-1 like the live addon does.
 `url` is the request's `pretty_url` (Host header based, as mitmproxy's HAR
 export writes it); `elapsed_ms` runs from the end of the request (its start
 when missing) to the end of the response, as the live addon measures it.
+
+Flows are read one at a time: the file is split into its top-level tnetstrings
+here (so that one over `MAX_ENTRY_BYTES` can be read past unparsed, and a flow
+that does not parse does not stop the reading), and mitmproxy's `FlowReader`
+parses each one.
 """
 
 from __future__ import annotations
 
-from mitmproxy import exceptions, http
+import io
+from typing import BinaryIO
+
+from mitmproxy import http
 from mitmproxy.io import FlowReader
 
 from comparators.model import Headers, Payload
 from shadow.errors import InputError
 from shadow.model import Request
-from shadow.sources._base import BadEntry, Reader, Recorded
+from shadow.sources._base import MAX_ENTRY_BYTES, BadEntry, Reader, Recorded, too_large
+
+_MAX_DIGITS = 12  # tnetstring's own bound on a length prefix
 
 
 def _headers(headers: http.Headers) -> Headers:
@@ -45,23 +55,80 @@ def flow_to_recorded(index: int, flow: http.HTTPFlow) -> Recorded:
     )
 
 
-def read(path: str) -> Reader:
-    """HTTP flows of the mitmproxy dump at `path`, in file order."""
+def read(path: str, *, max_entry_bytes: int = MAX_ENTRY_BYTES) -> Reader:
+    """HTTP flows of the mitmproxy dump at `path`, in file order, one at a time.
+
+    A flow larger than `max_entry_bytes` is a bad entry, read past unparsed.
+    """
     try:
         fh = open(path, "rb")  # noqa: SIM115 - closed in finally, across yields
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     index = 0
     try:
-        for flow in FlowReader(fh).stream():
-            if isinstance(flow, http.HTTPFlow):
-                yield flow_to_recorded(index, flow)
+        while True:
+            try:
+                frame = _frame(fh, max_entry_bytes)
+            except _Corrupt as exc:
+                yield BadEntry(index, _corrupt(index, str(exc)), final=True)
+                return
+            if frame is None:
+                return
+            if isinstance(frame, int):
+                yield BadEntry(index, too_large(max_entry_bytes, "flow"))
+            else:
+                try:
+                    flows = list(FlowReader(io.BytesIO(frame)).stream())
+                except Exception as exc:
+                    # mitmproxy checks a flow's state little and fails on bad data with
+                    # whatever it meets (KeyError, AttributeError, AssertionError, ...).
+                    # The next flow is framed apart: only a file that is no dump stops here.
+                    what = str(exc) or type(exc).__name__
+                    yield BadEntry(index, _corrupt(index, what), final=index == 0)
+                    if index == 0:
+                        return
+                    flows = []
+                for flow in flows:
+                    if isinstance(flow, http.HTTPFlow):
+                        yield flow_to_recorded(index, flow)
             index += 1
-    except (exceptions.FlowReadException, KeyError) as exc:  # KeyError: malformed flow state
-        if index == 0:
-            reason = f"not a mitmproxy flow dump, or its first flow is cut off or corrupt ({exc})"
-        else:
-            reason = f"truncated or corrupt flow data ({exc})"
-        yield BadEntry(index, reason, final=True)
     finally:
         fh.close()
+
+
+class _Corrupt(Exception):
+    """The framing is broken: where the next flow starts cannot be known."""
+
+
+def _corrupt(index: int, what: str) -> str:
+    if index == 0:
+        return f"not a mitmproxy flow dump, or its first flow is cut off or corrupt ({what})"
+    return f"truncated or corrupt flow data ({what})"
+
+
+def _frame(fh: BinaryIO, limit: int) -> bytes | int | None:
+    """The next flow's tnetstring, whole; None at the end of the file.
+
+    A dump is a series of tnetstrings, "<length>:<data><type byte>", one per
+    flow. One whose data is over `limit` bytes is read past, not read, and its
+    size is returned instead.
+    """
+    prefix = b""
+    while (char := fh.read(1)).isdigit():
+        prefix += char
+        if len(prefix) > _MAX_DIGITS:
+            raise _Corrupt("not a tnetstring: absurdly large length prefix")
+    if not prefix and not char:
+        return None
+    if not prefix or char != b":":
+        raise _Corrupt("not a tnetstring: missing or invalid length prefix")
+    size = int(prefix)
+    if size > limit:
+        fh.seek(size, io.SEEK_CUR)
+        if not fh.read(1):
+            raise _Corrupt(f"the file ends inside a flow of {size} bytes")
+        return size
+    data = fh.read(size + 1)
+    if len(data) <= size:
+        raise _Corrupt(f"the file ends inside a flow: {len(data)} of its {size + 1} bytes")
+    return prefix + b":" + data

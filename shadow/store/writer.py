@@ -257,12 +257,18 @@ class Run:
     copies_dropped: int = 0
     exchanges: int = 0
     rows_spilled: int = 0  # exchanges saved to the spill file, not to the store
+    # Accounting (see sql/004_accounting.sql): rows + spilled + shed + lost = requests.
+    requests: int = 0
+    requests_shed: int = 0
+    requests_lost: int = 0
+    worker_restarts: int = 0
 
 
 UPSERT_RUN = """
 INSERT OR REPLACE INTO runs (run_id, source, started_at, ended_at, primary_url, candidate_url,
-    secondary_url, options, copies_dropped, exchanges, rows_spilled)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    secondary_url, options, copies_dropped, exchanges, rows_spilled, requests, requests_shed,
+    requests_lost, worker_restarts)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 # The tables the writer fills from Arrow batches, each with its declared row type.
 _TABLES: tuple[tuple[str, type[tuple[Any, ...]]], ...] = (
@@ -271,6 +277,7 @@ _TABLES: tuple[tuple[str, type[tuple[Any, ...]]], ...] = (
     ("noise_differences", NoiseRow),
     ("run_accepted", AcceptedRow),
 )
+WRITER_MEMORY = "256MB"  # DuckDB's memory limit for the writer's connection
 _ARROW: dict[str, Any] = {}  # table -> Arrow schema, made by the first write
 _INSERT = {
     name: f"INSERT INTO {name} ({', '.join(columns(row))}) SELECT * FROM _batch"
@@ -365,6 +372,9 @@ class StoreWriter:
             return 0
         if self._con is None:
             self._con = connect(self.path, read_only=False, wait=self.lock_wait)
+            # Batches of a few MB need little: DuckDB's default (80 % of RAM) would let
+            # a long run's worker grow with the file's cache.
+            self._con.execute(f"SET memory_limit = '{WRITER_MEMORY}'")
         con = self._con
         try:
             con.execute("BEGIN TRANSACTION")
@@ -375,7 +385,8 @@ class StoreWriter:
                         r.run_id, r.source, _ts(r.started_at),
                         _ts(r.ended_at) if r.ended_at else None, r.primary_url,
                         r.candidate_url, r.secondary_url, json.dumps(r.options, default=str),
-                        r.copies_dropped, r.exchanges, r.rows_spilled,
+                        r.copies_dropped, r.exchanges, r.rows_spilled, r.requests,
+                        r.requests_shed, r.requests_lost, r.worker_restarts,
                     ],
                 )  # fmt: skip
             for name, rows in batch.rows.items():
@@ -414,6 +425,97 @@ class _Batch:
         return self.rows.get("exchanges", [])
 
 
+def spill_path(db: str, run_id: str) -> str:
+    """Where rows the store would not take are saved for `run_id` (JSON Lines)."""
+    return f"{db}.unflushed-{run_id}.jsonl"
+
+
+_SPILL_LINE_CAP = 1 << 30  # bytes of a spill file counted; past it the count is a floor
+
+
+def spilled_exchanges(path: str) -> int:
+    """Exchange rows saved in the spill file `path` (0 when there is none)."""
+    n = 0
+    read = 0
+    with suppress(OSError), open(path, "rb") as fh:  # unreadable: counted as none
+        for line in fh:
+            read += len(line)
+            n += line.startswith(b'{"table": "exchanges"')
+            if read > _SPILL_LINE_CAP:
+                break
+    return n
+
+
+_RUN_COLUMNS = (
+    "started_at, exchanges, rows_spilled, copies_dropped, requests, requests_shed, "
+    "requests_lost, worker_restarts"
+)
+
+
+def load_run(con: duckdb.DuckDBPyConnection, run: Run) -> None:
+    """Continue `run` from its stored row (a restarted worker): counts and start time."""
+    row = con.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", [run.run_id]).fetchone()
+    if row is None:
+        return
+    stored = con.execute("SELECT count(*) FROM exchanges WHERE run_id = ?", [run.run_id]).fetchone()
+    run.started_at = row[0].replace(tzinfo=UTC).timestamp() if row[0] else run.started_at
+    run.exchanges = int(stored[0]) if stored else 0
+    run.rows_spilled = int(row[2] or 0)
+    run.copies_dropped = int(row[3] or 0)
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """What became of a run's requests, as finally recorded in its row."""
+
+    requests: int
+    stored: int
+    spilled: int
+    shed: int
+    lost: int
+
+
+def finish_run(
+    path: str,
+    run_id: str,
+    *,
+    requests: int,
+    shed: int,
+    restarts: int,
+    source: str = "proxy",
+    lock_wait: float = 60.0,
+) -> Accounting:
+    """Settle a live run's accounting once its worker is gone, from what the file holds.
+
+    The proxy counts requests and shed copies itself; rows and spilled rows are
+    counted where they ended up, so a worker that died mid-batch cannot make
+    the numbers lie. Sets `ended_at` if the worker could not.
+    """
+    spilled = spilled_exchanges(spill_path(path, run_id))
+    con = connect(path, read_only=False, wait=lock_wait)
+    try:
+        found = con.execute("SELECT count(*) FROM exchanges WHERE run_id = ?", [run_id]).fetchone()
+        stored = int(found[0]) if found else 0
+        known = con.execute("SELECT count(*) FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        if not (known and known[0]):  # the worker died before it wrote the run's row
+            con.execute(
+                "INSERT INTO runs (run_id, source, started_at) VALUES (?, ?, ?)",
+                [run_id, source, _ts(time.time())],
+            )
+        lost = max(0, requests - stored - spilled - shed)
+        con.execute(
+            "UPDATE runs SET exchanges = ?, rows_spilled = ?, requests = ?, requests_shed = ?, "
+            "requests_lost = ?, worker_restarts = ?, copies_dropped = greatest(copies_dropped, ?), "
+            "ended_at = coalesce(ended_at, ?) WHERE run_id = ?",
+            [stored, spilled, requests, shed, lost, restarts, shed, _ts(time.time()), run_id],
+        )
+    except duckdb.Error as exc:
+        raise StoreError(_describe(exc, path)) from None
+    finally:
+        con.close()
+    return Accounting(requests, stored, spilled, shed, lost)
+
+
 def ensure_new_run(path: str, run_id: str, what: str) -> None:
     """A named run must be new: writing into an existing run would rewrite its row."""
     if not run_id or not os.path.exists(path):
@@ -425,14 +527,19 @@ def ensure_new_run(path: str, run_id: str, what: str) -> None:
 
 
 __all__ = [
+    "Accounting",
     "Run",
     "StoreWriter",
     "connect",
     "ensure_new_run",
     "ensure_writable",
+    "finish_run",
+    "load_run",
     "migrate",
     "migrate_file",
     "open_for_reading",
     "read_requested",
     "reading",
+    "spill_path",
+    "spilled_exchanges",
 ]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import brotli
 import pytest
+import zstandard
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,6 +32,7 @@ ENCODERS: dict[str, Callable[[bytes], bytes]] = {
     "x-gzip": gzip.compress,
     "deflate": zlib.compress,
     "br": brotli.compress,
+    "zstd": zstandard.ZstdCompressor().compress,
 }
 
 
@@ -70,7 +72,9 @@ def test_empty_body_needs_no_decoding() -> None:
         ("deflate", zlib.compress(DATA)[:-6], "corrupt deflate"),  # truncated
         ("br", b"not brotli at all", "corrupt br"),
         ("br", brotli.compress(DATA)[:-3], "corrupt br"),
-        ("zstd", b"whatever", "unsupported content-encoding 'zstd'"),
+        ("zstd", b"whatever", "corrupt zstd"),
+        ("zstd", zstandard.ZstdCompressor().compress(DATA)[:-4], "corrupt zstd data: truncated"),
+        ("compress", b"whatever", "unsupported content-encoding 'compress'"),
         ("gzip, br", brotli.compress(b"plain, not gzip"), "corrupt gzip"),
     ],
 )
@@ -136,12 +140,14 @@ def _bomb(encoding: str, size: int) -> bytes:
         return gzip.compress(zeros, compresslevel=6)
     if encoding == "deflate":
         return zlib.compress(zeros, 6)
+    if encoding == "zstd":
+        return zstandard.ZstdCompressor(level=3).compress(zeros)
     import brotlicffi
 
     return brotlicffi.compress(zeros, quality=5)
 
 
-@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd"])
 def test_a_decompression_bomb_stops_at_the_limit_with_bounded_memory(encoding: str) -> None:
     import tracemalloc
 
@@ -160,7 +166,47 @@ def test_a_decompression_bomb_stops_at_the_limit_with_bounded_memory(encoding: s
     assert peak < 4 * limit  # never the 256 MiB
 
 
-@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+@pytest.mark.parametrize("first", [3, 250, 256, 300, 2000])
+def test_zstd_frames_one_after_another_are_one_body(first: int) -> None:
+    # Frames of every size relative to the decoder's feed: ending inside it, on its
+    # boundary, after several feeds. Random bytes keep the frames about that long.
+    import random
+
+    rng = random.Random(first)
+    a = bytes(rng.randrange(256) for _ in range(first))
+    b = bytes(rng.randrange(256) for _ in range(600))
+    frames = [zstandard.ZstdCompressor().compress(x) for x in (a, b, b"", a)]
+    assert decode_body(_ce("zstd"), b"".join(frames)) == a + b + a
+    # A frame cut exactly on a feed boundary still counts as cut.
+    whole = b"".join(frames)
+    with pytest.raises(DecodeError, match="truncated"):
+        decode_body(_ce("zstd"), whole[:-1])
+
+
+def test_zstd_frame_ending_on_the_feed_boundary_keeps_what_follows() -> None:
+    from comparators.decode import _ZSTD_FEED
+
+    rng_data = bytes(range(256)) * 2
+    for n in range(200, 400):  # find a payload whose frame is exactly one feed long
+        frame = zstandard.ZstdCompressor(level=1).compress(rng_data[:n])
+        if len(frame) == _ZSTD_FEED:
+            break
+    else:
+        raise AssertionError("no frame of exactly one feed found")
+    tail = zstandard.ZstdCompressor().compress(b"tail")
+    assert decode_body(_ce("zstd"), frame + tail) == rng_data[:n] + b"tail"
+
+
+def test_a_zstd_window_over_8_mib_is_refused() -> None:
+    # RFC 9659 caps the window of the zstd content coding: a bigger one is corrupt here,
+    # so the decoder never allocates more than that for its window.
+    params = zstandard.ZstdCompressionParameters.from_level(3, window_log=24)
+    body = zstandard.ZstdCompressor(compression_params=params).compress(b"x" * (20 << 20))
+    with pytest.raises(DecodeError, match="corrupt zstd"):
+        decode_body(_ce("zstd"), body)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd"])
 def test_a_body_just_under_the_limit_decodes(encoding: str) -> None:
     data = b"\0" * 1000
     assert decode_body([("Content-Encoding", encoding)], _bomb(encoding, 1000), limit=1000) == data

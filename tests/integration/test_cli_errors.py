@@ -124,6 +124,10 @@ def test_reused_run_id_is_refused(legacy: Server, candidate: Server, tmp_path: P
         (["--listen", "[nothex]:8399"], "--listen"),
         (["--listen", "127.0.0.1:99999"], "--listen"),
         (["--mirror-unsafe", "FOO"], "not an HTTP method: 'FOO'"),
+        (["--drain-timeout", "0"], "--drain-timeout 0"),
+        (["--drain-timeout", "nan"], "--drain-timeout nan"),
+        (["--max-body", "lots"], "--max-body 'lots'"),
+        (["--worker-memory", "0"], "--worker-memory '0'"),
         (["--concurrency", "0"], "--concurrency 0"),
     ],
 )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
+import hashlib
 import queue
 import time
 import types
@@ -44,6 +46,7 @@ def shadow(ctx_addon: tuple[Any, Shadow], tmp_path: Path) -> Shadow:
     assert addon.enabled
     addon.queue = queue.Queue(maxsize=10)
     addon.dropped = types.SimpleNamespace(value=0)
+    addon._launched = True  # as after `running`, without the worker process
     return addon
 
 
@@ -153,7 +156,8 @@ def test_request_queues_a_copy_of_the_request(shadow: Shadow) -> None:
     f = tflow.tflow(req=req)
     shadow.request(f)
     (msg,) = drain(shadow.queue)
-    kind, key, record, ts = msg
+    kind, key, record, ts, skip = msg
+    assert skip is None
     assert (kind, key) == ("req", f.id)
     assert isinstance(record, Request)
     assert record.method == "POST"
@@ -177,6 +181,7 @@ def test_request_from_default_tflow(shadow: Shadow) -> None:
         f.id,
         Request("GET", "/path", "", (("header", "qvalue"), ("content-length", "7")), b"content"),
         946681200,
+        None,
     )
 
 
@@ -221,8 +226,22 @@ def test_error_queues_failed_primary(shadow: Shadow) -> None:
 def test_error_after_response_is_not_queued(shadow: Shadow) -> None:
     f = tflow.tflow(resp=True, err=True)
     shadow.request(f)
+    shadow.response(f)
+    shadow.error(f)  # e.g. the client went away after its answer: not a second answer
+    messages = drain(shadow.queue)
+    assert [m[0] for m in messages] == ["req", "resp"]
+    assert messages[1][2].payload is not None
+
+
+def test_primary_breaking_mid_answer_is_queued_as_primary_failure(shadow: Shadow) -> None:
+    f = tflow.tflow(resp=True, err=True)  # headers came, then the connection broke
+    shadow.request(f)
     shadow.error(f)
-    assert [m[0] for m in drain(shadow.queue)] == ["req"]
+    messages = drain(shadow.queue)
+    assert [m[0] for m in messages] == ["req", "resp"]
+    answer = messages[1][2]
+    assert answer.payload is None
+    assert answer.error.startswith("primary connection broke during its answer")
 
 
 def test_response_without_queued_request_is_ignored(shadow: Shadow) -> None:
@@ -237,19 +256,20 @@ def test_full_queue_drops_and_counts_without_blocking(shadow: Shadow) -> None:
     first, second = tflow.tflow(resp=True), tflow.tflow(resp=True)
     start = time.monotonic()
     shadow.request(first)  # fills the queue
-    shadow.request(second)  # dropped: a copy lost, counted here
-    shadow.response(first)  # lost too; the worker counts it when the pair expires
-    shadow.response(second)  # its request never arrived: nothing to pair with
+    shadow.request(second)  # shed: a copy dropped, counted here
+    shadow.response(first)  # kept back: the worker has its request and waits for it
+    shadow.response(second)  # its request was shed: not sent at all
     assert time.monotonic() - start < 1.0
     assert shadow.dropped.value == 1
     assert [m[:2] for m in drain(shadow.queue)] == [("req", first.id)]
-    # room again: new flows are queued
+    # room again: the kept-back answer goes first, then the new flow
     third = tflow.tflow(resp=True)
     shadow.request(third)
-    assert [m[:2] for m in drain(shadow.queue)] == [("req", third.id)]
+    assert [m[:2] for m in drain(shadow.queue)] == [("resp", first.id), ("req", third.id)]
     shadow.response(third)
     assert [m[:2] for m in drain(shadow.queue)] == [("resp", third.id)]
     assert shadow.dropped.value == 1
+    assert not shadow._shed_ids  # forgotten once its flow ended
 
 
 def test_marked_copy_is_ignored(shadow: Shadow) -> None:
@@ -332,3 +352,47 @@ def test_streams_pass_through_even_when_shadowing_is_off(ctx_addon: tuple[Any, S
     f = tflow.tflow(resp=resp)
     addon.responseheaders(f)
     assert f.response.stream is True  # type: ignore[union-attr]
+
+
+def test_request_body_over_max_body_is_not_copied(shadow: Shadow) -> None:
+    assert shadow.settings is not None
+    shadow.settings = dataclasses.replace(shadow.settings, max_body=10)
+    f = tflow.tflow(req=tutils.treq(method=b"POST", content=b"x" * 11))
+    shadow.request(f)
+    (message,) = drain(shadow.queue)
+    assert message[0] == "req"
+    assert message[2].body == b""  # not carried to the worker
+    # The reason travels with the request: the worker never starts that copy.
+    assert message[4] == "request body over 10 bytes: not copied"
+
+
+def test_primary_answer_over_max_body_is_cut_with_its_digest(shadow: Shadow) -> None:
+    assert shadow.settings is not None
+    shadow.settings = dataclasses.replace(shadow.settings, max_body=100)
+    body = b"y" * 1000
+    f = tflow.tflow(resp=tutils.tresp(content=body))
+    shadow.request(f)
+    shadow.response(f)
+    answer = drain(shadow.queue)[1][2]
+    assert answer.payload.body == body[:100]
+    assert answer.payload.full_size == 1000
+    assert answer.payload.sha256 == hashlib.sha256(body).hexdigest()
+
+
+def test_requests_after_the_stop_are_counted_not_queued(shadow: Shadow) -> None:
+    shadow.request(tflow.tflow())
+    shadow._stopped = True  # the worker was told to stop
+    late = tflow.tflow(resp=True)
+    shadow.request(late)
+    shadow.response(late)
+    assert [m[0] for m in drain(shadow.queue)] == ["req"]
+    assert shadow.seen == 2 and shadow.queued == 1
+    assert shadow._after_stop == 1  # counted with the shed ones, not as lost
+
+
+def test_requests_while_the_worker_restarts_are_counted(shadow: Shadow) -> None:
+    shadow.queue = None  # as between a worker's death and its restart, without a queue
+    f = tflow.tflow(resp=True)
+    shadow.request(f)
+    shadow.response(f)
+    assert shadow.seen == 1

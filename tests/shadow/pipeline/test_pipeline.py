@@ -269,7 +269,9 @@ def test_many_requests_grouped_by_endpoint(
     assert "status" in kinds
 
 
-def test_request_without_primary_answer_is_not_stored(tmp_path: Path, candidate: Server) -> None:
+def test_request_without_primary_answer_is_stored_as_shutdown_skip(
+    tmp_path: Path, candidate: Server
+) -> None:
     db = tmp_path / "np.duckdb"
 
     async def go() -> None:
@@ -283,8 +285,15 @@ def test_request_without_primary_answer_is_not_stored(tmp_path: Path, candidate:
         await p.close()
 
     asyncio.run(go())
-    assert query(db, "SELECT count(*) FROM exchanges") == [(0,)]
-    assert query(db, "SELECT run_id, exchanges FROM runs") == [("t1", 0)]
+    rows = query(db, "SELECT verdict, skip_reason, primary_error FROM exchanges")
+    assert rows == [
+        (
+            "skipped",
+            "shutdown: the primary had not answered",
+            "no answer from the primary by shutdown",
+        )
+    ]
+    assert query(db, "SELECT requests, exchanges FROM runs") == [(1, 1)]
 
 
 def test_close_with_copies_still_queued_ends_the_run(tmp_path: Path) -> None:

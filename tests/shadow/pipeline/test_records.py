@@ -283,7 +283,7 @@ def test_credentials_below_a_difference_path_are_redacted() -> None:
     cmp = Comparison(
         Verdict.DIFFER,
         (
-            Difference("$.user.session", Kind.REMOVED, {"access_token": "LEAK1", "n": 1}, None),
+            Difference("$.user.profile", Kind.REMOVED, {"access_token": "LEAK1", "n": 1}, None),
             Difference("$.tokens[0]", Kind.VALUE_CHANGED, "LEAK2", "LEAK3"),
         ),
     )
@@ -337,3 +337,31 @@ def test_bytes_that_are_not_utf8_are_escaped_and_the_row_says_so(tmp_path: Any) 
         assert con.execute("SELECT path FROM exchanges").fetchone() == ("/api/\\xff\\xfe/x",)
     finally:
         con.close()
+
+
+def test_review_text_of_a_bomb_is_its_start_without_decoding_it_all() -> None:
+    import tracemalloc
+
+    body = b'{"a": "' + b"x" * (64 << 20) + b'"}'  # 64 MiB, a few tens of KB gzipped
+    bomb = gzip.compress(body)
+    del body
+    headers = (("content-type", "application/json"), ("content-encoding", "gzip"))
+    tracemalloc.start()
+    try:
+        text, cut = body_for_review(headers, bomb, 1000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert cut and text is not None and text.startswith('{"a": "xxx') and len(text) <= 1000
+    assert peak < 1 << 20  # decoded as far as the kept 1,000 bytes, not to the 16 MiB limit
+
+
+def test_review_text_of_a_cut_body_says_how_it_was_compared() -> None:
+    from shadow.model import capped_payload
+    from shadow.pipeline.records import _side
+    from shadow.pipeline.redact import DEFAULT
+
+    answer = BackendResponse(capped_payload(200, (), b"z" * 5000, 100))
+    _, text, cut = _side(answer, 64, DEFAULT)
+    assert cut is True
+    assert text == "<5000 bytes, over the body limit: compared by length and SHA-256>"

@@ -9,7 +9,8 @@ import pytest
 from comparators.model import Payload
 from shadow.errors import InputError
 from shadow.model import Request
-from shadow.sources import read_traffic
+from shadow.sources import gor, read_traffic
+from shadow.sources._base import BadEntry
 from shadow.sources._http1 import HttpParseError, parse_request, parse_response
 from shadow.sources.detect import GOR_SEPARATOR
 
@@ -149,3 +150,66 @@ def test_interim_and_bodiless_responses() -> None:
 def test_parse_errors(raw: bytes, message: str) -> None:
     with pytest.raises(HttpParseError, match=message):
         parse_request(raw)
+
+
+def test_records_over_the_size_limit_are_passed_over(tmp_path: Path) -> None:
+    body = b"x" * 5000
+    big_request = (
+        b"1 id3 1700000000000000000 -1\nPOST /big HTTP/1.1\r\nContent-Length: 5000\r\n\r\n"
+    )
+    big_response = b"2 id4 1700000000000000001 7\nHTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n"
+    records = [
+        REQ,
+        big_request + body,
+        b"1 id4 1700000000000000000 -1\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n",
+        big_response + body,
+        b"1 id5 1700000000000000000 -1\nGET /c HTTP/1.1\r\nHost: h\r\n\r\n",
+    ]
+    path = gor_file(tmp_path, records)
+    items = list(gor.read(str(path), max_entry_bytes=1000))
+    bad = [i for i in items if isinstance(i, BadEntry)]
+    assert bad == [
+        BadEntry(
+            1, "request record larger than 1000 bytes, the most one entry may take; passed over"
+        ),
+        BadEntry(
+            3,
+            "response to entry 2 larger than 1000 bytes, the most one entry may take; passed over",
+        ),
+    ]
+    recs = [i for i in items if not isinstance(i, BadEntry)]
+    assert [(r.request.path, r.response) for r in recs] == [
+        ("/a", None),
+        ("/b", None),
+        ("/c", None),
+    ]
+
+
+def test_a_file_without_separators_is_not_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "t.gor"
+    path.write_bytes(REQ + b"x" * 300_000)  # one endless record
+    (bad,) = gor.read(str(path), max_entry_bytes=100_000)
+    assert isinstance(bad, BadEntry) and bad.index == 0
+    assert bad.reason.startswith("request record larger than 100000 bytes")
+
+
+def test_requests_waiting_for_responses_are_bounded_in_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def request(name: str) -> bytes:
+        return f"1 {name} 1700000000000000000 -1\nGET /{name} HTTP/1.1\r\nHost: h\r\n\r\n".encode()
+
+    def response(name: str) -> bytes:
+        return (
+            f"2 {name} 1700000000100000000 7\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".encode()
+        )
+
+    records = [request("a"), request("b"), request("c"), response("a"), response("c")]
+    path = gor_file(tmp_path, records)
+    held = len(request("a").partition(b"\n")[2])  # the HTTP bytes each waiting one holds
+    monkeypatch.setattr(gor, "MAX_PENDING_BYTES", 2 * held)
+    a, b, c = read_traffic(str(path))
+    # the third waiting request is one too many: the first goes out without an answer
+    assert (a.request.path, a.response) == ("/a", None)
+    assert (b.request.path, b.response) == ("/b", None)
+    assert c.request.path == "/c" and c.response is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import tracemalloc
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from mitmproxy.test import tflow, tutils
 from comparators.model import Payload
 from shadow.errors import InputError
 from shadow.model import Request
-from shadow.sources import Recorded, read_traffic
+from shadow.sources import Recorded, _jsontext, har, read_traffic
+from shadow.sources._base import BadEntry
 
 with warnings.catch_warnings():
     # mitmproxy.addons imports ldap3, whose pyasn1 use warns at import time (not ours)
@@ -174,8 +176,9 @@ def test_mitmproxy_export(mitmproxy_har: Path) -> None:
 # -- damaged and odd files -------------------------------------------------------------
 
 
-def har_with(entries: list[Any]) -> str:
-    return json.dumps({"log": {"version": "1.2", "creator": {"name": "t"}, "entries": entries}})
+def har_with(entries: list[Any], indent: int | None = None, **log: Any) -> str:
+    doc = {"log": {"version": "1.2", "creator": {"name": "t"}, **log, "entries": entries}}
+    return json.dumps(doc, indent=indent)
 
 
 def entry(url: str | None = "http://h/a", **extra: Any) -> dict[str, Any]:
@@ -307,3 +310,147 @@ def test_bad_entry_messages(tmp_path: Path, bad: dict[str, Any], message: str) -
     with pytest.raises(InputError, match=f"^{path}: entry 0: ") as info:
         read_all(path)
     assert message in str(info.value)
+
+
+# -- streamed: bytes that are not UTF-8, BOM, cut-off files, the size of one entry ----------
+
+
+def test_bytes_that_are_not_utf8_are_kept_and_other_entries_read(tmp_path: Path) -> None:
+    middle = entry("http://h/1")
+    middle["request"]["headers"] = [{"name": "X-Name", "value": "NAME"}]
+    middle["response"]["content"] = {"text": "BODY"}
+    text = har_with([entry("http://h/0"), middle, entry("http://h/2")], indent=2)
+    # latin-1 "é" and a stray byte, as a hand-edited or badly exported file has them
+    raw = text.encode().replace(b"NAME", b"caf\xe9").replace(b"BODY", b"\xff\xfe ok")
+    path = tmp_path / "latin.har"
+    path.write_bytes(b"\xef\xbb\xbf" + raw)  # with a BOM too
+
+    recs = read_all(path)
+    assert [r.request.path for r in recs] == ["/0", "/1", "/2"]
+    name = recs[1].request.header("x-name")
+    assert name is not None
+    assert name.encode("utf-8", "surrogateescape") == b"caf\xe9"  # the same bytes again
+    assert recs[1].response is not None
+    assert recs[1].response.body == b"\xff\xfe ok"
+
+
+def test_bytes_that_are_not_utf8_outside_strings(tmp_path: Path) -> None:
+    raw = har_with([entry("http://h/0"), entry("http://h/1")]).encode()
+    path = tmp_path / "bad.har"
+    path.write_bytes(raw.replace(b"}, {", b"}, \xff{", 1))
+    messages: list[str] = []
+    recs = read_all(path, skip_bad=True, on_skip=messages.append)
+    assert [r.request.path for r in recs] == ["/0"]
+    column = raw.index(b"}, {") + len("}, ") + 1
+    assert messages == [
+        f"{path}: entry 1: invalid or incomplete JSON: Expecting value (line 1 column {column})"
+    ]
+
+
+@pytest.mark.parametrize("chunk", [64, 1 << 20], ids=["small-window", "whole-file-window"])
+def test_cut_off_file_gives_complete_entries_then_one_final_bad_entry(
+    tmp_path: Path, traffic_dir: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    monkeypatch.setattr(_jsontext, "CHUNK", chunk)
+    text = json.dumps(json.loads((traffic_dir / "chromium.har").read_text()), indent=1)
+    cut = text.index('"entries"')
+    for _ in range(7):  # into the 7th entry (index 6), as a crashed exporter leaves it
+        cut = text.index('"startedDateTime"', cut + 1)
+    path = tmp_path / "cut.har"
+    path.write_text(text[: cut + 30])
+
+    *good, last = har.read(str(path))
+    assert [r.index for r in good if isinstance(r, Recorded)] == [0, 1, 2, 3, 4, 5]
+    start = text.index('"', cut + len('"startedDateTime"'))  # of the cut string
+    line, column = text.count("\n", 0, start) + 1, start - text.rfind("\n", 0, start)
+    assert last == BadEntry(
+        6,
+        "invalid or incomplete JSON: Unterminated string starting at "
+        f"(line {line} column {column}); the file is cut off (truncated)",
+        final=True,
+    )
+
+
+def big_entry(url: str, size: int) -> dict[str, Any]:
+    """An entry of about `size` bytes whose body has quotes, backslashes and brackets."""
+    body = '{"a": "\\"]}[{", "b": [1, {"c": "\\\\"}]}' * (size // 40)
+    return entry(url, response={"status": 200, "headers": [], "content": {"text": body}})
+
+
+@pytest.mark.parametrize("chunk", [256, 1 << 20], ids=["window-grows", "fits-the-window"])
+def test_entry_over_the_size_limit_is_passed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    monkeypatch.setattr(_jsontext, "CHUNK", chunk)
+    entries = [entry("http://h/0"), big_entry("http://h/1", 20_000), entry("http://h/2")]
+    path = tmp_path / "big.har"
+    path.write_text(har_with(entries, indent=2))
+
+    items = list(har.read(str(path), max_entry_bytes=4096))
+    assert [type(i).__name__ for i in items] == ["Recorded", "BadEntry", "Recorded"]
+    assert [i.request.path for i in items if isinstance(i, Recorded)] == ["/0", "/2"]
+    assert items[1] == BadEntry(
+        1, "larger than 4096 bytes, the most one entry may take; passed over"
+    )
+    # under the limit the same entry is read
+    assert (
+        len([i for i in har.read(str(path), max_entry_bytes=64_000) if isinstance(i, Recorded)])
+        == 3
+    )
+
+
+def test_cut_off_inside_an_entry_over_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_jsontext, "CHUNK", 256)
+    text = har_with([entry("http://h/0"), big_entry("http://h/1", 20_000)])
+    path = tmp_path / "cut.har"
+    path.write_text(text[:15_000])
+    *good, last = har.read(str(path), max_entry_bytes=4096)
+    assert [r.request.path for r in good if isinstance(r, Recorded)] == ["/0"]
+    assert isinstance(last, BadEntry) and last.final and last.index == 1
+    assert "unexpected end of file" in last.reason and "truncated" in last.reason
+
+
+def test_syntax_error_in_a_large_file_is_damage_not_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_jsontext, "CHUNK", 256)
+    text = har_with([entry(f"http://h/{i}") for i in range(100)])
+    broken = text.replace('"time": 1', '"time" 1', 2)  # the second entry
+    path = tmp_path / "broken.har"
+    path.write_text(broken)
+    *good, last = har.read(str(path), max_entry_bytes=4096)  # ~20 KB follow the error
+    assert len(good) == 1
+    column = broken.index('"time" 1', broken.index('"time" 1') + 1) + len('"time" ') + 1
+    assert last == BadEntry(
+        1, f"invalid or incomplete JSON: Expecting ':' delimiter (line 1 column {column})", True
+    )
+
+
+def test_large_values_outside_the_entries_are_passed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_jsontext, "CHUNK", 256)
+    pages = [{"id": "p", "title": "x" * 10_000}]
+    path = tmp_path / "pages.har"
+    path.write_text(har_with([entry("http://h/0")], pages=pages))
+    (rec,) = har.read(str(path), max_entry_bytes=4096)
+    assert isinstance(rec, Recorded) and rec.request.path == "/0"
+
+
+def test_reading_holds_one_window_not_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_jsontext, "CHUNK", 64 * 1024)
+    path = tmp_path / "many.har"
+    path.write_text(har_with([big_entry(f"http://h/{i}", 4000) for i in range(1000)], indent=2))
+    assert path.stat().st_size > 4_000_000
+    tracemalloc.start()
+    try:
+        count = sum(1 for _ in read_traffic(str(path)))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert count == 1000
+    assert peak < 1_000_000  # the whole file decoded would be tens of MB

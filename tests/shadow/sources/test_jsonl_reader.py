@@ -13,7 +13,8 @@ import pytest
 from comparators.model import Payload
 from shadow.errors import InputError
 from shadow.model import Request
-from shadow.sources import read_traffic
+from shadow.sources import jsonl, read_traffic
+from shadow.sources._base import BadEntry
 
 
 def test_sample_file(traffic_dir: Path) -> None:
@@ -112,3 +113,18 @@ def test_bad_lines(tmp_path: Path, line: Any, message: str) -> None:
     with pytest.raises(InputError, match=r"entry 1 \(line 2\): ") as info:
         list(read_traffic(str(path), fmt="jsonl"))
     assert message in str(info.value)
+
+
+def test_line_over_the_size_limit_is_passed_over(tmp_path: Path) -> None:
+    big = {"method": "GET", "url": "http://h/big", "body": "x" * 5000}
+    path = write_lines(tmp_path, GOOD, big, GOOD)
+    path.write_bytes(path.read_bytes() + json.dumps(big).encode())  # and the last, unended
+    items = list(jsonl.read(str(path), max_entry_bytes=1000))
+    assert [type(i).__name__ for i in items] == ["Recorded", "BadEntry", "Recorded", "BadEntry"]
+    reason = "line larger than 1000 bytes, the most one entry may take; passed over"
+    assert items[1] == BadEntry(1, reason, where="entry 1 (line 2)")
+    assert items[3] == BadEntry(3, reason, where="entry 3 (line 4)")
+    # a line of exactly the limit is read
+    exact = json.dumps(GOOD).encode()
+    path.write_bytes(exact + b"\n" + exact)
+    assert len(list(jsonl.read(str(path), max_entry_bytes=len(exact)))) == 2

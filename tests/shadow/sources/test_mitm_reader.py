@@ -14,7 +14,8 @@ from mitmproxy.test import tflow, tutils
 from comparators.model import Payload
 from shadow.errors import InputError
 from shadow.model import Request
-from shadow.sources import read_traffic
+from shadow.sources import mitm, read_traffic
+from shadow.sources._base import BadEntry
 
 GZ_BODY = gzip.compress(b'{"items": [1, 2, 3]}')
 
@@ -103,3 +104,32 @@ def test_garbage_after_valid_flows(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes() + b"999999:not a flow")
     with pytest.raises(InputError, match="entry 4: truncated or corrupt"):
         list(read_traffic(str(path), fmt="mitm"))
+
+
+def test_flow_over_the_size_limit_is_passed_over(tmp_path: Path) -> None:
+    data = dump(tmp_path).read_bytes()
+    sizes = []
+    rest = io.BytesIO(data)
+    while prefix := rest.read(1):  # the sizes of the four flows' tnetstrings
+        while (char := rest.read(1)) != b":":
+            prefix += char
+        sizes.append(int(prefix))
+        rest.seek(int(prefix) + 1, io.SEEK_CUR)
+    limit = sizes[2] - 1  # the POST's flow is the largest
+    assert max(sizes[:2] + sizes[3:]) <= limit
+    items = list(mitm.read(str(dump(tmp_path)), max_entry_bytes=limit))
+    reason = f"flow larger than {limit} bytes, the most one entry may take; passed over"
+    assert [getattr(i, "index", None) for i in items] == [0, 2, 3]
+    assert items[1] == BadEntry(2, reason)
+
+
+def test_a_flow_that_does_not_parse_is_passed_over(tmp_path: Path) -> None:
+    data = dump(tmp_path).read_bytes()
+    first = int(data[: data.index(b":")]) + len(data[: data.index(b":")]) + 2  # flow 0's end
+    broken = data[:first] + b"6:hello!," + data[first:]  # a string, not a flow
+    path = tmp_path / "broken.mitm"
+    path.write_bytes(broken)
+    skipped: list[str] = []
+    recs = list(read_traffic(str(path), skip_bad=True, on_skip=skipped.append))
+    assert [r.index for r in recs] == [0, 3, 4]  # entry 1 is bad, entry 2 the TCP flow
+    assert len(skipped) == 1 and skipped[0].startswith(f"{path}: entry 1: truncated or corrupt")

@@ -249,3 +249,81 @@ def test_spill_keeps_rows_that_could_not_be_written(tmp_path: Path) -> None:
     lines = [_json.loads(line) for line in spill.read_text().splitlines()]
     assert [x["table"] for x in lines] == ["exchanges", "differences"]
     assert lines[0]["exchange_id"] == "v0" and lines[1]["path"] == "d3"
+
+
+def _exchange_row(key: str, run_id: str = "r") -> Any:
+    ex = Exchange(
+        id=key,
+        request=Request("GET", "/a"),
+        primary=BackendResponse(Payload(200, (), b"{}")),
+        candidate=BackendResponse(Payload(200, (), b"{}")),
+        endpoint="GET /a",
+        started_at=time.time(),
+    )
+    return exchange_row(ex, Comparison(Verdict.MATCH), run_id, 1000)
+
+
+def test_finish_run_accounts_rows_spill_and_shed(tmp_path: Path) -> None:
+    from shadow.store.writer import finish_run, spill_path
+
+    db = str(tmp_path / "a.duckdb")
+    writer = StoreWriter(db)
+    writer.run_changed(Run("r", "proxy", time.time()))
+    for key in ("a", "b", "c"):
+        writer.add(_exchange_row(key))
+    writer.flush()
+    # Two rows the store would not take, as the pipeline spills them.
+    writer.add(_exchange_row("d"))
+    writer.add(_exchange_row("e"))
+    writer.spill(writer.detach(), spill_path(db, "r"))
+
+    a = finish_run(db, "r", requests=10, shed=1, restarts=2)
+    assert (a.requests, a.stored, a.spilled, a.shed, a.lost) == (10, 3, 2, 1, 4)
+    con = open_for_reading(db)
+    try:
+        row = con.execute(
+            "SELECT exchanges, rows_spilled, requests, requests_shed, requests_lost, "
+            "worker_restarts, copies_dropped, ended_at IS NOT NULL FROM runs"
+        ).fetchone()
+    finally:
+        con.close()
+    assert row == (3, 2, 10, 1, 4, 2, 1, True)
+
+
+def test_finish_run_without_a_run_row_still_records_the_loss(tmp_path: Path) -> None:
+    from shadow.store.writer import finish_run
+
+    db = str(tmp_path / "n.duckdb")
+    ensure_writable(db)
+    a = finish_run(db, "gone", requests=7, shed=0, restarts=0)
+    assert a.lost == 7
+    con = open_for_reading(db)
+    try:
+        assert con.execute("SELECT run_id, requests_lost FROM runs").fetchall() == [("gone", 7)]
+    finally:
+        con.close()
+
+
+def test_spilled_exchanges_counts_only_exchange_lines(tmp_path: Path) -> None:
+    from shadow.store.writer import spilled_exchanges
+
+    spill = tmp_path / "x.jsonl"
+    assert spilled_exchanges(str(spill)) == 0  # no file: nothing spilled
+    spill.write_text(
+        '{"table": "exchanges", "exchange_id": "1"}\n'
+        '{"table": "differences", "exchange_id": "1"}\n'
+        '{"table": "exchanges", "exchange_id": "2"}\n',
+        encoding="utf-8",
+    )
+    assert spilled_exchanges(str(spill)) == 2
+
+
+def test_writer_connection_has_a_memory_limit(tmp_path: Path) -> None:
+    db = str(tmp_path / "m.duckdb")
+    writer = StoreWriter(db)
+    writer.run_changed(Run("r", "proxy", time.time()))
+    writer.write(writer.detach())  # opens and keeps the connection
+    assert writer._con is not None
+    limit = writer._con.execute("SELECT current_setting('memory_limit')").fetchone()
+    writer.release()
+    assert limit == ("244.1 MiB",)  # 256 MB
