@@ -27,10 +27,11 @@ def parse_backend_url(value: str, what: str) -> str:
     return value.strip().rstrip("/")
 
 
-def positive_number(value: float, what: str) -> float:
-    """`value` if it is a finite number above 0; ConfigError (one line) otherwise."""
-    if not (math.isfinite(value) and value > 0):
-        raise ConfigError(f"{what} {value}: expected a finite number above 0")
+def positive_number(value: float, what: str, most: float = 86400.0) -> float:
+    """`value` if it is a finite number above 0 and at most `most` (a day of seconds, by
+    default: the longest wait any option means); ConfigError (one line) otherwise."""
+    if not (math.isfinite(value) and 0 < value <= most):
+        raise ConfigError(f"{what} {value}: expected a number above 0 and at most {most:g}")
     return value
 
 
@@ -39,7 +40,8 @@ _SIZE_UNITS = {
     **dict.fromkeys(("k", "kib"), 1 << 10),
     **dict.fromkeys(("m", "mib"), 1 << 20),
     **dict.fromkeys(("g", "gib"), 1 << 30),
-    **{"kb": 1000, "mb": 1000**2, "gb": 1000**3},
+    **dict.fromkeys(("t", "tib"), 1 << 40),
+    **{"kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4},
 }
 _MAX_SIZE = 1 << 40
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*")

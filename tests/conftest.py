@@ -53,12 +53,12 @@ class Server:
 class UvicornThread(threading.Thread):
     """A real uvicorn server on 127.0.0.1 in a background thread (httpx's test model)."""
 
-    def __init__(self, app: Any, port: int) -> None:
+    def __init__(self, app: Any, port: int, **ssl: Any) -> None:
         super().__init__(daemon=True)
         import uvicorn
 
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", **ssl
         )
         self.server = uvicorn.Server(config)
         self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
@@ -72,13 +72,15 @@ class UvicornThread(threading.Thread):
 
 
 @contextlib.contextmanager
-def serve(app: Any) -> Iterator[Server]:
+def serve(app: Any, **ssl: Any) -> Iterator[Server]:
+    """A real uvicorn server for `app`; `ssl`: uvicorn's ssl_* settings (then https)."""
     port = free_port()
-    thread = UvicornThread(app, port)
+    thread = UvicornThread(app, port, **ssl)
     thread.start()
     wait_port(port)
+    scheme = "https" if ssl else "http"
     try:
-        yield Server(f"http://127.0.0.1:{port}", port)
+        yield Server(f"{scheme}://127.0.0.1:{port}", port)
     finally:
         thread.stop()
 

@@ -46,6 +46,90 @@ def accepted_config_option() -> Callable[[Any], Any]:
     )
 
 
+_TLS_LEGS = ("primary", "secondary", "candidate")
+
+
+def tls_options(f: Any) -> Any:
+    """Per-backend TLS options (and the copies' outbound proxy), shared by proxy and replay."""
+    for leg in reversed(_TLS_LEGS):
+        f = click.option(
+            f"--insecure-{leg}", is_flag=True,
+            help=f"Do not verify the {leg}'s certificate (logged, recorded in the run).",
+        )(f)  # fmt: skip
+        f = click.option(
+            f"--{leg}-key", type=click.Path(dir_okay=False), help=f"Key of --{leg}-cert."
+        )(f)
+        f = click.option(
+            f"--{leg}-cert", type=click.Path(dir_okay=False),
+            help=f"Client certificate (PEM) to present to the {leg} (mTLS).",
+        )(f)  # fmt: skip
+        f = click.option(
+            f"--{leg}-ca", type=click.Path(dir_okay=False),
+            help=f"CA bundle (PEM) to trust for the {leg}'s certificate (an internal CA).",
+        )(f)  # fmt: skip
+    f = click.option(
+        "--keep-host", default="", metavar="LEGS",
+        help="Send the client's Host (and TLS name) to these backends instead of their own, "
+        'for ingresses that route by name: "primary,candidate", "all".',
+    )(f)  # fmt: skip
+    f = click.option(
+        "--http2", "http2_legs", default="", metavar="LEGS",
+        help='Send the copies over HTTP/2 to these backends: "candidate", "secondary", "all".',
+    )(f)  # fmt: skip
+    return click.option(
+        "--copy-proxy", default="", metavar="URL",
+        help="HTTP proxy for the copies (default: HTTPS_PROXY/HTTP_PROXY unless NO_PROXY "
+        'exempts the backend; "none": never).',
+    )(f)  # fmt: skip
+
+
+def _legs(value: str, flag: str, allowed: tuple[str, ...] = _TLS_LEGS) -> set[str]:
+    names = {v.strip().lower() for v in value.split(",") if v.strip()}
+    if "all" in names:
+        return set(allowed)
+    bad = names - set(allowed)
+    if bad:
+        raise ConfigError(f"{flag} {value!r}: expected some of {', '.join(allowed)} or all")
+    return names
+
+
+def _tls_from_cli(args: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """Pop the TLS options out of a command's arguments: (per-leg BackendTls, copy proxy)."""
+    from shadow.config.tls import BackendTls
+
+    keep = _legs(args.pop("keep_host"), "--keep-host")
+    http2 = _legs(args.pop("http2_legs"), "--http2", ("secondary", "candidate"))
+    tls = {}
+    for leg in _TLS_LEGS:
+        tls[leg] = BackendTls(
+            ca=args.pop(f"{leg}_ca"),
+            cert=args.pop(f"{leg}_cert"),
+            key=args.pop(f"{leg}_key"),
+            insecure=args.pop(f"insecure_{leg}"),
+            keep_host=leg in keep,
+            http2=leg in http2,
+        )
+    proxy = args.pop("copy_proxy")
+    if proxy and proxy.lower() != "none":
+        from shadow.urls import parse_backend_url
+
+        parse_backend_url(proxy, "--copy-proxy")
+    return tls, (None if not proxy else "" if proxy.lower() == "none" else proxy)
+
+
+def _warn_insecure(configured: Any, given: dict[str, Any]) -> None:
+    """Say on stderr, whatever --quiet says, which backends' certificates go unchecked."""
+    from shadow.config.tls import effective
+
+    for leg, settings in effective(configured, given).items():
+        if settings.insecure:
+            click.echo(
+                f"shadow: warning: TLS certificates of the {leg} are NOT verified "
+                f"(--insecure-{leg} or [tls.{leg}] insecure)",
+                err=True,
+            )
+
+
 def db_option(default: str | None = "parity.duckdb") -> Callable[[Any], Any]:
     return click.option(
         "--db",
@@ -121,6 +205,13 @@ def cli() -> None:
     type=click.Path(dir_okay=False),
     help="Also record traffic (secrets redacted) to a .har, .jsonl or mitmproxy dump file.",
 )
+@click.option(
+    "--listen-cert", type=click.Path(dir_okay=False),
+    help="Certificate (PEM) shown to clients that connect with TLS (HTTP/1.1 and HTTP/2); "
+    "default: one from mitmproxy's own CA in --confdir.",
+)  # fmt: skip
+@click.option("--listen-key", type=click.Path(dir_okay=False), help="Key of --listen-cert.")
+@tls_options
 @click.option("--quiet", "-q", is_flag=True, help="Do not print mitmproxy's log.")
 def proxy(
     primary: str,
@@ -140,6 +231,9 @@ def proxy(
     run_id: str,
     record: str,
     quiet: bool,
+    listen_cert: str | None,
+    listen_key: str | None,
+    **tls_args: Any,
 ) -> None:
     """Reverse-proxy to PRIMARY and copy each request to CANDIDATE.
 
@@ -157,13 +251,16 @@ def proxy(
     import os
 
     from shadow.config.loader import load_config, parse_methods
-    from shadow.live.proxy import ProxySettings, parse_listen, run_proxy
+    from shadow.live.proxy import ProxySettings, check_setup, parse_listen, run_proxy
     from shadow.store.writer import ensure_writable
     from shadow.urls import parse_backend_url, parse_size, positive_number
 
     host, port = parse_listen(listen)
     positive_number(timeout, "--timeout")
     positive_number(drain_timeout, "--drain-timeout")
+    tls, copy_proxy = _tls_from_cli(tls_args)
+    if listen_key and not listen_cert:
+        raise ConfigError("--listen-key needs --listen-cert too")
     for name, value in (("--concurrency", concurrency), ("--queue-size", queue_size)):
         if value < 1:
             raise ConfigError(f"{name} {value}: expected at least 1")
@@ -186,17 +283,22 @@ def proxy(
         record=record,
         secondary=parse_backend_url(secondary, "--secondary") if secondary else "",
         quiet=quiet,
+        tls=tls,
+        copy_proxy=copy_proxy,
+        listen_cert=listen_cert or "",
+        listen_key=listen_key or "",
     )
-    load_config(config)
+    _warn_insecure(load_config(config).tls, tls)
     parse_methods(mirror_unsafe)
     ensure_writable(db)
+    check_setup(settings)
     extra = f" and secondary {settings.secondary}" if settings.secondary else ""
     click.echo(
         f"shadow: listening on http://{host}:{port} -> primary {settings.primary}, "
         f"copies to {settings.candidate}{extra}, storing in {db}",
         err=True,
     )
-    code = run_proxy(settings)
+    code = run_proxy(settings, checked=True)
     click.echo(f"shadow: stopped; results in {db} (next: shadow report --db {db})", err=True)
     sys.exit(code)
 
@@ -337,6 +439,7 @@ def _header_overrides(values: tuple[str, ...], flag: str) -> tuple[tuple[str, st
 @click.option("--skip-bad", is_flag=True, help="Count and skip bad entries instead of stopping.")
 @click.option("--run-id", default="", help="Name of this run in the store (default: random).")
 @click.option("--no-progress", is_flag=True, help="Do not show the progress bar.")
+@tls_options
 def replay(
     traffic: str,
     candidate: str,
@@ -359,6 +462,7 @@ def replay(
     skip_bad: bool,
     run_id: str,
     no_progress: bool,
+    **tls_args: Any,
 ) -> None:
     """Replay recorded TRAFFIC (HAR, mitmproxy dump, GoReplay, JSON Lines).
 
@@ -390,7 +494,16 @@ def replay(
         raise InputError(f"{traffic}: cannot read it (permission denied)")
     positive_number(timeout, "--timeout")
     if rate is not None:
-        positive_number(rate, "--rate")
+        positive_number(rate, "--rate", most=1e6)
+    tls, copy_proxy = _tls_from_cli(tls_args)
+    from shadow.config.loader import load_config
+    from shadow.config.tls import check as check_tls
+    from shadow.config.tls import effective
+
+    configured = load_config(config).tls
+    for leg, settings in effective(configured, tls).items():
+        check_tls(settings, leg)
+    _warn_insecure(configured, tls)
     options = ReplayOptions(
         path=traffic,
         candidate=parse_backend_url(candidate, "--candidate"),
@@ -412,6 +525,8 @@ def replay(
         timeout=timeout,
         skip_bad=skip_bad,
         run_id=run_id,
+        tls=tls,
+        copy_proxy=copy_proxy,
     )
     ensure_writable(db)
     with ReplayProgress(enabled=not no_progress) as progress:

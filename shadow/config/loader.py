@@ -16,18 +16,23 @@ keys = ["customer_ref"]         # JSON keys, form fields, multipart parts, query
 query = ["ref_code"]            # query parameters and form fields only
 paths = ["^/reset/([^/]+)"]     # regexes over the path: the match (or its groups) hidden
 random_segments = true          # hide path segments that look like random tokens
+
+[tls.candidate]                 # TLS to a backend (primary, secondary, candidate):
+ca = "internal-ca.pem"          # see shadow/config/tls.py
 """
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from comparators import DEFAULT_RULES, Kind, RuleError, Rules, cluster_path, parse_rules
 from shadow.config.endpoints import EndpointMatcher, RoutePattern, endpoint_matches
+from shadow.config.tls import BackendTls, parse_tls_section
 from shadow.errors import ConfigError
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -37,7 +42,7 @@ KNOWN_METHODS = frozenset(
      "PURGE", "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "REPORT",
      "SEARCH"}
 )  # fmt: skip
-_TOP_KEYS = {"compare", "endpoints", "accepted", "redact"}
+_TOP_KEYS = {"compare", "endpoints", "accepted", "redact", "tls"}
 _REDACT_LISTS = ("headers", "keys", "query", "paths")
 _ACCEPTED_KEYS = {"endpoint", "path", "kind", "reason"}
 _KINDS = tuple(k.value for k in Kind)
@@ -93,6 +98,7 @@ class Config:
     source: str = "<defaults>"
     accepted: tuple[Accepted, ...] = ()
     redact: RedactSettings = RedactSettings()  # shadow.pipeline.redact.redactor_for builds it
+    tls: Mapping[str, BackendTls] = field(default_factory=dict)  # per leg, see config/tls.py
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "matcher", EndpointMatcher(e.pattern for e in self.endpoints))
@@ -171,7 +177,12 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> Config:
     accepted = _parse_accepted(data, source)
     redact = _parse_redact(data, source)
     return Config(
-        rules=rules, endpoints=tuple(endpoints), source=source, accepted=accepted, redact=redact
+        rules=rules,
+        endpoints=tuple(endpoints),
+        source=source,
+        accepted=accepted,
+        redact=redact,
+        tls=parse_tls_section(data, source),
     )
 
 
@@ -251,7 +262,12 @@ def load_config(path: str | None) -> Config:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    return parse_config(data, source=path)
+    config = parse_config(data, source=path)
+    if config.tls:
+        # A file named in the config is found beside it (and ~ is the user's home).
+        base = os.path.dirname(os.path.abspath(path))
+        config = replace(config, tls={k: v.resolved(base) for k, v in config.tls.items()})
+    return config
 
 
 def parse_methods(value: str | Iterable[str]) -> frozenset[str]:

@@ -19,19 +19,23 @@ import dataclasses
 import hashlib
 import logging
 import multiprocessing
+import os
 import queue as queue_mod
 import threading
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from mitmproxy import ctx, exceptions, http
 
 from comparators.model import Payload
 from shadow.config.loader import load_config, parse_methods
+from shadow.config.tls import effective
 from shadow.errors import COPIES_LOST, ShadowError
+from shadow.live import options, tls_options
 from shadow.model import DEFAULT_MAX_BODY, BackendResponse, Request, capped_payload
-from shadow.pipeline.core import DEFAULT_MEMORY_BUDGET, PipelineSettings
+from shadow.pipeline.core import PipelineSettings
 from shadow.pipeline.recording import check_record_path
 from shadow.pipeline.sender import MARK_HEADER
 from shadow.store.writer import Accounting, ensure_new_run, ensure_writable, finish_run
@@ -41,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 _META = "shadow"  # flow.metadata key: set when the request was queued
 _STREAMED = "shadow-streamed"  # flow.metadata key: the answer is streamed to the client
+_HOST = "shadow-host"  # flow.metadata key: the client's own Host (keep_host)
 # Answers meant to be read as they arrive: passed through as they come, never buffered.
 STREAMED_TYPES = frozenset(
     {
@@ -62,6 +67,24 @@ RETRY_DELAY = 0.1  # seconds before kept-back answers are offered again
 
 def _headers(h: http.Headers) -> tuple[tuple[str, str], ...]:
     return tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in h.fields)
+
+
+def _hostname(hostport: str) -> str | None:
+    """The name in 'host[:port]' (IPv6 brackets off), or None when there is none or it is bad."""
+    try:
+        return urlsplit(f"//{hostport}").hostname if hostport else None
+    except ValueError:
+        return None
+
+
+def _copy_proxy(value: str) -> str | None:
+    """shadow_copy_proxy: "" -> the environment's (None), "none" -> no proxy ("")."""
+    if not value:
+        return None
+    if value.lower() == "none":
+        return ""
+    parse_backend_url(value, "shadow_copy_proxy")
+    return value
 
 
 def _answer(
@@ -103,6 +126,10 @@ class Shadow:
         self._hashing: set[asyncio.Future[str]] = set()  # oversized answers being hashed
         self._shed_ids: set[str] = set()  # flows whose request was shed, until they end
         self._after_stop = 0  # requests served after the stop, not shadowed
+        self._keep_host_primary = False
+        self._keep_host_any = False
+        self._primary_host = ""  # host[:port] of the primary, from the reverse mode URL
+        self._hosts: dict[str, str] = {}  # client connection -> Host (keep_host, primary)
         self._watcher: asyncio.Task[None] | None = None
         self._failed: Any = None
         self._ready: Any = None
@@ -110,102 +137,7 @@ class Shadow:
         self._batch_timer: asyncio.TimerHandle | None = None
 
     def load(self, loader: Any) -> None:
-        loader.add_option(
-            "shadow_candidate", str, "",
-            """
-            Base URL of the candidate backend (e.g. http://127.0.0.1:8000). Each
-            request sent to the primary is copied there in the background and the
-            two responses are compared. Empty: shadowing is off.
-            """,
-        )  # fmt: skip
-        loader.add_option(
-            "shadow_secondary", str, "",
-            """
-            Base URL of a second instance of the primary (legacy) backend. Copies of
-            safe requests (GET, HEAD, OPTIONS; never unsafe ones, which would write
-            there too) also go there; a value that changes between primary and
-            secondary is evidence of noise (see docs/verdicts.md).
-            """,
-        )  # fmt: skip
-        loader.add_option(
-            "shadow_db", str, "parity.duckdb",
-            "DuckDB file the exchanges and their differences are written to.",
-        )  # fmt: skip
-        loader.add_option(
-            "shadow_config", str, "",
-            """
-            TOML file with comparison rules and endpoint routes (see README).
-            Empty: default rules.
-            """,
-        )  # fmt: skip
-        loader.add_option(
-            "shadow_mirror_unsafe", str, "",
-            """
-            Comma-separated methods besides GET, HEAD and OPTIONS that may be copied
-            to the candidate ("POST,PUT", or "*" for all). A copied POST writes
-            twice, so the default copies none; endpoints can allow it in the config.
-            """,
-        )  # fmt: skip
-        loader.add_option(
-            "shadow_timeout", float, 5.0,
-            "Seconds to wait for the candidate before recording a candidate error.",
-        )  # fmt: skip
-        loader.add_option(
-            "shadow_concurrency", int, 32,
-            "Maximum copies in flight to the candidate at once.",
-        )  # fmt: skip
-        loader.add_option(
-            "shadow_queue_size", int, 10000,
-            """
-            Capacity of the queue between the proxy and the comparing worker. When
-            it is full, copies are dropped and counted rather than slowing clients.
-            """,
-        )  # fmt: skip
-        loader.add_option(
-            "shadow_drain_timeout", float, 30.0,
-            """
-            Seconds shutdown waits for copies and comparisons still in flight. What
-            is unfinished then is stored as skipped (reason "shutdown: ..."), never
-            silently lost.
-            """,
-        )  # fmt: skip
-        loader.add_option(
-            "shadow_max_body", int, DEFAULT_MAX_BODY,
-            """
-            Bytes of each body held for comparison. A longer answer is compared by
-            length and SHA-256 only; a longer request is not copied (skipped).
-            """,
-        )  # fmt: skip
-        loader.add_option(
-            "shadow_worker_memory", int, DEFAULT_MEMORY_BUDGET,
-            """
-            Bytes of traffic the worker may hold (requests and answers waiting to be
-            compared and stored). Past it, new copies are skipped and counted.
-            """,
-        )  # fmt: skip
-        loader.add_option(
-            "shadow_body_cap", int, 65536,
-            "Bytes of each body kept in the store for review (longer ones are cut and flagged).",
-        )  # fmt: skip
-        loader.add_option(
-            "shadow_bodies", str, "differ",
-            """
-            Which exchanges keep their bodies in the store for review: "differ"
-            (all but matching ones), "all", or "none". Differences are always kept.
-            """,
-        )  # fmt: skip
-        loader.add_option(
-            "shadow_record", str, "",
-            """
-            Also record what passed through (request and the primary's response,
-            secrets redacted) for `shadow replay`: a .har file, a .jsonl file, or
-            any other name for a mitmproxy flow dump. Empty: no recording.
-            """,
-        )  # fmt: skip
-        loader.add_option(
-            "shadow_run_id", str, "",
-            "Identifier of this run in the store. Empty: a new random one.",
-        )  # fmt: skip
+        options.add_options(loader)
 
     def configure(self, updated: set[str]) -> None:
         if not any(name.startswith("shadow_") for name in updated):
@@ -224,7 +156,18 @@ class Shadow:
                 if opts.shadow_secondary
                 else None
             )
-            load_config(opts.shadow_config or None)
+            config = load_config(opts.shadow_config or None)
+            tls = effective(config.tls, tls_options.read(opts))
+            if opts.ssl_insecure and not tls["primary"].insecure:
+                # mitmproxy's own -k: the primary goes unverified, so it is said and recorded.
+                tls["primary"] = tls["primary"].merged(insecure=True)
+            tls_options.announce(tls)
+            updates = tls_options.mitmproxy_updates(
+                tls["primary"],
+                os.path.expanduser(opts.shadow_listen_cert),
+                os.path.expanduser(opts.shadow_listen_key),
+                os.path.expanduser(opts.confdir),
+            )
             unsafe = parse_methods(opts.shadow_mirror_unsafe)
             positive_number(opts.shadow_timeout, "shadow_timeout")
             positive_number(opts.shadow_drain_timeout, "shadow_drain_timeout")
@@ -240,9 +183,22 @@ class Shadow:
                 check_record_path(opts.shadow_record)
         except ShadowError as exc:
             raise exceptions.OptionsError(str(exc)) from None
+        if tls["primary"].keep_host or "certs" in updates:
+            # keep_host: the primary's TLS name must be the client's Host, known only once
+            # a request came. certs: with the primary connected first, mitmproxy offers
+            # TLS clients only what the primary speaks (no HTTP/2 before an HTTP/1.1
+            # backend). Both need the connection to the primary made after the request.
+            updates["connection_strategy"] = "lazy"
+        self._keep_host_primary = tls["primary"].keep_host
+        self._keep_host_any = any(t.keep_host for t in tls.values())
+        if self._keep_host_any:
+            updates["keep_host_header"] = True
+        if updates:
+            opts.update(**updates)
         primary = ""
         if opts.mode and opts.mode[0].startswith("reverse:"):
             primary = opts.mode[0].removeprefix("reverse:")
+        self._primary_host = urlsplit(primary).netloc.rpartition("@")[2] if primary else ""
         self.settings = PipelineSettings(
             db=opts.shadow_db,
             candidate=candidate,
@@ -257,12 +213,44 @@ class Shadow:
             body_cap=opts.shadow_body_cap,
             record=opts.shadow_record or None,
             bodies=opts.shadow_bodies,
-            options={"primary": primary, "mode": list(opts.mode)},
+            options={
+                "primary": primary,
+                "mode": list(opts.mode),
+                "tls": {leg: t.options() for leg, t in tls.items() if t.options()},
+            },
             max_body=opts.shadow_max_body,
             memory_budget=opts.shadow_worker_memory,
             drain_timeout=opts.shadow_drain_timeout,
+            tls=tls,
+            copy_proxy=_copy_proxy(opts.shadow_copy_proxy),
         )
         self.enabled = True
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if not self.enabled or not self._keep_host_any:
+            return
+        # mitmproxy keeps the client's Host (keep_host_header) when any backend wants it:
+        # the copies take it from the recorded request, the primary only if asked to.
+        original = flow.request.host_header or ""
+        flow.metadata[_HOST] = original
+        if self._keep_host_primary:
+            self._hosts[flow.client_conn.id] = original  # for server_connect (its SNI)
+        elif self._primary_host:
+            flow.request.host_header = self._primary_host
+
+    def server_connect(self, data: Any) -> None:
+        if not self.enabled or not self._primary_host:
+            return
+        # A reverse proxy's TLS name toward the primary is the primary's own (mitmproxy
+        # would pass on the client's, meant for this proxy), or with keep_host the Host.
+        name = _hostname(self._primary_host)
+        if self._keep_host_primary:
+            name = _hostname(self._hosts.get(data.client.id, "")) or name
+        if name:
+            data.server.sni = name
+
+    def client_disconnected(self, client: Any) -> None:
+        self._hosts.pop(client.id, None)
 
     async def running(self) -> None:
         if not self.enabled or self._launched:
@@ -477,7 +465,13 @@ class Shadow:
         body = req.raw_content or b""
         limit = self.settings.max_body
         skip = f"request body over {limit} bytes: not copied" if len(body) > limit else None
-        record = Request(req.method, path, query, _headers(req.headers), b"" if skip else body)
+        headers = _headers(req.headers)
+        # The client's Host (kept from before the primary's replaced it) or, from an
+        # HTTP/2 client, its :authority: what --keep-host sends to the copies' backends.
+        host = flow.metadata.get(_HOST) or ("" if "host" in req.headers else req.authority)
+        if host:
+            headers = (("host", host), *((k, v) for k, v in headers if k.lower() != "host"))
+        record = Request(req.method, path, query, headers, b"" if skip else body)
         # The skip reason travels with the request: the worker must not start the copy.
         self._put(("req", flow.id, record, req.timestamp_start or time.time(), skip))
         flow.metadata[_META] = True
@@ -597,6 +591,7 @@ class Shadow:
         # Everything queued is still written: the worker drains (up to its deadline).
         await asyncio.to_thread(self._stop_worker, last)
         await asyncio.to_thread(self._settle_run)
+        tls_options.remove_temp_files()
 
     async def _close_listeners(self) -> None:
         with contextlib.suppress(Exception):

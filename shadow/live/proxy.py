@@ -9,11 +9,13 @@ import re
 import signal
 import socket
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from typing import Any
 
 from mitmproxy import exceptions, options
 from mitmproxy.tools.dump import DumpMaster
 
+from shadow.config.loader import load_config
+from shadow.config.tls import BackendTls, check, effective, probe
 from shadow.errors import BackendUnreachable, ConfigError, ListenError
 from shadow.live.addon import Shadow
 from shadow.model import DEFAULT_MAX_BODY
@@ -40,18 +42,30 @@ class ProxySettings:
     record: str = ""
     secondary: str = ""
     quiet: bool = False
+    tls: dict[str, BackendTls] = field(default_factory=dict)  # per leg, over the config's
+    copy_proxy: str | None = None  # None: the environment's; "": none
+    listen_cert: str = ""
+    listen_key: str = ""
 
 
-def check_reachable(url: str, what: str, timeout: float = 3.0) -> None:
-    """Raise BackendUnreachable unless a TCP connection to `url`'s host opens."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise BackendUnreachable(f"{what} {url} is not reachable: {reason}") from None
+def check_backends(s: ProxySettings) -> None:
+    """The primary must answer (TLS included); the candidate's and secondary's TLS must work.
+
+    A candidate that is down is allowed (its copies are recorded as errors), but a
+    certificate it will never pass is a setup mistake: better said once, at start.
+    """
+    tls = effective(load_config(s.config).tls, s.tls)
+    for leg, settings in tls.items():
+        check(settings, leg)  # files first: a missing CA is named, not a failed handshake
+    probe(s.primary, "primary", tls["primary"])
+    for leg, url in (("candidate", s.candidate), ("secondary", s.secondary)):
+        if not url.startswith("https:"):
+            continue
+        try:
+            probe(url, leg, tls[leg])
+        except BackendUnreachable as exc:
+            if "is not reachable" not in str(exc):
+                raise
 
 
 _LISTEN_RE = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]\s]*)):(?P<port>\d+)")
@@ -119,6 +133,10 @@ async def _serve(s: ProxySettings) -> int:
             shadow_run_id=s.run_id,
             shadow_record=s.record,
             shadow_secondary=s.secondary,
+            shadow_copy_proxy="none" if s.copy_proxy == "" else (s.copy_proxy or ""),
+            shadow_listen_cert=s.listen_cert,
+            shadow_listen_key=s.listen_key,
+            **_tls_option_values(s.tls),
         )
     except (exceptions.OptionsError, KeyError) as exc:
         raise ConfigError(str(exc).strip("'\"").splitlines()[0]) from None
@@ -131,9 +149,33 @@ async def _serve(s: ProxySettings) -> int:
     return shadow.exit_code
 
 
-def run_proxy(s: ProxySettings) -> int:
-    """Check the setup, then serve until SIGINT/SIGTERM; return an exit code."""
+def _tls_option_values(tls: dict[str, BackendTls]) -> dict[str, Any]:
+    """The addon's shadow_<leg>_* options for the command line's TLS settings."""
+    out: dict[str, Any] = {}
+    for leg, t in tls.items():
+        out.update(
+            {
+                f"shadow_{leg}_ca": t.ca or "",
+                f"shadow_{leg}_cert": t.cert or "",
+                f"shadow_{leg}_key": t.key or "",
+                f"shadow_{leg}_insecure": t.insecure,
+                f"shadow_{leg}_keep_host": t.keep_host,
+            }
+        )
+        if leg != "primary":
+            out[f"shadow_{leg}_http2"] = t.http2
+    return out
+
+
+def check_setup(s: ProxySettings) -> None:
+    """Everything that can be checked before serving: the port, the backends, TLS."""
     os.makedirs(s.confdir, exist_ok=True)
     check_listen(s.listen_host, s.listen_port)
-    check_reachable(s.primary, "primary")
+    check_backends(s)
+
+
+def run_proxy(s: ProxySettings, checked: bool = False) -> int:
+    """Check the setup (unless `checked`), then serve until SIGINT/SIGTERM; an exit code."""
+    if not checked:
+        check_setup(s)
     return asyncio.run(_serve(s))

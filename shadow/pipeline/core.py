@@ -20,11 +20,13 @@ from typing import Any
 
 from comparators.model import Verdict
 from shadow.config.loader import SAFE_METHODS, load_config
+from shadow.config.tls import BackendTls, effective
 from shadow.errors import StoreError
 from shadow.model import DEFAULT_MAX_BODY, BackendResponse, Exchange, Request, capped_payload
 from shadow.pipeline import evaluate
 from shadow.pipeline.recording import RedactingRecorder, open_recorder
 from shadow.pipeline.records import DEFAULT_BODY_CAP
+from shadow.pipeline.redact import redactor_for
 from shadow.pipeline.sender import Sender
 from shadow.store.rows import AcceptedRow
 from shadow.store.writer import Run, StoreWriter, load_run, reading, spill_path
@@ -69,6 +71,8 @@ class PipelineSettings:
     drain_timeout: float = 30.0  # seconds `close()` waits for copies and comparisons
     resume: bool = False  # continue a run a previous worker started (after a restart)
     restarts: int = 0  # workers restarted so far in this run
+    tls: dict[str, BackendTls] = field(default_factory=dict)  # per leg, over the config's
+    copy_proxy: str | None = None  # outbound proxy for the copies ("": none; None: env)
 
 
 @dataclass
@@ -107,15 +111,23 @@ class Pipeline:
     ) -> None:
         self.settings = settings
         self.config = load_config(settings.config_path)
+        self.tls = effective(self.config.tls, settings.tls)
+        self._redactor = redactor_for(self.config.redact)
         self.writer = StoreWriter(settings.db)
+        # A backend URL may carry a password (http://user:pw@host): never stored.
+        hide = self._redactor.text
         self.run = Run(
             run_id=settings.run_id,
             source=settings.source,
             started_at=time.time(),
-            primary_url=settings.primary or settings.options.get("primary"),
-            candidate_url=settings.candidate,
-            secondary_url=settings.secondary,
-            options=settings.options,
+            primary_url=_hidden(settings.primary or settings.options.get("primary"), hide),
+            candidate_url=hide(settings.candidate),
+            secondary_url=_hidden(settings.secondary, hide),
+            options={
+                **_hidden(settings.options, hide),
+                # What applied (config file and command line merged): insecure is never hidden.
+                "tls": {leg: t.options() for leg, t in self.tls.items() if t.options()},
+            },
             worker_restarts=settings.restarts,
         )
         self.counters = Counters()
@@ -165,7 +177,7 @@ class Pipeline:
     @property
     def sender(self) -> Sender:
         if self._sender is None:
-            self._sender = Sender(self.settings.concurrency)
+            self._sender = Sender(self.settings.concurrency, self.settings.copy_proxy)
         return self._sender
 
     @property
@@ -271,7 +283,10 @@ class Pipeline:
     ) -> None:
         """A request reached the primary: start its copy (or skip it, for `skip` or a limit)."""
         self.counters.received += 1
-        endpoint = self.config.matcher.endpoint(request.method, request.path)
+        # Grouped by the path as stored: a secret the redactor hides in the path (a
+        # token segment, ;jsessionid=) must not come back through the endpoint's name.
+        shown = self._redactor.path(request.path)
+        endpoint = self.config.matcher.endpoint(request.method, shown)
         s = self.settings
         skip_reason: str | None = skip
         if skip_reason is not None:
@@ -328,7 +343,13 @@ class Pipeline:
         self.on_request(key, request, started_at)
         async with self._sem:
             primary = await self.sender.send(
-                s.primary, request, None, s.timeout, s.primary_headers, s.max_body
+                s.primary,
+                request,
+                None,
+                s.timeout,
+                s.primary_headers,
+                s.max_body,
+                self.tls["primary"],
             )
         self.on_primary(key, primary)
         await self.wait_for(key)
@@ -399,7 +420,13 @@ class Pipeline:
         s = self.settings
         try:
             to_candidate = self.sender.send(
-                s.candidate, request, "1", s.timeout, s.candidate_headers, s.max_body
+                s.candidate,
+                request,
+                "1",
+                s.timeout,
+                s.candidate_headers,
+                s.max_body,
+                self.tls["candidate"],
             )
             if s.secondary is None or request.method.upper() not in SAFE_METHODS:
                 # The secondary is a legacy instance with its own data: an unsafe
@@ -409,7 +436,13 @@ class Pipeline:
                 # The secondary is a second legacy instance: what differs between it
                 # and the primary is nondeterminism, not migration (noise).
                 to_secondary = self.sender.send(
-                    s.secondary, request, "1", s.timeout, s.primary_headers, s.max_body
+                    s.secondary,
+                    request,
+                    "1",
+                    s.timeout,
+                    s.primary_headers,
+                    s.max_body,
+                    self.tls["secondary"],
                 )
                 candidate, secondary = await asyncio.gather(to_candidate, to_secondary)
             if key in self._sizes:
@@ -691,6 +724,17 @@ class Pipeline:
     def _rewrite_run(self, batch: Any) -> None:
         if batch.runs:  # the run's own row went with the spilled batch: write it again
             self.writer.run_changed(self.run)
+
+
+def _hidden(value: Any, hide: Callable[[str], str]) -> Any:
+    """`value` (text, or lists and dicts of it) with `hide` applied to every string."""
+    if isinstance(value, str):
+        return hide(value)
+    if isinstance(value, dict):
+        return {k: _hidden(v, hide) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_hidden(v, hide) for v in value]
+    return value
 
 
 def _request_size(request: Request) -> int:

@@ -224,7 +224,10 @@ _LITERAL_RE = re.compile(r"[^\s,}\]]*")
 _SHAPED_STRING_RE = re.compile(
     r'(?:[^"]++|"(?![{\[])(?:[^"\\=/J]++|\\.)*+")*+(?:("(?:[^"\\]|\\.)*(?:"|\\?\Z))|\Z)', re.S
 )
-_KEY_RE = re.compile(r'"((?:[^"\\]++|\\.)*+)"\s*:')
+# Whole strings, one after another (a key when a colon follows): a search never restarts
+# inside a string (at an escaped quote), so a text costs one pass; a string cut at the
+# end of the text ends there.
+_STRING_KEY_RE = re.compile(r'"((?:[^"\\]++|\\.)*+)(?:"(\s*:)?|\\?\Z)', re.S)
 _OPENERS = ("{", "[", "/")
 _CONTAINERS = (dict, list)
 # `name=value` in free text: query strings, URLs, connection strings, attributes.
@@ -237,12 +240,15 @@ _FIELD_SECRET_END = re.compile(r"[&\r\n]")
 _FIELD_PLAIN_END = re.compile(r"[&;\r\n]")
 _FORM_SNIFF_RE = re.compile(r"[\w.\-\[\]%*+~]{1,256}=[^\s&]*(?:[&\r\n]|\Z)")
 _VALUE_SAFE = "/:@,[]!$'()*"  # kept as is when a form value is encoded again
-_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/@:\"'<>]*):([^\s/@\"'<>]+)@")
+# The scheme is short: a bounded run keeps the search linear on long dotted text.
+_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,31}+://[^\s/@:\"'<>]*+):([^\s/@\"'<>]++)@")
 _URL_PATH_RE = re.compile(r"(?i)\b((?:https?|wss?)://[^/\s?#\"'<>]+)(/[^\s?#\"'<>]*)")
 _REL_PATH_RE = re.compile(r"\A/[^\s?#\"'<>]*")
 _LONG_INT_RE = re.compile(r"\d{20}")
 _LONG_RUN_RE = re.compile(r"[A-Za-z0-9_.~-]{24}")  # no random segment without one
-_JWT_RE = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*){1,3}")
+_JWT_RE = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}+\.[A-Za-z0-9_-]{4,}+(?:\.[A-Za-z0-9_-]*+){1,3}")
+_JWT_RUN_RE = re.compile(r"[A-Za-z0-9_.-]*eyJ[A-Za-z0-9_.-]*")  # the runs a JWT may be in
+_JWT_STARTS = 8  # "eyJ"s in one run searched one by one; more and the run is hidden whole
 _SCHEME_TOKEN_RE = re.compile(r"(?i)\b(bearer|basic|token)(\s+)[A-Za-z0-9._~+/-]{16,}=*")
 # Text bodies: `Name: value` lines (YAML, HTTP-like dumps) and XML elements.
 _LINE_RE = re.compile(r"(?m)^([ \t]*(?:-[ \t]+)?)([A-Za-z_][\w.-]{0,100})([ \t]*:[ \t]*)([^\r\n]+)")
@@ -501,7 +507,7 @@ class Redactor:
         string could hold a secret by shape, the text is not even parsed.
         """
         if not (_has_shapes(text) or '"{' in text or '"[' in text or '"/' in text):
-            keys = set(_KEY_RE.findall(text))
+            keys = _json_keys(text)
             unescaped = {_key_text(f'"{k}"') for k in keys if "\\" in k}
             if not self._key.among(keys | unescaped):
                 return text  # (valid or not: neither a parse nor the scanner would change it)
@@ -576,7 +582,7 @@ class Redactor:
         strings (with `strings`) are searched like values. Both passes find their
         few targets with regexes, so a long text costs little Python.
         """
-        raw_keys = set(_KEY_RE.findall(text))
+        raw_keys = _json_keys(text)
         secret = {k for k in raw_keys if self._key(_key_text(f'"{k}"'))}
         if secret:
             text = self._secret_members(text, secret)
@@ -739,7 +745,7 @@ class Redactor:
         elif paths and out[:1] == "/":
             out = _REL_PATH_RE.sub(lambda m: self.path(m.group()), out, count=1)
         if "eyJ" in out:
-            out = _JWT_RE.sub(REDACTED, out)
+            out = _JWT_RUN_RE.sub(_jwts_in_run, out)
         if _has_scheme(out):
             out = _SCHEME_TOKEN_RE.sub(rf"\1\2{REDACTED}", out)
         return s if out == s else out
@@ -771,14 +777,30 @@ class Redactor:
                 end_m = _PAIR_PLAIN_END.search(s, start)
                 end = end_m.start() if end_m else n
                 value = s[start:end]
-                new = self._field(value, depth) if "%" in value else value  # (else no change)
-                if new is not value:
-                    out += [s[last:start], new]
-                    last = pos = end
+                if "%" in value:
+                    new = self._field(value, depth)
+                    if new is not value:
+                        out += [s[last:start], new]
+                        last = end
+                    pos = end  # searched whole (pairs inside included): never again
         if not out:
             return s
         out.append(s[last:])
         return "".join(out)
+
+
+def _json_keys(text: str) -> set[str]:
+    """The raw text of every key (a string followed by a colon) of JSON-like text."""
+    return {m.group(1) for m in _STRING_KEY_RE.finditer(text) if m.group(2) is not None}
+
+
+def _jwts_in_run(m: re.Match[str]) -> str:
+    # Each "eyJ" start scans its run: a run with many (crafted) is hidden whole rather
+    # than searched at quadratic cost.
+    run = m.group()
+    if run.count("eyJ") > _JWT_STARTS:
+        return REDACTED
+    return _JWT_RE.sub(REDACTED, run)
 
 
 def _value_end(text: str, pos: int) -> int:

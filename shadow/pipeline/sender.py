@@ -9,14 +9,19 @@ decoded by the same comparator code.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import ssl
 import time
+import urllib.request
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from shadow.config.tls import BackendTls, client_context
 from shadow.model import DEFAULT_MAX_BODY, BackendResponse, BodyBuffer, Request
 
 MARK_HEADER = "x-shadow-copy"
@@ -56,7 +61,11 @@ def describe_failure(exc: BaseException, ms: float) -> str:
     def has(*types: type[BaseException]) -> bool:
         return any(isinstance(e, types) for e in chain)
 
-    if has(ConnectionRefusedError, aiohttp.ClientConnectorError):
+    if has(ssl.SSLCertVerificationError, aiohttp.ClientConnectorCertificateError):
+        what = "certificate verify failed"  # (aiohttp's is a ClientConnectorError too)
+    elif has(ssl.SSLError):
+        what = "TLS failed"
+    elif has(ConnectionRefusedError, aiohttp.ClientConnectorError):
         what = "connection refused"
     elif has(ConnectionResetError):
         what = "connection reset"
@@ -100,13 +109,17 @@ def outgoing_headers(
     base_url: str,
     mark: str | None,
     overrides: Sequence[tuple[str, str]] = (),
+    keep_host: bool = False,
 ) -> list[tuple[str, str]]:
     """The client's headers for a copy: Host of the target, hop-by-hop removed, marked.
 
     `overrides` replace every header of the same name (e.g. a real Authorization
-    for a target, when the recorded one was redacted).
+    for a target, when the recorded one was redacted). `keep_host`: the client's
+    own Host goes instead (an ingress in front of the target routes by it).
     """
     host = urlsplit(base_url).netloc
+    if keep_host:
+        host = request.header("host") or request.header(":authority") or host
     replaced = {k.lower() for k, _ in overrides}
     headers = [(k, v) for k, v in request.headers if k.lower() not in _DROP | replaced]
     headers.insert(0, ("host", host))
@@ -114,6 +127,52 @@ def outgoing_headers(
     if mark is not None:
         headers.append((MARK_HEADER, mark))
     return headers
+
+
+PLAIN = BackendTls()  # no TLS settings of its own: the system's CAs, HTTP/1.1
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def proxy_for(url: str, explicit: str | None = None) -> str | None:
+    """The outbound proxy for a copy to `url`: `explicit` ("" for none), else the
+    environment's HTTPS_PROXY / HTTP_PROXY unless NO_PROXY (or loopback) exempts it."""
+    if explicit is not None:
+        return explicit or None
+    host = urlsplit(url).hostname or ""
+    if host in _LOOPBACK or host.startswith("127."):
+        return None  # a proxy for the whole machine never means the machine itself
+    proxies = urllib.request.getproxies_environment()
+    if _no_proxy(host, proxies.get("no", ""), urlsplit(url).port):
+        return None
+    return proxies.get(urlsplit(url).scheme) or proxies.get("all")
+
+
+def _no_proxy(host: str, no_proxy: str, port: int | None = None) -> bool:
+    """Whether NO_PROXY exempts `host`: "*", names and domain suffixes, name:port, CIDRs."""
+    host = host.lower()
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for raw in no_proxy.split(","):
+        entry = raw.strip().lower().lstrip(".")
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        name, _, entry_port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+        if entry_port and (not entry_port.isdigit() or int(entry_port) != port):
+            continue
+        if address is not None and "/" in name:
+            try:
+                if address in ipaddress.ip_network(name, strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        if host == name or host.endswith("." + name):
+            return True
+    return False
 
 
 def _utf8(headers: Sequence[tuple[bytes, bytes]]) -> bool:
@@ -138,7 +197,7 @@ class Sender:
     Create it inside a running event loop.
     """
 
-    def __init__(self, concurrency: int) -> None:
+    def __init__(self, concurrency: int, proxy: str | None = None) -> None:
         session = aiohttp.ClientSession(
             cookie_jar=aiohttp.DummyCookieJar(),
             # Twice the copies in flight: each may go to a candidate and a secondary,
@@ -148,21 +207,51 @@ class Sender:
         )
         self._transport = AiohttpTransport(client=session)
         self._concurrency = concurrency
-        self._raw: httpx.AsyncHTTPTransport | None = None
+        self._proxy = proxy
+        # httpcore transports, one per (TLS settings, proxy): for what aiohttp cannot do.
+        self._others: dict[tuple[BackendTls, str | None], httpx.AsyncHTTPTransport] = {}
 
-    def _raw_transport(self) -> httpx.AsyncHTTPTransport:
-        # aiohttp writes header values as UTF-8 text, so bytes that are not UTF-8
-        # (\xff in a client's header) would reach the candidate changed; httpcore
-        # writes them as given. Only such rare requests take this slower road.
-        if self._raw is None:
+    def _other_transport(self, tls: BackendTls, proxy: str | None) -> httpx.AsyncHTTPTransport:
+        key = (tls, proxy)
+        transport = self._others.get(key)
+        if transport is None:
             limits = httpx.Limits(max_connections=2 * self._concurrency)
-            self._raw = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
-        return self._raw
+            transport = httpx.AsyncHTTPTransport(
+                verify=client_context(tls),
+                http2=tls.http2,
+                proxy=proxy,
+                limits=limits,
+                trust_env=False,
+            )
+            self._others[key] = transport
+        return transport
+
+    def _route(
+        self, url: str, tls: BackendTls, headers: Sequence[tuple[bytes, bytes]]
+    ) -> tuple[httpx.AsyncBaseTransport, dict[str, Any]]:
+        """The transport for one copy, and the request extensions it needs."""
+        proxy = proxy_for(url, self._proxy)
+        # aiohttp writes header values as UTF-8 text, so bytes that are not UTF-8
+        # (\xff in a client's header) would reach the target changed; httpcore writes
+        # them as given. It also does HTTP/2, client certificates, a chosen SNI and
+        # proxies per target; plain copies (nearly all) keep the faster aiohttp.
+        if tls == PLAIN and proxy is None and _utf8(headers):
+            return self._transport, {}
+        extensions: dict[str, Any] = {}
+        if tls.keep_host and url.startswith("https:"):
+            host = next((v for k, v in headers if k.lower() == b"host"), b"").decode("latin-1")
+            try:
+                name = urlsplit(f"//{host}").hostname if host else None
+            except ValueError:  # a client's malformed Host: the target's own name then
+                name = None
+            if name:
+                extensions["sni_hostname"] = name
+        return self._other_transport(tls, proxy), extensions
 
     async def aclose(self) -> None:
         await self._transport.aclose()
-        if self._raw is not None:
-            await self._raw.aclose()
+        for transport in self._others.values():
+            await transport.aclose()
 
     async def send(
         self,
@@ -172,6 +261,7 @@ class Sender:
         timeout: float = 5.0,
         overrides: Sequence[tuple[str, str]] = (),
         max_body: int = DEFAULT_MAX_BODY,
+        tls: BackendTls = PLAIN,
     ) -> BackendResponse:
         """Send `request` to `base_url`; errors and timeouts become a failed response.
 
@@ -181,11 +271,12 @@ class Sender:
         url = base_url.rstrip("/") + wire_target(request.target)
         headers: list[tuple[bytes, bytes]] = [
             (wire_value(k), wire_value(v))
-            for k, v in outgoing_headers(request, base_url, mark, overrides)
+            for k, v in outgoing_headers(request, base_url, mark, overrides, tls.keep_host)
         ]
         phases = {"connect": timeout, "read": timeout, "pool": timeout}
         start = time.perf_counter()
         try:
+            transport, extensions = self._route(url, tls, headers)
             # The transport's timeouts are per phase; a server trickling bytes needs a total cap.
             async with asyncio.timeout(timeout + 1):
                 req = httpx.Request(
@@ -193,9 +284,8 @@ class Sender:
                     url,
                     headers=headers,
                     content=request.body or None,
-                    extensions={"timeout": phases},
+                    extensions={"timeout": phases, **extensions},
                 )
-                transport = self._transport if _utf8(headers) else self._raw_transport()
                 resp = await transport.handle_async_request(req)
                 body = BodyBuffer(max_body)
                 try:
@@ -203,7 +293,7 @@ class Sender:
                         body.add(chunk)
                 finally:
                     await resp.aclose()
-        except (httpx.HTTPError, aiohttp.ClientError, OSError, ValueError) as exc:
+        except (httpx.HTTPError, aiohttp.ClientError, OSError, ValueError, ssl.SSLError) as exc:
             # (timeouts included: httpx's are HTTPErrors, asyncio's TimeoutError an OSError)
             ms = (time.perf_counter() - start) * 1000
             return BackendResponse.failed(describe_failure(exc, ms), ms)

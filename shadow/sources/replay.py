@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shadow.config.loader import load_config
+from shadow.config.tls import BackendTls
 from shadow.errors import ConfigError, InputError
 from shadow.model import BackendResponse
 from shadow.pipeline.core import Pipeline, PipelineSettings
@@ -60,6 +61,8 @@ class ReplayOptions:
     timeout: float = 10.0
     skip_bad: bool = False
     run_id: str = ""
+    tls: dict[str, BackendTls] = field(default_factory=dict)  # per leg, over the config's
+    copy_proxy: str | None = None  # None: the environment's; "": none
 
 
 @dataclass
@@ -152,8 +155,9 @@ def _run_options(o: ReplayOptions, fmt: str) -> dict[str, Any]:
     options: dict[str, Any] = {
         k: (sorted(v) if isinstance(v, frozenset) else v)
         for k, v in o.__dict__.items()
-        if k not in ("primary_headers", "candidate_headers")
+        if k not in ("primary_headers", "candidate_headers", "tls")
     }
+    options["tls"] = {leg: t.options() for leg, t in o.tls.items() if t.options()}
     options["path"] = os.path.abspath(o.path)
     options["fmt"] = fmt
     options["primary_header_names"] = sorted({k for k, _ in o.primary_headers})
@@ -206,6 +210,8 @@ async def replay(
             primary_headers=o.primary_headers,
             candidate_headers=o.candidate_headers,
             options=_run_options(o, fmt),
+            tls=o.tls,
+            copy_proxy=o.copy_proxy,
         )
     )
     await pipeline.start()

@@ -126,6 +126,7 @@ def test_reused_run_id_is_refused(legacy: Server, candidate: Server, tmp_path: P
         (["--mirror-unsafe", "FOO"], "not an HTTP method: 'FOO'"),
         (["--drain-timeout", "0"], "--drain-timeout 0"),
         (["--drain-timeout", "nan"], "--drain-timeout nan"),
+        (["--drain-timeout", "3000000"], "--drain-timeout 3000000"),
         (["--max-body", "lots"], "--max-body 'lots'"),
         (["--worker-memory", "0"], "--worker-memory '0'"),
         (["--concurrency", "0"], "--concurrency 0"),

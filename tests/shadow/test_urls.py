@@ -21,6 +21,7 @@ from shadow.urls import parse_size
         ("10kb", 10_000),
         (" 512 MiB ", 512 << 20),
         ("1024G", 1 << 40),
+        ("1TiB", 1 << 40),
     ],
 )
 def test_sizes(text: str, expected: int) -> None:

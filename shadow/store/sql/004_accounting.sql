@@ -7,6 +7,8 @@
 --                  cut short at the drain deadline are stored, skipped "shutdown: ...".)
 --   worker_restarts  times the proxy restarted a worker that died
 -- exchanges (rows) + rows_spilled + requests_shed + requests_lost = requests.
+-- (A development build wrote version 3 without rows_spilled: make sure it is there.)
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS rows_spilled BIGINT DEFAULT 0;
 ALTER TABLE runs ADD COLUMN requests BIGINT;
 ALTER TABLE runs ADD COLUMN requests_shed BIGINT DEFAULT 0;
 ALTER TABLE runs ADD COLUMN requests_lost BIGINT DEFAULT 0;

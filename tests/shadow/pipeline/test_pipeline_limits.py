@@ -4,6 +4,7 @@ stale requests, a flush that raises, and a run continued by a restarted worker."
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -341,3 +342,31 @@ def test_a_failing_recording_does_not_cost_the_row(
 
     asyncio.run(go())
     assert query(db, "SELECT count(*) FROM exchanges") == [(1,)]
+
+
+def test_secrets_in_paths_and_backend_urls_stay_out_of_endpoints_and_runs(
+    tmp_path: Path, backend: Server
+) -> None:
+    db = tmp_path / "sec.duckdb"
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abcdEFGH1234"
+    with_password = backend.url.replace("http://", "http://bob:s3cretPW@")
+
+    async def go() -> None:
+        p = Pipeline(settings(db, with_password, options={"primary": with_password}))
+        await p.start()
+        for key, path in (("a", f"/t/{jwt}/x"), ("b", "/app;jsessionid=ABCDEF0123456789SECRET")):
+            p.on_request(key, Request("GET", path), time.time())
+            p.on_primary(key, answer())
+        await p.close()
+
+    asyncio.run(go())
+    dump = json.dumps(
+        [
+            query(db, "SELECT endpoint, path FROM exchanges"),
+            query(db, "SELECT candidate_url, primary_url, options FROM runs"),
+        ],
+        default=str,
+    )
+    for secret in (jwt, "ABCDEF0123456789SECRET", "s3cretPW"):
+        assert secret not in dump
+    assert "[REDACTED]" in dump

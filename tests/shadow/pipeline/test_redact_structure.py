@@ -17,7 +17,7 @@ from reports.curl import curl_command
 from shadow.config.loader import RedactSettings
 from shadow.model import BackendResponse, Exchange, Request
 from shadow.pipeline.recording import RedactingRecorder, open_recorder, redact_body
-from shadow.pipeline.records import difference_rows, exchange_row
+from shadow.pipeline.records import body_for_review, difference_rows, exchange_row
 from shadow.pipeline.redact import (
     DEFAULT,
     REDACTED,
@@ -516,3 +516,24 @@ def test_curl_shows_stored_values_and_hides_a_url_password() -> None:
     for secret in [*SECRETS, "pw-1"]:
         assert secret not in cmd
     assert "http://u:[REDACTED]@p.test/api/reset/[REDACTED]?page=1" in cmd
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"text": "' + 'He said \\"stop\\" ' * 4000 + '"}',  # escaped quotes (quadratic before)
+        '{"a":"' + '\\"' * 60000,  # the same, cut by the body cap
+        "?a=%2541" * 2000,  # percent-encoded pairs (searched again and again before)
+        "://@ " + "a." * 60000,  # a long dotted run after a scheme separator
+        "eyJ-" * 30000,  # many JWT starts in one run
+    ],
+)
+def test_crafted_text_costs_one_pass_not_a_quadratic_one(text: str) -> None:
+    # Each of these took from seconds to minutes at a third of this size before; in one
+    # pass they take milliseconds. The bound only catches a return of the blow-up.
+    import time
+
+    start = time.process_time()
+    DEFAULT.text(text)
+    body_for_review((("content-type", "application/json"),), text.encode(), 1 << 20)
+    assert time.process_time() - start < 5.0

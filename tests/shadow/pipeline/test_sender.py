@@ -313,3 +313,40 @@ def test_raw_bytes_in_path_and_headers_go_out_as_bytes(echo_server: Server) -> N
     assert wire_value("€") == "€".encode()
     resp = run_send(echo_server.url, Request("GET", raw, "", (("x-raw", "a\udcffb"),)))
     assert resp.error is None and resp.payload is not None
+
+
+def test_keep_host_sends_the_client_host() -> None:
+    from shadow.pipeline.sender import outgoing_headers
+
+    req = Request("GET", "/x", headers=(("Host", "app.example.test"), ("Accept", "*/*")))
+    kept = outgoing_headers(req, "https://10.0.0.5:8443", "1", keep_host=True)
+    own = outgoing_headers(req, "https://10.0.0.5:8443", "1")
+    assert kept[0] == ("host", "app.example.test") and own[0] == ("host", "10.0.0.5:8443")
+    assert ("x-shadow-copy", "1") in [(k.lower(), v) for k, v in kept]
+
+
+def test_outbound_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shadow.pipeline.sender import proxy_for
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example,.svc.local")
+    assert proxy_for("https://api.example.com/x") == "http://proxy.corp:3128"
+    assert proxy_for("https://a.svc.local/x") is None
+    assert proxy_for("https://internal.example/x") is None
+    assert proxy_for("https://127.0.0.1:8000/x") is None  # loopback never
+    assert proxy_for("https://api.example.com/x", "") is None  # --copy-proxy none
+    assert proxy_for("https://127.0.0.1/x", "http://p:1") == "http://p:1"  # explicit wins
+    assert proxy_for("http://api.example.com/x") is None  # no HTTP_PROXY set
+
+
+def test_no_proxy_with_cidrs_ports_and_all_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shadow.pipeline.sender import proxy_for
+
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    monkeypatch.delenv("https_proxy", raising=False)
+    monkeypatch.setenv("ALL_PROXY", "http://all.corp:3128")
+    monkeypatch.setenv("NO_PROXY", "10.0.0.0/8,api.internal:8443")
+    assert proxy_for("https://10.1.2.3/x") is None
+    assert proxy_for("https://11.1.2.3/x") == "http://all.corp:3128"
+    assert proxy_for("https://api.internal:8443/x") is None
+    assert proxy_for("https://api.internal:9443/x") == "http://all.corp:3128"
