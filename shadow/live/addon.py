@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mitmproxy import ctx, exceptions, http
+from mitmproxy.proxy import mode_specs
 
 from comparators.model import Payload
 from shadow.config.loader import load_config, parse_methods
@@ -67,6 +68,21 @@ RETRY_DELAY = 0.1  # seconds before kept-back answers are offered again
 
 def _headers(h: http.Headers) -> tuple[tuple[str, str], ...]:
     return tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in h.fields)
+
+
+def _reverse_host(mode: str) -> str:
+    """'host[:port]' of a reverse mode's target as a Host header names it ('' if unparsed).
+
+    mitmproxy's own parser: a mode may end in '@listen-port', which is no part of it.
+    """
+    try:
+        spec = mode_specs.ProxyMode.parse(mode)
+        scheme, (host, port) = spec.scheme, spec.address  # type: ignore[attr-defined]
+    except (ValueError, AttributeError):
+        return ""
+    default = 443 if scheme in ("https", "wss") else 80
+    name = f"[{host}]" if ":" in host else host
+    return name if port == default else f"{name}:{port}"
 
 
 def _hostname(hostport: str) -> str | None:
@@ -198,7 +214,7 @@ class Shadow:
         primary = ""
         if opts.mode and opts.mode[0].startswith("reverse:"):
             primary = opts.mode[0].removeprefix("reverse:")
-        self._primary_host = urlsplit(primary).netloc.rpartition("@")[2] if primary else ""
+        self._primary_host = _reverse_host(opts.mode[0]) if primary else ""
         self.settings = PipelineSettings(
             db=opts.shadow_db,
             candidate=candidate,

@@ -396,3 +396,19 @@ def test_requests_while_the_worker_restarts_are_counted(shadow: Shadow) -> None:
     shadow.request(f)
     shadow.response(f)
     assert shadow.seen == 1
+
+
+@pytest.mark.parametrize(
+    ("mode", "host"),
+    [
+        ("reverse:http://127.0.0.1:3000", "127.0.0.1:3000"),
+        ("reverse:https://legacy.internal@8081", "legacy.internal"),  # @8081: listen port
+        ("reverse:https://legacy.internal:8443", "legacy.internal:8443"),
+        ("reverse:http://[::1]:80", "[::1]"),
+        ("reverse:bad://", ""),
+    ],
+)
+def test_the_primary_host_comes_from_mitmproxys_reading_of_the_mode(mode: str, host: str) -> None:
+    from shadow.live.addon import _reverse_host
+
+    assert _reverse_host(mode) == host
