@@ -294,7 +294,8 @@ def proxy(
     check_setup(settings)
     extra = f" and secondary {settings.secondary}" if settings.secondary else ""
     click.echo(
-        f"shadow: listening on http://{host}:{port} -> primary {settings.primary}, "
+        f"shadow: listening on {'https' if listen_cert else 'http'}://{host}:{port} -> "
+        f"primary {settings.primary}, "
         f"copies to {settings.candidate}{extra}, storing in {db}",
         err=True,
     )

@@ -210,6 +210,7 @@ def test_tls_and_http2_clients_get_the_primary_answer_byte_for_byte(
         direct = _get_all(primary.url, 4, verify=verify)
         proxy.stop()
     assert [r.http_version for r in via] == ["HTTP/1.1"] * 4
+    assert f"listening on https://127.0.0.1:{proxy.port}" in proxy.output
     assert [r.content for r in via] == [r.content for r in direct]
     assert [r.headers["content-type"] for r in via] == [r.headers["content-type"] for r in direct]
     assert [v for v, _ in h2] == ["2"] * 4
