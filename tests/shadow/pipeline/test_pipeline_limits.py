@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from comparators.model import Payload
 from shadow.model import BackendResponse, Request
-from shadow.pipeline import core, evaluate
+from shadow.pipeline import evaluate
 from shadow.pipeline.core import Pipeline, PipelineSettings
 from shadow.store.writer import open_for_reading
 from tests.conftest import Server, serve
@@ -255,10 +255,6 @@ def test_restarted_worker_continues_the_run(tmp_path: Path, backend: Server) -> 
         (started[0][0], 2, 2, 1)
     ]
     assert query(db, "SELECT count(*) FROM run_accepted") == [(1,)]  # not written twice
-
-
-def test_constants_are_sane() -> None:
-    assert core.FLUSH_BYTES < core.DEFAULT_MEMORY_BUDGET
 
 
 def test_answers_past_the_memory_budget_let_go_of_their_body_and_skip(
