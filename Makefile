@@ -27,6 +27,7 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	@bash scripts/ensure-browser
+	@bash scripts/ensure-services
 	$(PY) -m pytest
 
 bench: $(STAMP)
@@ -34,6 +35,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/replay_bench.py
 	$(PY) benchmarks/replay_memory.py
 	$(PY) benchmarks/report_bench.py
+	$(PY) benchmarks/cutover_bench.py
 
 soak: $(STAMP)
 	$(PY) benchmarks/soak.py

@@ -1,9 +1,13 @@
-"""`make demo`: start the example backends, shadow demo traffic, write the report.
+"""`make demo`: start the example backends, shadow demo traffic, cut a route over, report.
 
 Starts the legacy app (primary) and the FastAPI rewrite (candidate) on free
-127.0.0.1 ports, runs `shadow proxy` between them, sends deterministic demo
-traffic through it, stops the proxy (which writes everything it holds) and
-renders the HTML report. Output goes to ./demo-output/.
+127.0.0.1 ports, runs `shadow proxy` between them and sends deterministic demo
+traffic through it (shadow mode). Then it walks one route, GET /api/insights,
+through a migration with `shadow flags`: canary 25 % of users -> candidate
+(the rewrite answers, the legacy still gets copies) -> the rewrite starts
+failing on that route, clients keep getting answers (fallback) and the
+controller rolls the route back. It stops the proxy (which writes everything it
+holds) and renders the HTML report. Output goes to ./demo-output/.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -62,19 +67,80 @@ def started(cmd: list[str], port: int, log: Path) -> Iterator[subprocess.Popen[b
                 proc.kill()
 
 
-async def send_traffic(base: str, n: int, concurrency: int) -> dict[int, int]:
+MIGRATED = "/api/insights"  # the route the demo cuts over
+USERS = 200  # distinct users (X-User-Id) in the cutover phases
+
+
+async def send_traffic(
+    base: str, n: int, concurrency: int, seed: int = 7, users: int = 0
+) -> dict[int, int]:
+    """Send `n` demo requests; with `users`, half go to MIGRATED, each from one of `users`."""
     statuses: dict[int, int] = {}
-    reqs = demo_requests(n)
+    reqs = demo_requests(n, seed)
+    if users:
+        reqs = [
+            r if i % 2 else dataclasses.replace(r, method="GET", path=MIGRATED, body=None)
+            for i, r in enumerate(reqs)
+        ]
     sem = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
 
-        async def one(r) -> None:  # type: ignore[no-untyped-def]
+        async def one(i: int, r) -> None:  # type: ignore[no-untyped-def]
+            headers = dict(r.headers)
+            if users:
+                headers["X-User-Id"] = f"user-{i % users}"
             async with sem:
-                resp = await client.request(r.method, r.path, headers=r.headers, content=r.body)
+                resp = await client.request(r.method, r.path, headers=headers, content=r.body)
                 statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
 
-        await asyncio.gather(*(one(r) for r in reqs))
+        await asyncio.gather(*(one(i, r) for i, r in enumerate(reqs)))
     return statuses
+
+
+def flags(flags_file: Path, *args: str) -> str:
+    """Run `shadow flags ...` as a person would; its output."""
+    cmd = [sys.executable, "-m", "shadow.cli.main", "flags", *args]
+    cmd += ["--flags", str(flags_file), "--config", "examples/shadow.toml"]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"demo: {' '.join(cmd[3:])} failed: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def mode_of(flags_file: Path) -> dict[str, object]:
+    import json
+
+    return json.loads(flags(flags_file, "get", MIGRATED, "--json"))  # type: ignore[no-any-return]
+
+
+def migrate(base: str, flags_file: Path, faults: Path, concurrency: int) -> None:
+    """Walk MIGRATED through canary -> candidate -> failing -> rolled back."""
+    for mode, percent, why in (
+        ("canary", "25", "parity 100 % in shadow"),
+        ("candidate", None, "canary healthy"),
+    ):
+        extra = ["--percent", percent] if percent else []
+        flags(flags_file, "set", MIGRATED, mode, *extra, "--by", "demo", "--why", why)
+        time.sleep(1.2)  # the proxy reads the flags at least twice a second
+        statuses = asyncio.run(send_traffic(base, 240, concurrency, seed=11, users=USERS))
+        print(f"demo: {MIGRATED} {mode} {percent or ''}: 240 requests, statuses {statuses}")
+    faults.write_text(MIGRATED + "\n", encoding="utf-8")
+    print(f"demo: the rewrite now fails on {MIGRATED} (503); clients should not notice")
+    deadline = time.monotonic() + 20
+    sent: dict[int, int] = {}
+    while time.monotonic() < deadline:
+        for code, count in asyncio.run(
+            send_traffic(base, 60, concurrency, seed=13, users=USERS)
+        ).items():
+            sent[code] = sent.get(code, 0) + count
+        record = mode_of(flags_file)
+        if record.get("rolled_back"):
+            print(f"demo: clients got statuses {sent} meanwhile")
+            print(f"demo: rolled back by {record.get('by')}: {record.get('why')}")
+            break
+    else:
+        print("demo: warning: no rollback within 20 s", file=sys.stderr)
+    faults.unlink()
 
 
 def main() -> int:
@@ -88,12 +154,17 @@ def main() -> int:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     db, report = out / "parity.duckdb", out / "report.html"
+    flags_file, faults = out / "flags.json", out / "faults.txt"
     py = sys.executable
     p_port, c_port, s_port, x_port = free_port(), free_port(), free_port(), free_port()
     t0 = time.monotonic()
     with (
         started([py, "examples/legacy/app.py", "--port", str(p_port)], p_port, out / "legacy.log"),
-        started([py, "examples/candidate/app.py", "--port", str(c_port)], c_port, out / "cand.log"),
+        started(
+            [py, "examples/candidate/app.py", "--port", str(c_port), "--faults", str(faults)],
+            c_port,
+            out / "cand.log",
+        ),
         # a second legacy instance: what differs between the two legacies is noise
         started([py, "examples/legacy/app.py", "--port", str(s_port)], s_port, out / "sec.log"),
     ):
@@ -104,7 +175,7 @@ def main() -> int:
             "--secondary", f"http://127.0.0.1:{s_port}",
             "--listen", f"127.0.0.1:{x_port}",
             "--db", str(db), "--config", "examples/shadow.toml",
-            "--confdir", str(out / "mitmproxy"), "--quiet",
+            "--confdir", str(out / "mitmproxy"), "--quiet", "--flags", str(flags_file),
         ]  # fmt: skip
         print(
             f"demo: primary :{p_port} (legacy), secondary :{s_port} (legacy again), "
@@ -115,6 +186,7 @@ def main() -> int:
                 send_traffic(f"http://127.0.0.1:{x_port}", args.requests, args.concurrency)
             )
             print(f"demo: sent {args.requests} requests through the proxy, statuses {statuses}")
+            migrate(f"http://127.0.0.1:{x_port}", flags_file, faults, args.concurrency)
         # leaving the block sent SIGINT: the proxy wrote everything before exiting
     result = subprocess.run(
         [py, "-m", "shadow.cli.main", "report", "--db", str(db), "-o", str(report)],

@@ -18,6 +18,7 @@ import duckdb
 from reports import queries
 from reports._sql import rows
 from reports.baseline import Delta, RunComparison, Snapshot, compare
+from reports.cutover import CutoverSection, load_cutover
 from reports.detail import Cluster, load_clusters, load_histograms
 from reports.overview import EndpointRow, Summary, load_endpoints, never_exercised, summarize
 from reports.samples import Sample, Side, load_samples
@@ -34,6 +35,7 @@ __all__ = [
     "MAX_DETAIL_ENDPOINTS",
     "SAMPLES_PER_ENDPOINT",
     "Cluster",
+    "CutoverSection",
     "EndpointRow",
     "ReportContext",
     "RunComparison",
@@ -57,6 +59,7 @@ class ReportContext:
     routes_known: bool
     unexercised: list[str]  # known routes without traffic
     comparison: RunComparison | None
+    cutover: CutoverSection | None = None  # route modes and events, when the scope has any
 
     @property
     def not_detailed(self) -> int:
@@ -124,4 +127,5 @@ def build_context(
         routes_known=routes is not None,
         unexercised=never_exercised(routes or (), (e.endpoint for e in endpoints)),
         comparison=comparison,
+        cutover=load_cutover(con, run_id),
     )

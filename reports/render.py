@@ -15,6 +15,7 @@ from reports import queries
 from reports._sql import rows
 from reports.baseline import Snapshot, latest_run, require_run, snapshot
 from reports.context import ReportContext, Summary, build_context
+from reports.cutover import MODES
 from shadow.errors import ConfigError, StoreError
 from shadow.store.writer import reading
 
@@ -45,6 +46,20 @@ def _pp(value: float | None) -> str:
 
 def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}\u00d7"
+
+
+def _frac(value: float | None) -> str:
+    """A fraction (0..1, as the cutover figures give rates) shown as a percentage."""
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _raw(value: float | None) -> str:
+    """A data-v attribute with the exact value SQL gave (empty for NULL)."""
+    return "" if value is None else repr(value)
+
+
+def _mode_class(mode: str | None) -> str:
+    return mode if mode in MODES else "other"
 
 
 def _sort_num(value: float | None) -> str:
@@ -80,6 +95,9 @@ FILTERS = {
     "ts": _ts,
     "pp": _pp,
     "ratio": _ratio,
+    "frac": _frac,
+    "raw": _raw,
+    "mode_class": _mode_class,
     "sort_num": _sort_num,
     "parity_class": _parity_class,
     "ratio_class": _ratio_class,

@@ -5,7 +5,8 @@ ShadowError                 base; the CLI prints str(e) on one line and exits no
 ├── StoreError              database missing, locked, not DuckDB     (exit 3)
 ├── BackendUnreachable      primary/candidate not answering at start (exit 4)
 ├── InputError              unreadable input file (replay)           (exit 5)
-└── ListenError             cannot listen on --listen (busy, bad host) (exit 6)
+├── ListenError             cannot listen on --listen (busy, bad host) (exit 6)
+└── FlagStoreError          flags file or Redis unreadable, unreachable (exit 8)
 
 Exit 7 (COPIES_LOST) is no exception: `shadow proxy` ran to the end but some
 requests it saw were neither stored nor shed on purpose (a worker died or had to
@@ -42,3 +43,9 @@ class ListenError(ShadowError):
 
 
 COPIES_LOST = 7  # exit code of a proxy run that lost requests (see the module docstring)
+
+
+class FlagStoreError(ShadowError):
+    """The flag store (a flags file or Redis) cannot be read or written (exit 8)."""
+
+    exit_code = 8

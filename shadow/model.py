@@ -97,6 +97,23 @@ class BackendResponse:
 
 
 @dataclass(frozen=True, slots=True)
+class Served:
+    """How the proxy served a request of a controlled route (shadow.control).
+
+    `candidate` is the candidate's answer when the proxy asked it to answer the
+    client (it did, or it failed and the primary answered: `fell_back`); the
+    worker then sends no copy to the candidate. `reverse`: the candidate answered,
+    and the primary gets a copy of the (safe) request to compare with.
+    """
+
+    mode: str  # legacy | shadow | canary | candidate
+    served_by: str = "primary"
+    fell_back: bool = False
+    candidate: BackendResponse | None = None
+    reverse: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Exchange:
     """One request and both backends' answers, before comparison."""
 
@@ -109,3 +126,8 @@ class Exchange:
     source: str = "proxy"  # "proxy" | "replay:<file>"
     skip_reason: str | None = None
     secondary: BackendResponse | None = field(default=None)
+    # Cutover (shadow.control): the route's mode, who answered the client, and whether
+    # the candidate was asked first and the primary answered after it failed.
+    mode: str | None = None
+    served_by: str = "primary"
+    fell_back: bool = False

@@ -147,3 +147,26 @@ def run_proxy(
     finally:
         if proc.poll() is None:
             running.stop()
+
+
+# --- a real redis-server (tests/redis_server.py): the Redis flag store's tests -------------
+
+from typing import TYPE_CHECKING  # noqa: E402  (appended section: the import it adds)
+
+if TYPE_CHECKING:
+    from tests.redis_server import RedisServer
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh redis-server on a free 127.0.0.1 port; the test may stop() and start() it."""
+    from tests.redis_server import RedisServer
+
+    with RedisServer(tmp_path / "redis") as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """redis://127.0.0.1:<port>/0 of a fresh, empty redis-server."""
+    return redis_server.url

@@ -25,8 +25,11 @@ ALLOWED: dict[str, set[str]] = {
         "comparators", "shadow.base", "shadow.config", "shadow.store", "shadow.pipeline",
         "shadow.sources",
     },
+    # route modes, flag stores, rollback: beside the pipeline (it watches its results)
+    "shadow.control": {"comparators", "shadow.base", "shadow.config", "shadow.store"},
     "shadow.live": {
         "comparators", "shadow.base", "shadow.config", "shadow.store", "shadow.pipeline",
+        "shadow.control",
     },
     "shadow.review": {"comparators", "shadow.base", "shadow.config", "shadow.store"},
     "reports": {"comparators", "shadow.base", "shadow.config", "shadow.store"},

@@ -234,6 +234,18 @@ class ReportList(CamelModel):
 
 app = FastAPI(title="analysis-api (candidate)", version="2.0.0")
 app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_SIZE)
+# `make demo` makes the rewrite fail on purpose to show a rollback: while the file named
+# by --faults lists a path (one per line), requests to it answer 503.
+FAULTS: list[Path] = []
+
+
+@app.middleware("http")
+async def injected_faults(request: Request, call_next):  # type: ignore[no-untyped-def]
+    if FAULTS and FAULTS[0].is_file():
+        failing = FAULTS[0].read_text(encoding="utf-8").split()
+        if request.url.path in failing:
+            return JSONResponse({"error": "injected fault (demo)"}, status_code=503)
+    return await call_next(request)
 
 
 @app.exception_handler(HTTPException)
@@ -416,7 +428,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Candidate (FastAPI) example backend")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--faults", type=Path, help="file listing paths that answer 503")
     args = parser.parse_args(argv)
+    if args.faults:
+        FAULTS.append(args.faults)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 

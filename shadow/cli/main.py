@@ -211,6 +211,18 @@ def cli() -> None:
     "default: one from mitmproxy's own CA in --confdir.",
 )  # fmt: skip
 @click.option("--listen-key", type=click.Path(dir_okay=False), help="Key of --listen-cert.")
+@click.option(
+    "--flags",
+    default="",
+    metavar="FILE|URL",
+    help="Route modes and feature flags: a JSON file (see `shadow flags`) or "
+    "redis://host:port/db. Default: the config's [control] flags, else shadow-flags.json.",
+)
+@click.option(
+    "--no-rollback",
+    is_flag=True,
+    help="Never roll a failing route back automatically (fallback still applies).",
+)
 @tls_options
 @click.option("--quiet", "-q", is_flag=True, help="Do not print mitmproxy's log.")
 def proxy(
@@ -233,6 +245,8 @@ def proxy(
     quiet: bool,
     listen_cert: str | None,
     listen_key: str | None,
+    flags: str,
+    no_rollback: bool,
     **tls_args: Any,
 ) -> None:
     """Reverse-proxy to PRIMARY and copy each request to CANDIDATE.
@@ -287,6 +301,8 @@ def proxy(
         copy_proxy=copy_proxy,
         listen_cert=listen_cert or "",
         listen_key=listen_key or "",
+        flags=flags,
+        rollback=not no_rollback,
     )
     _warn_insecure(load_config(config).tls, tls)
     parse_methods(mirror_unsafe)
@@ -596,6 +612,11 @@ def replay(
     type=click.Path(dir_okay=False),
     help="Also write the results as JUnit XML to this file.",
 )
+@click.option(
+    "--fail-on-rollback",
+    is_flag=True,
+    help="Also fail when a route was rolled back automatically in the selected runs.",
+)
 def check(
     db: str,
     min_parity: float,
@@ -608,6 +629,7 @@ def check(
     allow_inconclusive: bool,
     run_id: str | None,
     junit: str | None,
+    fail_on_rollback: bool,
 ) -> None:
     """Gate a CI job on parity: exit 0 if every endpoint meets its thresholds.
 
@@ -617,7 +639,8 @@ def check(
     endpoint with fewer than --min-samples compared exchanges is INCONCLUSIVE:
     never passed, and it fails the gate unless --allow-inconclusive. Endpoints
     whose requests were all skipped (never copied) are listed but not judged. The
-    gate also fails when no endpoint could be judged at all.
+    gate also fails when no endpoint could be judged at all, and with
+    --fail-on-rollback when the rollback controller rolled a route back.
 
     Exit codes: 0 passed, 1 failed, 2 bad option, 3 database error.
 
@@ -641,23 +664,26 @@ def check(
     )
     with reading(db, accepted=_accepted(config)) as con:
         rows = gate.fetch_rows(con, run_id)
+        rollbacks = gate.fetch_rollbacks(con, run_id) if fail_on_rollback else None
     results = gate.evaluate(rows, thresholds)
     for flag in ("--endpoint", "--endpoint-max-errors"):
         for pattern in gate.unused_patterns(results, thresholds, flag):
             click.echo(f"shadow: warning: {flag} pattern {pattern!r} matches no endpoint", err=True)
     if results:
         click.echo(gate.format_table(results))
+    if rollbacks:
+        click.echo(gate.format_rollbacks(rollbacks))
     if junit:
         try:
-            gate.junit_xml(results, thresholds, db=db, run_id=run_id).write(
+            gate.junit_xml(results, thresholds, db=db, run_id=run_id, rollbacks=rollbacks).write(
                 junit, encoding="utf-8", xml_declaration=True
             )
         except OSError as exc:
             raise ConfigError(f"--junit {junit}: cannot write ({exc.strerror})") from None
-    click.echo(gate.summary_line(results, thresholds))
+    click.echo(gate.summary_line(results, thresholds, rollbacks))
     if junit:
         click.echo(f"junit: {junit}")
-    sys.exit(0 if gate.passed(results, thresholds) else 1)
+    sys.exit(0 if gate.passed(results, thresholds, rollbacks) else 1)
 
 
 @cli.command()
@@ -813,6 +839,16 @@ def accept(config: str, endpoint: str, path: str, kind: str | None, reason: str)
     added = accept_difference(config, endpoint, path, reason, kind)
     click.echo(added.strip("\n"))
     click.echo(f"appended to {config}", err=True)
+
+
+def _register() -> None:
+    # Commands that live in modules of their own (each imports what it needs lazily).
+    from shadow.cli.flags_cmd import flags
+
+    cli.add_command(flags)
+
+
+_register()
 
 
 def main() -> None:

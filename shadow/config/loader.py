@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from comparators import DEFAULT_RULES, Kind, RuleError, Rules, cluster_path, parse_rules
+from shadow.config.control import ENDPOINT_CONTROL_KEYS, ControlConfig, parse_control
 from shadow.config.endpoints import EndpointMatcher, RoutePattern, endpoint_matches
 from shadow.config.tls import BackendTls, parse_tls_section
 from shadow.errors import ConfigError
@@ -42,11 +43,11 @@ KNOWN_METHODS = frozenset(
      "PURGE", "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "REPORT",
      "SEARCH"}
 )  # fmt: skip
-_TOP_KEYS = {"compare", "endpoints", "accepted", "redact", "tls"}
+_TOP_KEYS = {"compare", "endpoints", "accepted", "redact", "tls", "control"}
 _REDACT_LISTS = ("headers", "keys", "query", "paths")
 _ACCEPTED_KEYS = {"endpoint", "path", "kind", "reason"}
 _KINDS = tuple(k.value for k in Kind)
-_ENDPOINT_KEYS = {"route", "methods", "mirror_unsafe", "compare"}
+_ENDPOINT_KEYS = {"route", "methods", "mirror_unsafe", "compare", *ENDPOINT_CONTROL_KEYS}
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,9 @@ class Config:
     accepted: tuple[Accepted, ...] = ()
     redact: RedactSettings = RedactSettings()  # shadow.pipeline.redact.redactor_for builds it
     tls: Mapping[str, BackendTls] = field(default_factory=dict)  # per leg, see config/tls.py
+    control: ControlConfig = field(
+        default_factory=ControlConfig
+    )  # route modes, flags, rollback (config/control.py)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "matcher", EndpointMatcher(e.pattern for e in self.endpoints))
@@ -153,6 +157,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> Config:
     except RuleError as exc:
         raise ConfigError(f"{source}: [compare] {exc}") from None
     endpoints = []
+    controlled: list[tuple[str, str, Mapping[str, Any]]] = []
     for where, ep in _tables(data, "endpoints", _ENDPOINT_KEYS, source):
         route = ep.get("route")
         if not isinstance(route, str):
@@ -174,6 +179,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> Config:
         except (ValueError, RuleError) as exc:
             raise ConfigError(f"{where}: {exc}") from None
         endpoints.append(EndpointConfig(pattern, mirror, compare))
+        controlled.append((where, route, ep))
     accepted = _parse_accepted(data, source)
     redact = _parse_redact(data, source)
     return Config(
@@ -183,6 +189,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> Config:
         accepted=accepted,
         redact=redact,
         tls=parse_tls_section(data, source),
+        control=parse_control(data.get("control"), controlled, source),
     )
 
 

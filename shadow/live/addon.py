@@ -31,11 +31,14 @@ from mitmproxy import ctx, exceptions, http
 from mitmproxy.proxy import mode_specs
 
 from comparators.model import Payload
-from shadow.config.loader import load_config, parse_methods
+from shadow.config.control import flags_spec
+from shadow.config.loader import SAFE_METHODS, load_config, parse_methods
 from shadow.config.tls import effective
+from shadow.control import fallback
 from shadow.errors import COPIES_LOST, ShadowError
 from shadow.live import options, tls_options
-from shadow.model import DEFAULT_MAX_BODY, BackendResponse, Request, capped_payload
+from shadow.live.cutover import Cutover, bad_gateway, response_from
+from shadow.model import DEFAULT_MAX_BODY, BackendResponse, Request, Served, capped_payload
 from shadow.pipeline.core import PipelineSettings
 from shadow.pipeline.recording import check_record_path
 from shadow.pipeline.sender import MARK_HEADER
@@ -47,6 +50,7 @@ logger = logging.getLogger(__name__)
 _META = "shadow"  # flow.metadata key: set when the request was queued
 _STREAMED = "shadow-streamed"  # flow.metadata key: the answer is streamed to the client
 _HOST = "shadow-host"  # flow.metadata key: the client's own Host (keep_host)
+_COOKIE = "shadow-cookie"  # flow.metadata key: the canary key cookie to set on the answer
 # Answers meant to be read as they arrive: passed through as they come, never buffered.
 STREAMED_TYPES = frozenset(
     {
@@ -64,6 +68,7 @@ HEALTHY_AFTER = 60.0  # seconds a worker must live before the back-off starts ov
 MAX_FAILED_STARTS = 5  # workers dying before they are ready, in a row, before giving up
 CARRY_MAX = 4 * BATCH_MAX  # answers kept back for the worker when its queue is full
 RETRY_DELAY = 0.1  # seconds before kept-back answers are offered again
+FLAGS_WAIT = 3.0  # seconds a request at start waits for the first read of the flags
 
 
 def _headers(h: http.Headers) -> tuple[tuple[str, str], ...]:
@@ -114,7 +119,11 @@ def _answer(
     req, resp = flow.request, flow.response
     assert resp is not None
     start = req.timestamp_end or req.timestamp_start
-    payload = capped_payload(resp.status_code, _headers(resp.headers), body, limit)
+    headers = _headers(resp.headers)
+    ours = flow.metadata.get(_COOKIE)
+    if ours:  # the proxy's canary cookie is no part of the primary's answer
+        headers = tuple(h for h in headers if not (h[0].lower() == "set-cookie" and h[1] == ours))
+    payload = capped_payload(resp.status_code, headers, body, limit)
     return BackendResponse(payload, elapsed_ms=((end or time.time()) - start) * 1000)
 
 
@@ -136,6 +145,7 @@ class Shadow:
         self._stopping = False  # the stop signal came: finish what is in flight
         self._stopped = False  # the worker was told to stop: later requests are lost
         self._open: set[str] = set()  # queued flows still waiting for the primary
+        self._serving: set[str] = set()  # flows waiting for the candidate's answer
         self._worker_started = 0.0
         self._ever_ready = False  # some worker of this run got ready
         self._stop_event: Any = None
@@ -151,6 +161,9 @@ class Shadow:
         self._ready: Any = None
         self._batch: list[tuple[Any, ...]] = []
         self._batch_timer: asyncio.TimerHandle | None = None
+        self.cutover: Cutover | None = None
+        self._cutover_args: tuple[Any, ...] | None = None
+        self._flags_ready: asyncio.Event | None = None  # set once the flags were read (or not)
 
     def load(self, loader: Any) -> None:
         options.add_options(loader)
@@ -215,6 +228,15 @@ class Shadow:
         if opts.mode and opts.mode[0].startswith("reverse:"):
             primary = opts.mode[0].removeprefix("reverse:")
         self._primary_host = _reverse_host(opts.mode[0]) if primary else ""
+        flags = flags_spec(opts.shadow_flags, config.control, opts.shadow_config or None)
+        self._cutover_args = (
+            config,
+            flags,
+            candidate,
+            tls["candidate"],
+            (),
+            _copy_proxy(opts.shadow_copy_proxy),
+        )
         self.settings = PipelineSettings(
             db=opts.shadow_db,
             candidate=candidate,
@@ -239,6 +261,8 @@ class Shadow:
             drain_timeout=opts.shadow_drain_timeout,
             tls=tls,
             copy_proxy=_copy_proxy(opts.shadow_copy_proxy),
+            flags=flags,
+            rollback=opts.shadow_rollback,
         )
         self.enabled = True
 
@@ -275,6 +299,19 @@ class Shadow:
         self._start_worker()
         # Keep a reference to the task: the loop holds tasks only weakly.
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        if self._cutover_args is not None:
+            try:
+                self.cutover = Cutover(*self._cutover_args)
+            except ShadowError as exc:  # a flags path that cannot be used: shadow mode only
+                logger.error(f"shadow: route modes off: {exc}")
+            else:
+                # mitmproxy listens already: requests wait (briefly) for the first read of
+                # the flags, or a route cut over would be served by the primary meanwhile.
+                self._flags_ready = asyncio.Event()
+                try:
+                    await self.cutover.start()
+                finally:
+                    self._flags_ready.set()
         assert self.settings is not None
         logger.info(
             f"shadow: copying to {self.settings.candidate}, storing in {self.settings.db} "
@@ -462,37 +499,153 @@ class Shadow:
                 return  # no loop to retry on (tests): they wait for the next message
             self._arm(RETRY_DELAY)
 
-    def request(self, flow: http.HTTPFlow) -> None:
+    def request(self, flow: http.HTTPFlow) -> Any:
+        ready = self._flags_ready
+        if ready is not None and not ready.is_set() and not flow.is_replay:
+            return self._after_flags(flow)
+        return self._request(flow)
+
+    async def _after_flags(self, flow: http.HTTPFlow) -> None:
+        """A request that came before the first read of the flags: it waits for it."""
+        assert self._flags_ready is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._flags_ready.wait(), FLAGS_WAIT)
+        serving = self._request(flow)
+        if serving is not None:
+            await serving
+
+    def _request(self, flow: http.HTTPFlow) -> Any:
         if not self._launched or flow.is_replay:
-            return
+            return None
         req = flow.request
-        if MARK_HEADER in req.headers:
-            return  # one of our own copies came back through the proxy
         if req.stream:
-            return  # a streamed body (stream_large_bodies) is not kept: nothing to copy
+            # A streamed body (stream_large_bodies) is not kept: nothing to copy, nor to send
+            # to a candidate; the primary answers (docs/control.md).
+            return None
+        if MARK_HEADER in req.headers:
+            # One of our own copies came back through the proxy: not recorded again. The
+            # header is no way around a route's mode, though: anyone can send it.
+            return self._unrecorded(flow)
         self.seen += 1
         if self._stopped:
             self._after_stop += 1  # served, not shadowed: counted with the shed ones
-            return
-        if not self.enabled:
-            return  # no worker left: counted (seen) and lost
+            return None
         assert self.settings is not None
-        path, _, query = req.path.partition("?")
         body = req.raw_content or b""
         limit = self.settings.max_body
         skip = f"request body over {limit} bytes: not copied" if len(body) > limit else None
+        record = self._record(flow, body)
+        served: Served | None = None
+        if self.cutover is not None:
+            # Who answers does not depend on the worker: a route cut over stays so without it.
+            decision = self.cutover.decide(
+                req.method, record.path, record.headers, flow.client_conn.tls
+            )
+            if decision.set_cookie:
+                flow.metadata[_COOKIE] = decision.set_cookie
+            if decision.serve:
+                # A coroutine: mitmproxy awaits it, and serves other flows meanwhile.
+                return self._serve(flow, record, decision.mode, decision.reverse, skip)
+            served = Served(decision.mode)
+            if decision.mode == "legacy" and skip is None:
+                skip = "route mode legacy: not copied"
+        if not self.enabled:
+            return None  # no worker left: counted (seen) and lost
+        self._queue_request(flow, record, skip, served)
+        return None
+
+    def _unrecorded(self, flow: http.HTTPFlow) -> Any:
+        """A request that is not recorded, answered as its route's mode says."""
+        if self.cutover is None or self._stopped:
+            return None
+        record = self._record(flow, flow.request.raw_content or b"")
+        decision = self.cutover.decide(
+            record.method, record.path, record.headers, flow.client_conn.tls
+        )
+        if not decision.serve:
+            return None
+        return self._serve(flow, record, decision.mode, False, None, recorded=False)
+
+    def _record(self, flow: http.HTTPFlow, body: bytes) -> Request:
+        """The request as the worker gets it (the client's Host kept for --keep-host)."""
+        req = flow.request
+        path, _, query = req.path.partition("?")
         headers = _headers(req.headers)
         # The client's Host (kept from before the primary's replaced it) or, from an
         # HTTP/2 client, its :authority: what --keep-host sends to the copies' backends.
         host = flow.metadata.get(_HOST) or ("" if "host" in req.headers else req.authority)
         if host:
             headers = (("host", host), *((k, v) for k, v in headers if k.lower() != "host"))
-        record = Request(req.method, path, query, headers, b"" if skip else body)
+        return Request(req.method, path, query, headers, body)
+
+    def _queue_request(
+        self,
+        flow: http.HTTPFlow,
+        record: Request,
+        skip: str | None,
+        served: Served | None,
+        answer: bool = True,
+    ) -> None:
+        """Hand the request to the worker; `answer`: the primary's answer will follow."""
+        req = flow.request
+        if skip:
+            record = dataclasses.replace(record, body=b"")  # held nowhere past the proxy
         # The skip reason travels with the request: the worker must not start the copy.
-        self._put(("req", flow.id, record, req.timestamp_start or time.time(), skip))
-        flow.metadata[_META] = True
-        self._open.add(flow.id)
+        self._put(("req", flow.id, record, req.timestamp_start or time.time(), skip, served))
+        if answer:
+            flow.metadata[_META] = True
+            self._open.add(flow.id)
         self.queued += 1
+
+    async def _serve(
+        self,
+        flow: http.HTTPFlow,
+        record: Request,
+        mode: str,
+        reverse: bool,
+        skip: str | None,
+        recorded: bool = True,
+    ) -> None:
+        """The candidate answers this request; on a failure the primary may (fallback)."""
+        assert self.cutover is not None and self.settings is not None
+        req = flow.request
+        self._serving.add(flow.id)  # shutdown waits for it like for a primary's answer
+        try:
+            answer = await self.cutover.ask(record)
+        finally:
+            self._serving.discard(flow.id)
+        limit = self.settings.max_body
+        kept = answer
+        if answer.payload is not None and len(answer.payload.body) > limit:
+            p = answer.payload
+            kept = BackendResponse(
+                capped_payload(p.status, p.headers, p.body, limit), answer.elapsed_ms
+            )
+        why = fallback.failure(answer)
+        if why is not None and fallback.may_fall_back(req.method, answer):
+            # The primary answers, as if the candidate had never been asked (one attempt).
+            self.cutover.fallbacks += 1
+            if not recorded:
+                return
+            if self._stopped or not self.enabled:
+                self._after_stop += 1 if self._stopped else 0
+                return
+            self._queue_request(flow, record, skip, Served(mode, "primary", True, kept))
+            return
+        cookie = flow.metadata.pop(_COOKIE, None)
+        if why is None or (answer.payload is not None and not answer.payload.cut):
+            flow.response = response_from(flow, answer, cookie)  # its 5xx too, for a write
+        else:
+            flow.response = bad_gateway(flow, why)
+        reverse = reverse and req.method.upper() in SAFE_METHODS
+        if not recorded:
+            return
+        if self._stopped or not self.enabled:
+            self._after_stop += 1 if self._stopped else 0
+            return
+        self._queue_request(
+            flow, record, skip, Served(mode, "candidate", False, kept, reverse), answer=False
+        )
 
     def _shadowed(self, flow: http.HTTPFlow) -> bool:
         """Whether `flow`'s request was queued and its (first) answer may still be sent."""
@@ -509,6 +662,9 @@ class Shadow:
         resp = flow.response
         if resp is None:
             return
+        cookie = flow.metadata.get(_COOKIE)
+        if cookie:  # a canary user without a key: from now on, this one
+            resp.headers.add("set-cookie", cookie)
         mtype = resp.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if mtype not in STREAMED_TYPES:
             return
@@ -589,8 +745,11 @@ class Shadow:
         # Stop taking connections, then let answers in flight arrive (bounded), so the
         # requests the proxy already took are stored with the primary's answer.
         await self._close_listeners()
-        deadline = time.monotonic() + min(OPEN_FLOWS_GRACE, self.settings.drain_timeout)
-        while self._open and self.enabled and time.monotonic() < deadline:
+        grace = OPEN_FLOWS_GRACE
+        if self.cutover is not None:  # the candidate may take its whole timeout to answer
+            grace = max(grace, self.cutover.control.timeout + 1)
+        deadline = time.monotonic() + min(grace, self.settings.drain_timeout)
+        while (self._serving or (self._open and self.enabled)) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         if self._hashing:
             await asyncio.wait(set(self._hashing), timeout=max(0.1, deadline - time.monotonic()))
@@ -600,6 +759,9 @@ class Shadow:
         self._close_clients()
         if self._watcher is not None:
             self._watcher.cancel()
+        if self.cutover is not None:
+            with contextlib.suppress(Exception):
+                await self.cutover.aclose()
         if self._batch_timer is not None:
             self._batch_timer.cancel()
             self._batch_timer = None
@@ -674,8 +836,9 @@ class Shadow:
             self.exit_code = COPIES_LOST
         if self._after_stop:
             logger.warning(
-                f"shadow: {self._after_stop} requests came after the stop: served, not "
-                "shadowed (counted in requests_shed)"
+                f"shadow: {self._after_stop} requests came after the stop, or were still "
+                "waiting for an answer when the clients were let go: not shadowed "
+                "(counted in requests_shed)"
             )
         if a.spilled:
             logger.error(

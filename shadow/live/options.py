@@ -115,4 +115,21 @@ def add_options(loader: Any) -> None:
         the backend; "none": never.
         """,
     )  # fmt: skip
+    loader.add_option(
+        "shadow_flags", str, "",
+        """
+        Where the route modes and feature flags live: a JSON file (edited with
+        `shadow flags`, watched while the proxy runs) or redis://host:port/db for
+        a fleet (keys feature:<name> = "true"/"false"). Empty: the config's
+        [control] flags, else shadow-flags.json.
+        """,
+    )  # fmt: skip
+    loader.add_option(
+        "shadow_rollback", bool, True,
+        """
+        Judge the routes the candidate serves (error, fallback and mismatch rates
+        over a sliding window) and roll a failing one back to shadow by writing
+        its flag. Off: never roll back automatically.
+        """,
+    )  # fmt: skip
     tls_options.add_options(loader)

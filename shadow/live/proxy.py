@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import os
 import re
 import signal
 import socket
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +48,8 @@ class ProxySettings:
     copy_proxy: str | None = None  # None: the environment's; "": none
     listen_cert: str = ""
     listen_key: str = ""
+    flags: str = ""  # flag store: a file or redis:// URL ("": the config's, else the default file)
+    rollback: bool = True
 
 
 def check_backends(s: ProxySettings) -> None:
@@ -136,12 +140,21 @@ async def _serve(s: ProxySettings) -> int:
             shadow_copy_proxy="none" if s.copy_proxy == "" else (s.copy_proxy or ""),
             shadow_listen_cert=s.listen_cert,
             shadow_listen_key=s.listen_key,
+            shadow_flags=s.flags,
+            shadow_rollback=s.rollback,
             **_tls_option_values(s.tls),
         )
     except (exceptions.OptionsError, KeyError) as exc:
         raise ConfigError(str(exc).strip("'\"").splitlines()[0]) from None
     if not s.quiet:
         opts.update(termlog_verbosity="warn")
+    else:
+        # mitmproxy's log is off, ours is not: warnings and errors of the addon (a worker
+        # that died, the flag store unreachable) still reach stderr.
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logging.getLogger("shadow").addHandler(handler)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, master.shutdown)

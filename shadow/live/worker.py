@@ -6,8 +6,9 @@ budget, so they run here, in another process, fed by a bounded queue. A thread
 blocks on the queue and hands messages to this process's event loop.
 
 The addon puts lists of messages (batches); each message is a tuple:
-    ("req", key, Request, started_at, skip)  a request reached the primary (skip: why
-                                        it must not be copied, or None)
+    ("req", key, Request, started_at, skip, served)  a request reached the proxy (skip: why
+                                        it must not be copied, or None; served: how a
+                                        controlled route served it, shadow.model.Served)
     ("resp", key, BackendResponse)      the primary answered or failed
     ("skip", key, reason)               not to be compared (a streamed answer): store as skipped
     ("stop",)                           drain, store everything, exit (the addon also
@@ -79,6 +80,7 @@ async def _serve(
 ) -> None:
     pipeline = Pipeline(settings, external_dropped=lambda: int(dropped.value))
     await pipeline.start()
+    controller = await _start_controller(settings, pipeline)
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue[Any] = asyncio.Queue(maxsize=INBOX_BATCHES)
     threading.Thread(
@@ -93,14 +95,57 @@ async def _serve(
             kind = msg[0]
             if kind == "req":
                 skip = msg[4] if len(msg) > 4 else None
-                pipeline.on_request(msg[1], msg[2], msg[3], skip)
+                served = msg[5] if len(msg) > 5 else None
+                pipeline.on_request(msg[1], msg[2], msg[3], skip, served)
             elif kind == "resp":
                 pipeline.on_primary(msg[1], msg[2])
             elif kind == "skip":
                 pipeline.on_skip(msg[1], msg[2])
             elif kind == "stop":
                 stop = True
+    if controller is not None:
+        # Its last events (a rollback's notification, the fallbacks) go with the last rows.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(controller.aclose(), settings.drain_timeout)
     await pipeline.close()
+
+
+def _recorded_events(db: str) -> set[str] | None:
+    """Ids of the events the store holds (None: it cannot be read now)."""
+    from shadow.store.writer import reading
+
+    try:
+        with reading(db) as con:
+            return {r[0] for r in con.execute("SELECT event_id FROM events").fetchall()}
+    except Exception:  # a new store, or one busy: only this run's changes are imported
+        return None
+
+
+async def _start_controller(settings: PipelineSettings, pipeline: Pipeline) -> Any:
+    """The rollback controller (shadow.control.rollback), when the proxy has a flag store."""
+    if not settings.flags:
+        return None
+    from shadow.control.flags import open_store
+    from shadow.control.rollback import Controller
+
+    config = pipeline.config
+    try:
+        store = open_store(settings.flags, polled=True)  # an absolute path or a URL (flags_spec)
+    except ShadowError as exc:
+        log.error(f"shadow: rollback controller off: {exc}")
+        return None
+    controller = Controller(
+        config,
+        store,
+        pipeline.run.run_id,
+        pipeline.add_events,
+        act=settings.rollback,
+        started_at=pipeline.run.started_at,
+        known_events=lambda: _recorded_events(settings.db),
+    )
+    await controller.start()
+    pipeline.observers.append(controller.observe)
+    return controller
 
 
 def run_worker(

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import multiprocessing
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -22,13 +22,20 @@ from comparators.model import Verdict
 from shadow.config.loader import SAFE_METHODS, load_config
 from shadow.config.tls import BackendTls, effective
 from shadow.errors import StoreError
-from shadow.model import DEFAULT_MAX_BODY, BackendResponse, Exchange, Request, capped_payload
+from shadow.model import (
+    DEFAULT_MAX_BODY,
+    BackendResponse,
+    Exchange,
+    Request,
+    Served,
+    capped_payload,
+)
 from shadow.pipeline import evaluate
 from shadow.pipeline.recording import RedactingRecorder, open_recorder
 from shadow.pipeline.records import DEFAULT_BODY_CAP
 from shadow.pipeline.redact import redactor_for
 from shadow.pipeline.sender import Sender
-from shadow.store.rows import AcceptedRow
+from shadow.store.rows import AcceptedRow, EventRow
 from shadow.store.writer import Run, StoreWriter, load_run, reading, spill_path
 
 log = logging.getLogger("shadow")
@@ -73,6 +80,8 @@ class PipelineSettings:
     restarts: int = 0  # workers restarted so far in this run
     tls: dict[str, BackendTls] = field(default_factory=dict)  # per leg, over the config's
     copy_proxy: str | None = None  # outbound proxy for the copies ("": none; None: env)
+    flags: str = ""  # flag store the rollback controller watches and writes ("": none)
+    rollback: bool = True  # judge the routes the candidate serves and roll them back
 
 
 @dataclass
@@ -84,8 +93,10 @@ class _Pending:
     size: int  # bytes held for this exchange (request, then the answers)
     skip_reason: str | None = None
     # The candidate's answer and, with a secondary, the secondary's.
-    candidate: asyncio.Task[tuple[BackendResponse, BackendResponse | None]] | None = None
+    candidate: asyncio.Future[tuple[BackendResponse, BackendResponse | None]] | None = None
     primary: BackendResponse | None = None
+    served: Served | None = None  # how the proxy served it (a controlled route)
+    primary_copy: asyncio.Task[None] | None = None  # reverse shadow: the copy to the primary
 
 
 @dataclass
@@ -131,6 +142,8 @@ class Pipeline:
             worker_restarts=settings.restarts,
         )
         self.counters = Counters()
+        # Called with every stored result (the rollback controller watches them).
+        self.observers: list[Callable[[evaluate.Evaluated], None]] = []
         self._external_dropped = external_dropped
         self._requests_before = 0  # requests a previous worker of this run received
         self._dropped_before = 0  # copies a previous worker of this run dropped
@@ -216,6 +229,10 @@ class Pipeline:
         await self._flush()
         self._flush_task = asyncio.create_task(self._flush_loop())
 
+    def add_events(self, rows: Sequence[EventRow]) -> None:
+        """Events (shadow.control) to write with the next batch of rows."""
+        self.writer.add_events(rows)
+
     async def close(self, drain_timeout: float | None = None) -> None:
         """Finish what is in flight by the drain deadline, store everything, end the run.
 
@@ -227,7 +244,12 @@ class Pipeline:
         self.begin_stop()
         assert self._stop_deadline is not None
         deadline = self._stop_deadline
-        live = {p.candidate for p in self._pending.values() if p.candidate is not None}
+        live: set[asyncio.Future[Any]] = {
+            task
+            for p in self._pending.values()
+            for task in (p.candidate, p.primary_copy)
+            if task is not None
+        }
         if live:
             _, late = await asyncio.wait(live, timeout=max(0.0, deadline - time.monotonic()))
             for task in late:
@@ -279,9 +301,23 @@ class Pipeline:
 
     # -- input -------------------------------------------------------------
     def on_request(
-        self, key: str, request: Request, started_at: float, skip: str | None = None
+        self,
+        key: str,
+        request: Request,
+        started_at: float,
+        skip: str | None = None,
+        served: Served | None = None,
     ) -> None:
-        """A request reached the primary: start its copy (or skip it, for `skip` or a limit)."""
+        """A request reached the primary: start its copy (or skip it, for `skip` or a limit).
+
+        `served` (a controlled route): when the candidate was asked to answer, its
+        answer comes with it and no copy goes to the candidate; when it did answer,
+        no primary answer will follow: the primary gets a copy (reverse shadow) or
+        the exchange is stored without one.
+        """
+        if served is not None and served.candidate is not None:
+            self._on_served(key, request, started_at, skip, served)
+            return
         self.counters.received += 1
         # Grouped by the path as stored: a secret the redactor hides in the path (a
         # token segment, ;jsessionid=) must not come back through the endpoint's name.
@@ -305,10 +341,75 @@ class Pipeline:
             request = replace(request, body=b"")
         size = _request_size(request)
         pending = _Pending(request, started_at, endpoint, time.monotonic(), size, skip_reason)
+        pending.served = served
         if skip_reason is None:
             pending.candidate = self._spawn(self._copy(key, request))
         self._hold(key, size)
         self._pending[key] = pending
+
+    def _on_served(
+        self, key: str, request: Request, started_at: float, skip: str | None, served: Served
+    ) -> None:
+        """The candidate was asked to answer the client: pair its answer with the primary's."""
+        assert served.candidate is not None
+        self.counters.received += 1
+        endpoint = self.config.matcher.endpoint(request.method, self._redactor.path(request.path))
+        size = _request_size(request)
+        pending = _Pending(
+            request, started_at, endpoint, time.monotonic(), size, skip, served=served
+        )
+        self._hold(key, size)
+        self._pending[key] = pending
+        done: asyncio.Future[tuple[BackendResponse, BackendResponse | None]]
+        done = asyncio.get_running_loop().create_future()
+        done.set_result((self._bounded(key, served.candidate), None))
+        pending.candidate = done
+        if served.served_by != "candidate":
+            return  # it fell back: the primary's answer comes from the proxy
+        primary_url = self.settings.primary or self.settings.options.get("primary")
+        if skip is not None:
+            pending.skip_reason = skip
+            self.on_primary(key, BackendResponse(None))
+        elif request.method.upper() not in SAFE_METHODS:
+            # Reverse shadow never copies a write to the legacy: it would happen twice.
+            pending.skip_reason = f"served by the candidate; {request.method} not copied back"
+            self.on_primary(key, BackendResponse(None))
+        elif not served.reverse or not primary_url:
+            pending.skip_reason = "served by the candidate (reverse shadow off: no copy)"
+            self.on_primary(key, BackendResponse(None))
+        elif self._stop_deadline is not None and time.monotonic() >= self._stop_deadline:
+            pending.skip_reason = f"{SHUTDOWN}: read after the drain deadline, not copied"
+            self.on_primary(key, BackendResponse(None))
+        elif self._waiting >= self.settings.backlog:
+            pending.skip_reason = "dropped: primary copy backlog full"
+            self.counters.dropped += 1
+            self.on_primary(key, BackendResponse(None))
+        else:
+            pending.primary_copy = self._spawn(
+                self._copy_to_primary(key, str(primary_url), request)
+            )
+
+    async def _copy_to_primary(self, key: str, url: str, request: Request) -> None:
+        """Reverse shadow: the legacy's answer to a request the candidate served."""
+        s = self.settings
+        async with self._slot():
+            answer = await self.sender.send(
+                url, request, "1", s.timeout, s.primary_headers, s.max_body, self.tls["primary"]
+            )
+        self.on_primary(key, answer)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        """One of the `concurrency` copies in flight (waiting for one counts as backlog)."""
+        self._waiting += 1
+        try:
+            await self._sem.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._sem.release()
 
     def on_skip(self, key: str, reason: str) -> None:
         """Not to be compared after all (e.g. the primary streams its answer): stop the copy."""
@@ -412,13 +513,8 @@ class Pipeline:
     async def _copy(
         self, key: str, request: Request
     ) -> tuple[BackendResponse, BackendResponse | None]:
-        self._waiting += 1
-        try:
-            await self._sem.acquire()
-        finally:
-            self._waiting -= 1
         s = self.settings
-        try:
+        async with self._slot():
             to_candidate = self.sender.send(
                 s.candidate,
                 request,
@@ -449,8 +545,6 @@ class Pipeline:
                 candidate = self._bounded(key, candidate)
                 secondary = self._bounded(key, secondary) if secondary is not None else None
             return candidate, secondary
-        finally:
-            self._sem.release()
 
     def _finish_if_pending(self, key: str) -> None:
         pending = self._pending.pop(key, None)
@@ -495,6 +589,9 @@ class Pipeline:
             source=self.settings.source,
             skip_reason=skip_reason,
             secondary=secondary,
+            mode=pending.served.mode if pending.served else None,
+            served_by=pending.served.served_by if pending.served else "primary",
+            fell_back=pending.served.fell_back if pending.served else False,
         )
         if self._executor is None or evaluate.is_cheap(exchange):
             # Identical answers and errors cost microseconds: a trip to the pool costs more.
@@ -616,6 +713,13 @@ class Pipeline:
 
     def _store(self, result: evaluate.Evaluated) -> None:
         self.writer.add(result.row, result.differences, result.noise)
+        for observe in self.observers:
+            try:
+                observe(result)
+            except Exception as exc:  # an observer must never cost a row
+                self._log_once(
+                    f"observer:{type(exc).__name__}", f"shadow: observer failed: {exc!r}"
+                )
         self._buffered += _row_size(result)
         verdict = result.verdict
         self.counters.by_verdict[verdict] = self.counters.by_verdict.get(verdict, 0) + 1

@@ -155,6 +155,9 @@ def exchange_row(
         secondary_status=sec.payload.status if sec and sec.payload else None,
         secondary_ms=sec.elapsed_ms if sec else None,
         secondary_error=_error(sec.error, redactor) if sec else None,
+        mode=ex.mode,
+        served_by=ex.served_by if ex.mode is not None else None,
+        fell_back=ex.fell_back if ex.mode is not None else None,
     )
     row, escaped = storable_row(row)
     if escaped:

@@ -198,6 +198,19 @@ class Sender:
     """
 
     def __init__(self, concurrency: int, proxy: str | None = None) -> None:
+        self._transport = AiohttpTransport(client=self._session(concurrency, retry=True))
+        # aiohttp sends a request again when a kept-alive connection turns out closed
+        # (RFC 9112 9.3.1), for every idempotent method, PUT and DELETE included. For a
+        # write that is a second write (or, if the retry cannot connect, a request that
+        # looks never sent): only safe methods may be retried.
+        self._transport_once = AiohttpTransport(client=self._session(concurrency, retry=False))
+        self._concurrency = concurrency
+        self._proxy = proxy
+        # httpcore transports, one per (TLS settings, proxy): for what aiohttp cannot do.
+        self._others: dict[tuple[BackendTls, str | None], httpx.AsyncHTTPTransport] = {}
+
+    @staticmethod
+    def _session(concurrency: int, retry: bool) -> aiohttp.ClientSession:
         session = aiohttp.ClientSession(
             cookie_jar=aiohttp.DummyCookieJar(),
             # Twice the copies in flight: each may go to a candidate and a secondary,
@@ -205,11 +218,10 @@ class Sender:
             connector=aiohttp.TCPConnector(limit=2 * concurrency, use_dns_cache=True),
             trust_env=False,
         )
-        self._transport = AiohttpTransport(client=session)
-        self._concurrency = concurrency
-        self._proxy = proxy
-        # httpcore transports, one per (TLS settings, proxy): for what aiohttp cannot do.
-        self._others: dict[tuple[BackendTls, str | None], httpx.AsyncHTTPTransport] = {}
+        if not retry:
+            # No public switch (aiohttp 3.10-3.13): the attribute its request loop reads.
+            session._retry_connection = False
+        return session
 
     def _other_transport(self, tls: BackendTls, proxy: str | None) -> httpx.AsyncHTTPTransport:
         key = (tls, proxy)
@@ -227,7 +239,7 @@ class Sender:
         return transport
 
     def _route(
-        self, url: str, tls: BackendTls, headers: Sequence[tuple[bytes, bytes]]
+        self, url: str, tls: BackendTls, headers: Sequence[tuple[bytes, bytes]], method: str = "GET"
     ) -> tuple[httpx.AsyncBaseTransport, dict[str, Any]]:
         """The transport for one copy, and the request extensions it needs."""
         proxy = proxy_for(url, self._proxy)
@@ -236,7 +248,8 @@ class Sender:
         # them as given. It also does HTTP/2, client certificates, a chosen SNI and
         # proxies per target; plain copies (nearly all) keep the faster aiohttp.
         if tls == PLAIN and proxy is None and _utf8(headers):
-            return self._transport, {}
+            safe = method.upper() in ("GET", "HEAD", "OPTIONS")
+            return (self._transport if safe else self._transport_once), {}
         extensions: dict[str, Any] = {}
         if tls.keep_host and url.startswith("https:"):
             host = next((v for k, v in headers if k.lower() == b"host"), b"").decode("latin-1")
@@ -250,6 +263,7 @@ class Sender:
 
     async def aclose(self) -> None:
         await self._transport.aclose()
+        await self._transport_once.aclose()
         for transport in self._others.values():
             await transport.aclose()
 
@@ -276,7 +290,7 @@ class Sender:
         phases = {"connect": timeout, "read": timeout, "pool": timeout}
         start = time.perf_counter()
         try:
-            transport, extensions = self._route(url, tls, headers)
+            transport, extensions = self._route(url, tls, headers, request.method)
             # The transport's timeouts are per phase; a server trickling bytes needs a total cap.
             async with asyncio.timeout(timeout + 1):
                 req = httpx.Request(

@@ -13,6 +13,12 @@ An endpoint is
 Endpoints whose every request was skipped (never copied, e.g. POST) are listed
 as NOT COPIED and are not judged. The gate passes when nothing failed, nothing is
 inconclusive (unless allowed) and at least one endpoint was judged.
+
+With `--fail-on-rollback` the CLI also reads the rollback events of the selected
+runs (`fetch_rollbacks`, ROLLBACKS_QUERY, one entry per rolled-back route) and
+hands them to `passed`, `summary_line` and `junit_xml`: any rollback fails the
+gate, and each rolled-back route is a failing testcase of the suite 'shadow cutover'.
+`rollbacks=None` (the default) means not checked.
 """
 
 from __future__ import annotations
@@ -28,6 +34,14 @@ from typing import Any
 import duckdb
 
 from shadow.errors import ConfigError
+from shadow.review.rollbacks import (
+    ALL_ROUTES,
+    ROLLBACKS_QUERY,
+    RouteRollback,
+    cutover_suite,
+    fetch_rollbacks,
+    format_rollbacks,
+)
 
 PASS, FAIL, INCONCLUSIVE, NOT_COPIED = "PASS", "FAIL", "INCONCLUSIVE", "NOT COPIED"
 _ORDER = {FAIL: 0, INCONCLUSIVE: 1, PASS: 2, NOT_COPIED: 3}
@@ -266,8 +280,14 @@ def unused_patterns(
     return [e.pattern for e in given if not any(fnmatchcase(n, e.pattern) for n in names)]
 
 
-def passed(results: Sequence[EndpointResult], t: Thresholds) -> bool:
-    """Whether the gate passes (see the module docstring)."""
+def passed(
+    results: Sequence[EndpointResult],
+    t: Thresholds,
+    rollbacks: Sequence[RouteRollback] | None = None,
+) -> bool:
+    """Whether the gate passes (see the module docstring); any rollback fails it."""
+    if rollbacks:
+        return False
     counts = count_results(results)
     if counts[FAIL]:
         return False
@@ -283,9 +303,13 @@ def count_results(results: Sequence[EndpointResult]) -> dict[str, int]:
     return counts
 
 
-def summary_line(results: Sequence[EndpointResult], t: Thresholds) -> str:
+def summary_line(
+    results: Sequence[EndpointResult],
+    t: Thresholds,
+    rollbacks: Sequence[RouteRollback] | None = None,
+) -> str:
     c = count_results(results)
-    verdict = "PASSED" if passed(results, t) else "FAILED"
+    verdict = "PASSED" if passed(results, t, rollbacks) else "FAILED"
     text = (
         f"shadow check {verdict}: {c[PASS]} passed, {c[FAIL]} failed, "
         f"{c[INCONCLUSIVE]} inconclusive"
@@ -296,6 +320,13 @@ def summary_line(results: Sequence[EndpointResult], t: Thresholds) -> str:
         text += f", {c[NOT_COPIED]} not copied"
     if not c[PASS] and not c[FAIL]:
         text += "; no endpoint had enough samples to judge"
+    if rollbacks:
+        names = ", ".join(r.name for r in rollbacks[:3])
+        more = f" and {len(rollbacks) - 3} more" if len(rollbacks) > 3 else ""
+        n = len(rollbacks)
+        text += f"; {n} route{'s' if n != 1 else ''} rolled back ({names}{more})"
+    elif rollbacks is not None:
+        text += "; no rollback"
     return text
 
 
@@ -334,11 +365,18 @@ def format_table(results: Sequence[EndpointResult]) -> str:
 
 
 def junit_xml(
-    results: Sequence[EndpointResult], t: Thresholds, *, db: str, run_id: str | None
+    results: Sequence[EndpointResult],
+    t: Thresholds,
+    *,
+    db: str,
+    run_id: str | None,
+    rollbacks: Sequence[RouteRollback] | None = None,
 ) -> ET.ElementTree[ET.Element]:
     """JUnit XML: one testsuite 'shadow parity', one testcase per endpoint.
 
-    FAIL -> <failure>, INCONCLUSIVE and NOT COPIED -> <skipped>.
+    FAIL -> <failure>, INCONCLUSIVE and NOT COPIED -> <skipped>. With `rollbacks`
+    (checked: --fail-on-rollback) a second testsuite 'shadow cutover': one failing
+    testcase per rolled-back route, or one passing testcase 'no rollback'.
     """
     c = count_results(results)
     skipped = c[INCONCLUSIVE] + c[NOT_COPIED]
@@ -349,7 +387,11 @@ def junit_xml(
         "skipped": str(skipped),
         "time": "0",
     }
-    root = ET.Element("testsuites", {"name": "shadow", **counts})
+    totals = dict(counts)
+    if rollbacks is not None:  # the 'shadow cutover' suite: a case per route, or one passing
+        totals["tests"] = str(len(results) + max(1, len(rollbacks)))
+        totals["failures"] = str(c[FAIL] + len(rollbacks))
+    root = ET.Element("testsuites", {"name": "shadow", **totals})
     suite = ET.SubElement(root, "testsuite", {"name": "shadow parity", **counts})
     props = ET.SubElement(suite, "properties")
     values: list[tuple[str, str]] = [
@@ -387,21 +429,28 @@ def junit_xml(
         elif r.result in (INCONCLUSIVE, NOT_COPIED):
             ET.SubElement(case, "skipped", {"message": f"{r.result.lower()}: {r.why}"})
         ET.SubElement(case, "system-out").text = detail
+    if rollbacks is not None:
+        cutover_suite(root, rollbacks, run_id)
     ET.indent(root)
     return ET.ElementTree(root)
 
 
 __all__ = [
+    "ALL_ROUTES",
     "FAIL",
     "GATE_QUERY",
     "INCONCLUSIVE",
     "NOT_COPIED",
     "PASS",
+    "ROLLBACKS_QUERY",
     "EndpointResult",
     "EndpointThreshold",
+    "RouteRollback",
     "Thresholds",
     "evaluate",
+    "fetch_rollbacks",
     "fetch_rows",
+    "format_rollbacks",
     "format_table",
     "junit_xml",
     "make_thresholds",

@@ -51,6 +51,10 @@ class ExchangeRow(NamedTuple):
     secondary_status: int | None
     secondary_ms: float | None
     secondary_error: str | None
+    # schema 5 (cutover): the route's mode, who answered the client, whether it fell back
+    mode: str | None
+    served_by: str | None
+    fell_back: bool | None
 
 
 class DifferenceRow(NamedTuple):
@@ -98,6 +102,22 @@ class AcceptedRow(NamedTuple):
     reason: str
 
 
+class EventRow(NamedTuple):
+    """One row of `events`: a flag change, rollback, notification or fallback summary."""
+
+    event_id: str
+    run_id: str
+    ts: datetime
+    kind: str  # flag_change | rollback | notification | fallbacks | flag_store
+    route: str | None
+    flag: str | None
+    mode_before: str | None
+    mode_after: str | None
+    actor: str | None  # who: a person (shadow flags --by), or "shadow-controller"
+    reason: str | None
+    evidence: str | None  # JSON: the figures behind a rollback, a webhook's answer, ...
+
+
 _SQL = {str: "VARCHAR", int: "INTEGER", float: "DOUBLE", bool: "BOOLEAN", datetime: "TIMESTAMP"}
 
 
@@ -140,12 +160,14 @@ TABLES: dict[str, type[tuple[object, ...]]] = {
     "differences": DifferenceRow,
     "noise_differences": NoiseRow,
     "run_accepted": AcceptedRow,
+    "events": EventRow,
 }
 
 __all__ = [
     "TABLES",
     "AcceptedRow",
     "DifferenceRow",
+    "EventRow",
     "ExchangeRow",
     "NoiseRow",
     "arrow_schema",

@@ -28,6 +28,7 @@ from shadow.store import outcomes
 from shadow.store.rows import (
     AcceptedRow,
     DifferenceRow,
+    EventRow,
     ExchangeRow,
     NoiseRow,
     arrow_schema,
@@ -276,6 +277,7 @@ _TABLES: tuple[tuple[str, type[tuple[Any, ...]]], ...] = (
     ("differences", DifferenceRow),
     ("noise_differences", NoiseRow),
     ("run_accepted", AcceptedRow),
+    ("events", EventRow),
 )
 WRITER_MEMORY = "256MB"  # DuckDB's memory limit for the writer's connection
 _ARROW: dict[str, Any] = {}  # table -> Arrow schema, made by the first write
@@ -319,6 +321,10 @@ class StoreWriter:
         self._rows["exchanges"].append(exchange_row)
         self._rows["differences"].extend(difference_rows)
         self._rows["noise_differences"].extend(noise_rows)
+
+    def add_events(self, rows: Sequence[EventRow]) -> None:
+        """Flag changes, rollbacks, notifications (shadow.control), written with the rows."""
+        self._rows["events"].extend(rows)
 
     def add_accepted(self, rows: Sequence[AcceptedRow]) -> None:
         """The [[accepted]] entries a run started with (written once, with the run)."""

@@ -219,3 +219,69 @@ SELECT endpoint,
        max(ts) AS last_ts
 FROM shadow_exchange_outcomes(run)
 GROUP BY endpoint;
+
+-- Cutover (schema version 5; see docs/control.md). The candidate failed a request it was
+-- asked to answer: a 5xx or a transport error (a timeout included).
+CREATE OR REPLACE TEMP MACRO shadow_candidate_failed(candidate_status, candidate_error) AS
+candidate_error IS NOT NULL OR coalesce(candidate_status >= 500, false);
+
+-- The candidate was asked to answer the client: it did, or it failed and the primary did.
+CREATE OR REPLACE TEMP MACRO shadow_candidate_asked(served_by, fell_back) AS
+coalesce(served_by = 'candidate', false) OR coalesce(fell_back, false);
+
+-- Per route (an endpoint's template, all methods) and time bucket of `bucket_s` seconds
+-- (NULL: one bucket) over [since, until) (NULL: unbounded): how the candidate does where
+-- it answers users. The rollback controller, the report's timeline and `shadow check`
+-- read these figures and nothing else. Rates are NULL where nothing was asked.
+--   asked             requests the candidate was asked to answer
+--   candidate_errors  of those, shadow_candidate_failed
+--   fallbacks         of those, answered by the primary after the candidate failed
+--   compared          answered by the candidate and compared with a copy to the primary
+--                     (reverse shadow): verdict match or differ in the outcome definition
+--   mismatches        of those, verdict differ
+--   latency_ratio     the candidate's p95 where it answered / the primary's p95
+CREATE OR REPLACE TEMP MACRO shadow_route_figures(run, since, until, bucket_s) AS TABLE
+WITH x AS (
+    SELECT substr(endpoint, strpos(endpoint, ' ') + 1) AS route,
+           CASE WHEN bucket_s IS NULL THEN NULL
+                ELSE time_bucket(to_microseconds(CAST(bucket_s * 1000000 AS BIGINT)), ts)
+           END AS bucket,
+           shadow_candidate_asked(served_by, fell_back) AS asked,
+           served_by, fell_back, verdict, candidate_status, candidate_error,
+           candidate_ms, primary_ms, primary_status, primary_error, mode, ts
+    FROM shadow_exchange_outcomes(run)
+    WHERE (CAST(since AS TIMESTAMP) IS NULL OR ts >= CAST(since AS TIMESTAMP))
+      AND (CAST(until AS TIMESTAMP) IS NULL OR ts < CAST(until AS TIMESTAMP))
+),
+agg AS (
+    SELECT route, bucket,
+           count(*) AS requests,
+           count(*) FILTER (WHERE asked) AS asked,
+           count(*) FILTER (WHERE served_by = 'candidate') AS served,
+           count(*) FILTER (WHERE asked AND shadow_candidate_failed(candidate_status,
+                                                                    candidate_error))
+               AS candidate_errors,
+           count(*) FILTER (WHERE coalesce(fell_back, false)) AS fallbacks,
+           count(*) FILTER (WHERE served_by = 'candidate' AND verdict IN ('match', 'differ'))
+               AS compared,
+           count(*) FILTER (WHERE served_by = 'candidate' AND verdict = 'differ')
+               AS mismatches,
+           count(*) FILTER (WHERE verdict IN ('match', 'differ')) AS parity_compared,
+           count(*) FILTER (WHERE verdict = 'match') AS parity_matches,
+           quantile_cont(candidate_ms, 0.95)
+               FILTER (WHERE served_by = 'candidate' AND candidate_error IS NULL)
+               AS candidate_p95_ms,
+           quantile_cont(primary_ms, 0.95)
+               FILTER (WHERE primary_error IS NULL AND primary_status IS NOT NULL)
+               AS primary_p95_ms,
+           arg_max(mode, ts) FILTER (WHERE mode IS NOT NULL) AS last_mode
+    FROM x GROUP BY route, bucket
+)
+SELECT *,
+       CASE WHEN asked > 0 THEN candidate_errors / asked END AS error_rate,
+       CASE WHEN asked > 0 THEN fallbacks / asked END AS fallback_rate,
+       CASE WHEN compared > 0 THEN mismatches / compared END AS mismatch_rate,
+       CASE WHEN parity_compared > 0 THEN parity_matches / parity_compared END AS parity,
+       CASE WHEN primary_p95_ms > 0 THEN candidate_p95_ms / primary_p95_ms END
+           AS latency_ratio
+FROM agg;

@@ -156,7 +156,8 @@ def test_request_queues_a_copy_of_the_request(shadow: Shadow) -> None:
     f = tflow.tflow(req=req)
     shadow.request(f)
     (msg,) = drain(shadow.queue)
-    kind, key, record, ts, skip = msg
+    kind, key, record, ts, skip, served = msg
+    assert served is None  # no route modes here (the running hook never ran)
     assert skip is None
     assert (kind, key) == ("req", f.id)
     assert isinstance(record, Request)
@@ -181,6 +182,7 @@ def test_request_from_default_tflow(shadow: Shadow) -> None:
         f.id,
         Request("GET", "/path", "", (("header", "qvalue"), ("content-length", "7")), b"content"),
         946681200,
+        None,
         None,
     )
 
