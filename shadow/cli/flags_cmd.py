@@ -11,6 +11,7 @@ import asyncio
 import getpass
 import json
 import os
+import re
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -55,6 +56,7 @@ def _store_options(f: Any) -> Any:
     )(f)  # fmt: skip
 
 
+_LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 MAX_WHY = 2000  # characters of --why kept (a store has a size limit; the kill switch must fit)
 MAX_BY = 200
 
@@ -65,6 +67,9 @@ def _bounded_text(limit: int) -> Callable[[click.Context, click.Parameter, Any],
             from shadow.errors import ConfigError
 
             raise ConfigError(f"--{param.name}: at most {limit} characters ({len(value)} given)")
+        if isinstance(value, str):
+            # One line in the history, `list` and the report: line breaks become spaces.
+            value = _LINE_BREAKS.sub(" ", value).strip()
         return value
 
     return check
@@ -345,7 +350,8 @@ def set_route(
             if ctx.control.route(other).flag == own.flag
             and (state.routes.get(other) or ctx.control.route(other).mode).serving
         )
-        keep = not record.serving and bool(sharing)
+        # (A flag already false, a kill switch, stays as it is either way.)
+        keep = not record.serving and bool(sharing) and state.features.get(own.flag) is not False
         await ctx.store.set_route(route, record, own.flag, change, write_flag=not keep)
         return before, record, own.flag, ctx.store.describe(), sharing if keep else []
 

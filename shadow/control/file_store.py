@@ -31,8 +31,9 @@ class FileFlagStore:
     """A JSON file beside the config; safe for concurrent writers on one machine."""
 
     def __init__(self, path: str, polled: bool = False) -> None:
-        # A symlink's target is what is read, locked and replaced (the link stays one).
-        self.path = os.path.realpath(path)
+        # A symlink's target is what is read, locked and replaced (the link stays one),
+        # found anew each time: a ConfigMap mount or `ln -sfn` swaps it.
+        self.path = os.path.abspath(path)
         self.polled = polled  # read by a watcher: an empty file is one being written
 
     def describe(self) -> str:
@@ -123,7 +124,8 @@ class FileFlagStore:
 
     def _update(self, apply: Callable[[dict[str, Any]], None], change: Change) -> None:
         """Read, change and replace the file while holding its lock."""
-        with self._locked():
+        target = os.path.realpath(self.path)
+        with self._locked(target):
             doc = self._load()  # a broken file is refused, not overwritten
             apply(doc)
             doc["history"] = [*doc["history"], change.to_json()][-HISTORY_LIMIT:]
@@ -138,11 +140,11 @@ class FileFlagStore:
                     f"flags file {self.path}: the change would make it larger than "
                     f"{MAX_FILE_BYTES} bytes"
                 )
-            self._replace(data)
+            self._replace(data, target)
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        lock = f"{self.path}.lock"
+    def _locked(self, target: str) -> Iterator[None]:
+        lock = f"{target}.lock"
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         except FileNotFoundError:
@@ -172,11 +174,11 @@ class FileFlagStore:
         finally:
             os.close(fd)  # closing releases the lock
 
-    def _replace(self, data: bytes) -> None:
-        """Write `data` beside the file and rename it over the file (atomic)."""
-        folder = os.path.dirname(os.path.abspath(self.path))
+    def _replace(self, data: bytes, target: str) -> None:
+        """Write `data` beside the file (`target`: it, a link resolved) and rename it over."""
+        folder = os.path.dirname(target)
         try:
-            mode = os.stat(self.path).st_mode & 0o777
+            mode = os.stat(target).st_mode & 0o777
         except FileNotFoundError:
             mode = 0o600
         try:
@@ -189,7 +191,7 @@ class FileFlagStore:
                 fh.flush()
                 os.fchmod(fh.fileno(), mode)
                 os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
+            os.replace(tmp, target)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)

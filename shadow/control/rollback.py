@@ -317,6 +317,8 @@ class Controller:
             fresh = await self.store.read(self.watcher.names() | {self.control.route(route).flag})
         except Exception:
             return False  # cannot tell: act (the write is retried until the store answers)
+        if not effective_mode(self.control, fresh, route, stale=False, ever_read=True).serving:
+            return True  # a person pulled its feature flag meanwhile: nothing to roll back
         record = fresh.routes.get(route)
         if record is None:
             return False  # still the config's mode, as judged

@@ -276,3 +276,21 @@ def test_a_shared_flag_stays_true_while_another_route_is_served(project: Path) -
     assert _json(shadow("get", "new_orders", "--json"))["value"] is False
     rows = {r["route"]: r for r in _json(shadow("list", "--json"))["routes"]}
     assert rows["/api/b"]["runs"] == "legacy"
+
+
+def test_reasons_and_names_are_kept_on_one_line(project: Path) -> None:
+    assert shadow("enable", "x", "--why", "first\nsecond\u2028third", "--by", "a\rb").exit_code == 0
+    [change] = _json(shadow("history", "--json"))[-1:]
+    assert change["reason"] == "first second third" and change["actor"] == "a b"
+
+
+def test_no_stays_true_claim_for_a_flag_already_pulled(project: Path) -> None:
+    (project / "shadow.toml").write_text(
+        '[[endpoints]]\nroute = "/api/a"\nflag = "shared"\n'
+        '[[endpoints]]\nroute = "/api/b"\nflag = "shared"\n'
+    )
+    assert shadow("set", "/api/a", "candidate").exit_code == 0
+    assert shadow("disable", "shared", "--why", "incident").exit_code == 0
+    out = shadow("set", "/api/b", "shadow")
+    assert out.exit_code == 0 and "stays true" not in out.stdout
+    assert _json(shadow("get", "shared", "--json"))["value"] is False

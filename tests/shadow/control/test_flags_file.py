@@ -258,6 +258,26 @@ def test_a_symlinked_file_stays_a_symlink(tmp_path: Path) -> None:
     assert asyncio.run(store.read({"new_x"})).features == {"new_x": True}
 
 
+def test_a_swapped_symlink_is_followed(tmp_path: Path) -> None:
+    """As a ConfigMap mount or `ln -sfn` updates the file: a new target, read and written."""
+    for version, value in (("v1", True), ("v2", False)):
+        (tmp_path / version).mkdir()
+        (tmp_path / version / "flags.json").write_text(
+            f'{{"features": {{"f": {str(value).lower()}}}}}'
+        )
+    (tmp_path / "..data").symlink_to("v1")
+    link = tmp_path / "flags.json"
+    link.symlink_to(tmp_path / "..data" / "flags.json")
+    store = open_store(str(link), polled=True)
+    assert asyncio.run(store.read({"f"})).features == {"f": True}
+    (tmp_path / "..next").symlink_to("v2")
+    os.replace(tmp_path / "..next", tmp_path / "..data")
+    assert asyncio.run(store.read({"f"})).features == {"f": False}
+    asyncio.run(store.set_feature("g", True, Change.new("feature", "t", flag="g")))
+    assert "g" in (tmp_path / "v2" / "flags.json").read_text()
+    assert "g" not in (tmp_path / "v1" / "flags.json").read_text()
+
+
 def test_an_empty_file_is_no_flags_to_writers_and_being_written_to_a_watcher(
     tmp_path: Path,
 ) -> None:

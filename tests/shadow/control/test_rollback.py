@@ -377,3 +377,33 @@ def test_two_controllers_of_a_fleet_roll_back_once(tmp_path: Path) -> None:
     history = asyncio.run(open_store(str(tmp_path / "flags.json")).history())
     assert [c.actor for c in history] == ["alice", "shadow-controller"]
     assert history[-1].before == "candidate"
+
+
+def test_a_flag_pulled_by_a_person_meanwhile_is_left_alone(tmp_path: Path) -> None:
+    config = parse_config(
+        {
+            "endpoints": [{"route": ROUTE, "mode": "candidate", "flag": "new_items"}],
+            "control": {"rollback": {"min_requests": 10, "failures": 1}},
+        }
+    )
+    events: list[EventRow] = []
+
+    async def scenario() -> None:
+        controller = _controller(tmp_path, config, events)
+        await controller.start()
+        now = time.time()
+        bad = [_exchange(i, served_by="primary", fell_back=True, candidate_status=500, at=now)
+               for i in range(20)]  # fmt: skip
+        for r in _evaluated(bad, config):
+            controller.observe(r)
+        person = open_store(str(tmp_path / "flags.json"))
+        off = Change.new("feature", "alice", "pulled by hand", flag="new_items")
+        await person.set_feature("new_items", False, off)  # the watcher has not seen it yet
+        await controller.tick()
+        await controller.aclose()
+        state = await person.read({"new_items"})
+        assert ROUTE not in state.routes  # no rolled-back record written over her change
+        assert state.features["new_items"] is False
+
+    asyncio.run(scenario())
+    assert not [e for e in events if e.kind == "rollback"]
