@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import duckdb
 
@@ -23,10 +23,9 @@ from shadow.store.rows import (
     DifferenceRow,
     ExchangeRow,
     NoiseRow,
-    arrow_schema,
-    columns,
 )
 from shadow.store.schema import migrate
+from shadow.store.writer import insert_rows
 
 
 class Evaluated(Protocol):
@@ -115,36 +114,11 @@ class Window:
         self.con = duckdb.connect(":memory:")
         migrate(self.con)
         outcomes.install(self.con, config.accepted)
-        self._schemas = {
-            "exchanges": arrow_schema(ExchangeRow),
-            "differences": arrow_schema(DifferenceRow),
-            "noise_differences": arrow_schema(NoiseRow),
-        }
-        self._columns = {
-            "exchanges": columns(ExchangeRow),
-            "differences": columns(DifferenceRow),
-            "noise_differences": columns(NoiseRow),
-        }
 
     def add(self, results: Sequence[Evaluated]) -> None:
-        import pyarrow as pa
-
-        rows: dict[str, list[tuple[Any, ...]]] = {
-            "exchanges": [_light(r.row) for r in results],
-            "differences": [d for r in results for d in r.differences],
-            "noise_differences": [n for r in results for n in r.noise],
-        }
-        for name, items in rows.items():
-            if not items:
-                continue
-            schema = self._schemas[name]
-            cols = list(zip(*items, strict=True))
-            table = pa.table({f.name: list(cols[i]) for i, f in enumerate(schema)}, schema=schema)
-            self.con.register("_batch", table)
-            self.con.execute(
-                f"INSERT INTO {name} ({', '.join(self._columns[name])}) SELECT * FROM _batch"
-            )
-            self.con.unregister("_batch")
+        insert_rows(self.con, "exchanges", [_light(r.row) for r in results])
+        insert_rows(self.con, "differences", [d for r in results for d in r.differences])
+        insert_rows(self.con, "noise_differences", [n for r in results for n in r.noise])
 
     def forget_before(self, ts: float) -> None:
         cut = naive(ts)

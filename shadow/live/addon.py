@@ -234,7 +234,6 @@ class Shadow:
             flags,
             candidate,
             tls["candidate"],
-            (),
             _copy_proxy(opts.shadow_copy_proxy),
         )
         self.settings = PipelineSettings(
@@ -614,38 +613,33 @@ class Shadow:
             answer = await self.cutover.ask(record)
         finally:
             self._serving.discard(flow.id)
-        limit = self.settings.max_body
+        p = answer.payload
+        # What crosses to the worker is bounded (the client gets the whole answer).
         kept = answer
-        if answer.payload is not None and len(answer.payload.body) > limit:
-            p = answer.payload
-            kept = BackendResponse(
-                capped_payload(p.status, p.headers, p.body, limit), answer.elapsed_ms
-            )
+        if p is not None and len(p.body) > self.settings.max_body:
+            cut = capped_payload(p.status, p.headers, p.body, self.settings.max_body)
+            kept = BackendResponse(cut, answer.elapsed_ms)
         why = fallback.failure(answer)
         if why is not None and fallback.may_fall_back(req.method, answer):
             # The primary answers, as if the candidate had never been asked (one attempt).
-            self.cutover.fallbacks += 1
-            if not recorded:
-                return
-            if self._stopped or not self.enabled:
-                self._after_stop += 1 if self._stopped else 0
-                return
-            self._queue_request(flow, record, skip, Served(mode, "primary", True, kept))
-            return
-        cookie = flow.metadata.pop(_COOKIE, None)
-        if why is None or (answer.payload is not None and not answer.payload.cut):
-            flow.response = response_from(flow, answer, cookie)  # its 5xx too, for a write
+            served = Served(mode, "primary", True, kept)
         else:
-            flow.response = bad_gateway(flow, why)
-        reverse = reverse and req.method.upper() in SAFE_METHODS
+            cookie = flow.metadata.pop(_COOKIE, None)
+            if why is None or (p is not None and not p.cut):
+                flow.response = response_from(flow, answer, cookie)  # its 5xx too, for a write
+            else:
+                flow.response = bad_gateway(flow, why)
+            reverse = reverse and req.method.upper() in SAFE_METHODS
+            served = Served(mode, "candidate", False, kept, reverse)
         if not recorded:
             return
-        if self._stopped or not self.enabled:
-            self._after_stop += 1 if self._stopped else 0
+        if self._stopped:
+            self._after_stop += 1  # counted with the shed ones
             return
-        self._queue_request(
-            flow, record, skip, Served(mode, "candidate", False, kept, reverse), answer=False
-        )
+        if not self.enabled:
+            return  # no worker left: counted (seen) and lost
+        # After a fallback the primary's answer follows, as for any shadowed request.
+        self._queue_request(flow, record, skip, served, answer=served.fell_back)
 
     def _shadowed(self, flow: http.HTTPFlow) -> bool:
         """Whether `flow`'s request was queued and its (first) answer may still be sent."""

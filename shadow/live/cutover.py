@@ -49,7 +49,6 @@ class Cutover:
         flags: str,
         candidate: str,
         tls: BackendTls,
-        overrides: tuple[tuple[str, str], ...] = (),
         proxy: str | None = None,
     ) -> None:
         self.control: ControlConfig = config.control
@@ -60,11 +59,8 @@ class Cutover:
         self.watcher = FlagWatcher(self.store, config.control, log=logger)
         self.candidate = candidate
         self.tls = tls
-        self.overrides = overrides
         self.proxy = proxy
         self.sender: Sender | None = None
-        self.asked = 0
-        self.fallbacks = 0
 
     async def start(self) -> None:
         """Read the flags once (never raises: an unreachable store is logged) and watch them."""
@@ -87,10 +83,9 @@ class Cutover:
     async def ask(self, request: Request) -> BackendResponse:
         """The candidate's answer to `request`, held whole up to [control] max_body."""
         assert self.sender is not None
-        self.asked += 1
         c = self.control
         return await self.sender.send(
-            self.candidate, request, None, c.timeout, self.overrides, c.max_body, self.tls
+            self.candidate, request, None, c.timeout, (), c.max_body, self.tls
         )
 
 

@@ -287,6 +287,27 @@ _INSERT = {
 }
 
 
+def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[Any]) -> None:
+    """Insert rows of one of the writer's tables (their declared row type) through Arrow.
+
+    The writer's batches and the rollback controller's in-memory window use it.
+    """
+    if not rows:
+        return
+    import pyarrow as pa  # only writers need it: readers start faster without it
+
+    schema = _ARROW.get(table)
+    if schema is None:
+        schema = _ARROW[table] = arrow_schema(dict(_TABLES)[table])
+    cols = list(zip(*rows, strict=True))
+    data = pa.table({field.name: list(cols[i]) for i, field in enumerate(schema)}, schema=schema)
+    con.register("_batch", data)
+    try:
+        con.execute(_INSERT[table])
+    finally:
+        con.unregister("_batch")
+
+
 class StoreWriter:
     """Buffers rows and writes them in batches; the only writer of a database.
 
@@ -396,20 +417,7 @@ class StoreWriter:
                     ],
                 )  # fmt: skip
             for name, rows in batch.rows.items():
-                if not rows:
-                    continue
-                import pyarrow as pa  # only writers need it: readers start faster without it
-
-                schema = _ARROW.get(name)
-                if schema is None:
-                    schema = _ARROW[name] = arrow_schema(dict(_TABLES)[name])
-                cols = list(zip(*rows, strict=True))
-                table = pa.table(
-                    {field.name: list(cols[i]) for i, field in enumerate(schema)}, schema=schema
-                )
-                con.register("_batch", table)
-                con.execute(_INSERT[name])
-                con.unregister("_batch")
+                insert_rows(con, name, rows)
             con.execute("COMMIT")
         except duckdb.Error as exc:
             self.release()
@@ -540,6 +548,7 @@ __all__ = [
     "ensure_new_run",
     "ensure_writable",
     "finish_run",
+    "insert_rows",
     "load_run",
     "migrate",
     "migrate_file",
