@@ -525,10 +525,13 @@ class Shadow:
             # One of our own copies came back through the proxy: not recorded again. The
             # header is no way around a route's mode, though: anyone can send it.
             return self._unrecorded(flow)
-        self.seen += 1
         if self._stopped:
-            self._after_stop += 1  # served, not shadowed: counted with the shed ones
+            # Its client was let go in the tick the stop began (its headers came just
+            # before): refused, not forwarded, like a connection after the listeners closed.
+            if flow.killable:
+                flow.kill()
             return None
+        self.seen += 1
         assert self.settings is not None
         body = req.raw_content or b""
         limit = self.settings.max_body

@@ -381,15 +381,15 @@ def test_primary_answer_over_max_body_is_cut_with_its_digest(shadow: Shadow) -> 
     assert answer.payload.sha256 == hashlib.sha256(body).hexdigest()
 
 
-def test_requests_after_the_stop_are_counted_not_queued(shadow: Shadow) -> None:
+def test_requests_after_the_stop_are_refused_not_counted(shadow: Shadow) -> None:
     shadow.request(tflow.tflow())
-    shadow._stopped = True  # the worker was told to stop
-    late = tflow.tflow(resp=True)
+    shadow._stopped = True  # the worker was told to stop and the clients let go
+    late = tflow.tflow()
     shadow.request(late)
-    shadow.response(late)
+    assert late.error is not None  # killed: never forwarded to the primary
     assert [m[0] for m in drain(shadow.queue)] == ["req"]
-    assert shadow.seen == 2 and shadow.queued == 1
-    assert shadow._after_stop == 1  # counted with the shed ones, not as lost
+    assert shadow.seen == 1 and shadow.queued == 1
+    assert shadow._after_stop == 0
 
 
 def test_requests_while_the_worker_restarts_are_counted(shadow: Shadow) -> None:
