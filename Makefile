@@ -36,6 +36,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/replay_memory.py
 	$(PY) benchmarks/report_bench.py
 	$(PY) benchmarks/cutover_bench.py
+	$(PY) benchmarks/monitoring_bench.py
+	$(PY) benchmarks/latency_fairness.py
 
 soak: $(STAMP)
 	$(PY) benchmarks/soak.py

@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -433,25 +434,37 @@ def verdicts(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    load = os.getloadavg()
-    meta = {
+def base_meta(args: argparse.Namespace) -> dict[str, Any]:
+    """What every side-by-side run records about itself."""
+    return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
-        "loadavg_at_start": load,
+        "loadavg_at_start": os.getloadavg(),
         "duration_s": args.duration,
         "slice_s": args.slice,
         "slice_warmup_s": SLICE_WARMUP,
         "cycles": args.cycles,
         "connections": args.connections,
         "path": args.path,
-        "route": ROUTE,
     }
-    meta["group"] = args.group
-    print(f"cutover bench: {args.cycles} turns of {args.slice:g}s per config (after "
-          f"{SLICE_WARMUP:g}s warm-up each), {args.connections} connections, "
+
+
+def drive(
+    name: str,
+    make: Callable[[str], CutoverBench],
+    args: argparse.Namespace,
+    meta: dict[str, Any],
+    what: str,
+    legend: str,
+    table_of: Callable[[list[dict[str, Any]]], str] | None = None,
+    verdicts_of: Callable[[list[dict[str, Any]]], list[str]] | None = None,
+) -> int:
+    """Run a side-by-side bench in a temporary directory (stopping everything on SIGTERM,
+    Ctrl-C or a failure), then print its table and verdicts and write its JSON."""
+    load = meta["loadavg_at_start"]
+    print(f"{name}: {args.cycles} turns of {args.slice:g}s per config (after "
+          f"{SLICE_WARMUP:g}s warm-up each), {args.connections} connections, {what}"
           f"{os.cpu_count()} CPUs, load {load[0]:.2f}")  # fmt: skip
     if load[0] > 0.5 * (os.cpu_count() or 1):
         print("  warning: the machine is already busy; numbers will be noisy")
@@ -460,37 +473,51 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    tmp = tempfile.mkdtemp(prefix="shadow-cutover-bench-")
-    bench = CutoverBench(args, tmp)
+    tmp = tempfile.mkdtemp(prefix=f"shadow-{name.replace(' ', '-')}-")
+    bench = make(tmp)
     t0 = time.monotonic()
     try:
         out = bench.run()
     except KeyboardInterrupt:
-        print("\ncutover bench: interrupted; stopping everything")
+        print(f"\n{name}: interrupted; stopping everything")
         return 130
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
-        print(f"cutover bench: failed: {exc}")
+        print(f"{name}: failed: {exc}")
         return 1
     finally:
-        bench.procs.close()  # the apps, any proxy left, redis-server
+        bench.procs.close()  # the apps, any proxy left, the services
         if args.keep_tmp:
-            print(f"logs, flags and DuckDB files kept in {tmp}")
+            print(f"logs and DuckDB files kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     meta["loadavg_at_end"] = os.getloadavg()
     meta["total_s"] = round(time.monotonic() - t0, 1)
-    data: dict[str, Any] = {"meta": meta, **out, "verdicts": verdicts(out["rows"])}
-    print(
-        f"\nresults ({meta['total_s']}s; ratio = req/s over the 'vs' row's, both measured in "
-        "turns; bg cpu = its CPU in the other configs' turns, % of a core; others = CPU of "
-        "processes not the benchmark's during its turns)"
-    )
-    print(table(out["rows"]))
+    if "ready_s" in out:
+        meta["ready_s"] = out["ready_s"]
+    rows = out["rows"]
+    data: dict[str, Any] = {"meta": meta, **out, "verdicts": (verdicts_of or verdicts)(rows)}
+    print(f"\nresults ({meta['total_s']}s; {legend})")
+    print((table_of or table)(rows))
     for line in data["verdicts"]:
         print(line)
     report.write_json(args.json, data)
     print(f"written to {args.json}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    meta = {**base_meta(args), "route": ROUTE, "group": args.group}
+    return drive(
+        "cutover bench",
+        lambda tmp: CutoverBench(args, tmp),
+        args,
+        meta,
+        "",
+        "ratio = req/s over the 'vs' row's, both measured in turns; bg cpu = its CPU in the "
+        "other configs' turns, % of a core; others = CPU of processes not the benchmark's "
+        "during its turns",
+    )
 
 
 if __name__ == "__main__":

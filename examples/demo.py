@@ -51,6 +51,20 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -
     raise SystemExit(f"demo: nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
+def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Until the proxy's /readyz says its worker and store are up: traffic sent before
+    would wait in the queue, and reach the candidate late, in one burst."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"demo: {proc.args!r} exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"demo: the proxy was not ready after {timeout}s")
+
+
 @contextlib.contextmanager
 def started(cmd: list[str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with open(log, "wb") as fh:
@@ -69,12 +83,15 @@ def started(cmd: list[str], port: int, log: Path) -> Iterator[subprocess.Popen[b
 
 MIGRATED = "/api/insights"  # the route the demo cuts over
 USERS = 200  # distinct users (X-User-Id) in the cutover phases
+RATE = 50.0  # requests a second the demo's clients send
 
 
 async def send_traffic(
-    base: str, n: int, concurrency: int, seed: int = 7, users: int = 0
+    base: str, n: int, concurrency: int, seed: int = 7, users: int = 0, rate: float = RATE
 ) -> dict[int, int]:
-    """Send `n` demo requests; with `users`, half go to MIGRATED, each from one of `users`."""
+    """Send `n` demo requests, `rate` a second (at most `concurrency` at once), as staging
+    traffic comes, not as fast as possible; with `users`, half go to MIGRATED, each from
+    one of `users`."""
     statuses: dict[int, int] = {}
     reqs = demo_requests(n, seed)
     if users:
@@ -89,6 +106,7 @@ async def send_traffic(
             headers = dict(r.headers)
             if users:
                 headers["X-User-Id"] = f"user-{i % users}"
+            await asyncio.sleep(i / rate)
             async with sem:
                 resp = await client.request(r.method, r.path, headers=headers, content=r.body)
                 statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
@@ -157,6 +175,7 @@ def main() -> int:
     flags_file, faults = out / "flags.json", out / "faults.txt"
     py = sys.executable
     p_port, c_port, s_port, x_port = free_port(), free_port(), free_port(), free_port()
+    m_port = free_port()
     t0 = time.monotonic()
     with (
         started([py, "examples/legacy/app.py", "--port", str(p_port)], p_port, out / "legacy.log"),
@@ -176,12 +195,15 @@ def main() -> int:
             "--listen", f"127.0.0.1:{x_port}",
             "--db", str(db), "--config", "examples/shadow.toml",
             "--confdir", str(out / "mitmproxy"), "--quiet", "--flags", str(flags_file),
+            "--metrics", f"127.0.0.1:{m_port}",
         ]  # fmt: skip
         print(
             f"demo: primary :{p_port} (legacy), secondary :{s_port} (legacy again), "
             f"candidate :{c_port} (FastAPI), proxy :{x_port}"
         )
-        with started(proxy_cmd, x_port, out / "proxy.log"):
+        with started(proxy_cmd, x_port, out / "proxy.log") as proxy:
+            wait_ready(m_port, proxy)
+            print(f"demo: metrics at http://127.0.0.1:{m_port}/metrics (shadow status --metrics)")
             statuses = asyncio.run(
                 send_traffic(f"http://127.0.0.1:{x_port}", args.requests, args.concurrency)
             )

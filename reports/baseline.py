@@ -77,7 +77,7 @@ def require_run(con: duckdb.DuckDBPyConnection, run_id: str, where: str) -> None
 
 def snapshot(con: duckdb.DuckDBPyConnection, run_id: str, label: str) -> Snapshot:
     runs = rows(con, queries.RUNS, {"run": run_id})
-    eps = load_endpoints(con, run_id, detailed=0)
+    eps = load_endpoints(con, run_id, detailed=0, latency=False)  # parity only
     return Snapshot(run_id, label, summarize(eps, runs), {e.endpoint: e for e in eps})
 
 

@@ -11,6 +11,7 @@ import duckdb
 
 from reports import queries
 from reports._sql import pct, rows
+from reports.latency import LatencyComparison
 
 if TYPE_CHECKING:
     from reports.baseline import Delta
@@ -78,6 +79,7 @@ class EndpointRow:
     candidate_p99: float | None
     first_ts: datetime | None = None
     last_ts: datetime | None = None
+    latency: LatencyComparison | None = None  # None: not loaded (a baseline's figures)
     delta: Delta | None = None
     clusters: list[Cluster] = field(default_factory=list)  # real differences
     noise: list[Cluster] = field(default_factory=list)
@@ -93,12 +95,6 @@ class EndpointRow:
     @property
     def candidate_error_rate(self) -> float | None:
         return pct(self.candidate_errors, self.sent)
-
-    @property
-    def p95_ratio(self) -> float | None:
-        if self.candidate_p95 is None or not self.primary_p95:
-            return None
-        return self.candidate_p95 / self.primary_p95
 
     def hidden(self, status: str) -> int:
         """Clusters of this status beyond those shown."""
@@ -161,19 +157,28 @@ def sort_key(row: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def load_endpoints(
-    con: duckdb.DuckDBPyConnection, run_id: str | None, detailed: int
+    con: duckdb.DuckDBPyConnection, run_id: str | None, detailed: int, latency: bool = True
 ) -> list[EndpointRow]:
-    """Every endpoint, worst first; the first `detailed` get an anchor for a section."""
+    """Every endpoint, worst first; the first `detailed` get an anchor for a section.
+
+    `latency`: also compare the candidate's latency with the primary's (the report's
+    own scope; a baseline needs only the figures).
+    """
+    sql = queries.ENDPOINTS if latency else queries.ENDPOINT_FIGURES
     out = []
-    for i, r in enumerate(sorted(rows(con, queries.ENDPOINTS, {"run": run_id}), key=sort_key)):
+    for i, r in enumerate(sorted(rows(con, sql, {"run": run_id}), key=sort_key)):
         p50, p95, p99 = _quantiles(r.pop("primary_q"))
         c50, c95, c99 = _quantiles(r.pop("candidate_q"))
         r["requests"] = r.pop("exchanges")
+        compared = LatencyComparison.from_row(r) if latency else None
+        if not latency:
+            del r["latency_pairs"], r["latency_excluded"]
         out.append(
             EndpointRow(
                 anchor=f"ep-{i}" if i < detailed else None,
                 primary_p50=p50, primary_p95=p95, primary_p99=p99,
                 candidate_p50=c50, candidate_p95=c95, candidate_p99=c99,
+                latency=compared,
                 **r,
             )
         )  # fmt: skip

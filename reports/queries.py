@@ -27,11 +27,20 @@ ORDER BY started_at DESC, run_id DESC LIMIT 1
 
 RUN_EXISTS = "SELECT count(*) AS n FROM runs WHERE run_id = $run"
 
-ENDPOINTS = f"""
+ENDPOINT_FIGURES = f"""
 SELECT endpoint, requests AS exchanges, compared, matched, differed, tolerated, truncated,
        candidate_errors, primary_errors, skipped, secondary_unusable, sent,
-       status_mismatches, primary_q, candidate_q, first_ts, last_ts
+       status_mismatches, primary_q, candidate_q, first_ts, last_ts,
+       latency_pairs, latency_excluded
 FROM shadow_endpoint_outcomes({RUN})
+"""
+
+# The figures and, in the same query, the latency comparison (reports/latency.py).
+ENDPOINTS = f"""
+SELECT o.*, l.samples AS latency_samples, l.median_ratio, l.p95_ratio, l.shift_ratio,
+       l.ci_low, l.ci_high, l.latency_verdict
+FROM ({ENDPOINT_FIGURES}) o
+LEFT JOIN shadow_latency_comparison({RUN}) l USING (endpoint)
 """
 
 # Latency histogram: log2 buckets, -1 (< 1 ms) to 15 (>= 32.768 s), per backend.

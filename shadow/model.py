@@ -85,11 +85,14 @@ class BackendResponse:
 
     `payload` is None exactly when `error` is set (connection refused, timeout).
     `elapsed_ms` is the time from sending the request to the end of the body.
+    `lag_ms`: how much of our own delay may be in `elapsed_ms` (a copy sent late, the
+    sender's event loop stalled while it was in flight); None where not measured.
     """
 
     payload: Payload | None
     elapsed_ms: float | None = None
     error: str | None = None
+    lag_ms: float | None = None
 
     @classmethod
     def failed(cls, error: str, elapsed_ms: float | None = None) -> BackendResponse:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,18 @@ class UvicornThread(threading.Thread):
     def stop(self) -> None:
         self.server.should_exit = True
         self.join(10)
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float, every: float = 0.05) -> Any:
+    """Poll `check` until it returns something truthy (bounded in time); that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(every)
 
 
 @contextlib.contextmanager

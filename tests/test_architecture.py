@@ -27,9 +27,14 @@ ALLOWED: dict[str, set[str]] = {
     },
     # route modes, flag stores, rollback: beside the pipeline (it watches its results)
     "shadow.control": {"comparators", "shadow.base", "shadow.config", "shadow.store"},
-    "shadow.live": {
+    # live metrics, health and status: read the pipeline, the store and the flags
+    "shadow.monitoring": {
         "comparators", "shadow.base", "shadow.config", "shadow.store", "shadow.pipeline",
         "shadow.control",
+    },
+    "shadow.live": {
+        "comparators", "shadow.base", "shadow.config", "shadow.store", "shadow.pipeline",
+        "shadow.control", "shadow.monitoring",
     },
     "shadow.review": {"comparators", "shadow.base", "shadow.config", "shadow.store"},
     "reports": {"comparators", "shadow.base", "shadow.config", "shadow.store"},

@@ -223,6 +223,13 @@ def cli() -> None:
     is_flag=True,
     help="Never roll a failing route back automatically (fallback still applies).",
 )
+@click.option(
+    "--metrics",
+    default="",
+    metavar="HOST:PORT",
+    help="Serve Prometheus metrics (proxy and worker), /healthz and /readyz there, "
+    "e.g. 127.0.0.1:9464 (docs/monitoring.md).",
+)
 @tls_options
 @click.option("--quiet", "-q", is_flag=True, help="Do not print mitmproxy's log.")
 def proxy(
@@ -247,6 +254,7 @@ def proxy(
     listen_key: str | None,
     flags: str,
     no_rollback: bool,
+    metrics: str,
     **tls_args: Any,
 ) -> None:
     """Reverse-proxy to PRIMARY and copy each request to CANDIDATE.
@@ -270,6 +278,10 @@ def proxy(
     from shadow.urls import parse_backend_url, parse_size, positive_number
 
     host, port = parse_listen(listen)
+    if metrics:
+        from shadow.monitoring.address import parse_address
+
+        parse_address(metrics)
     positive_number(timeout, "--timeout")
     positive_number(drain_timeout, "--drain-timeout")
     tls, copy_proxy = _tls_from_cli(tls_args)
@@ -303,6 +315,7 @@ def proxy(
         listen_key=listen_key or "",
         flags=flags,
         rollback=not no_rollback,
+        metrics=metrics,
     )
     _warn_insecure(load_config(config).tls, tls)
     parse_methods(mirror_unsafe)
@@ -593,7 +606,8 @@ def replay(
     type=float,
     default=None,
     metavar="R",
-    help="Most candidate p95 / primary p95 latency per endpoint.",
+    help="Most candidate p95 / primary p95 latency per endpoint; only a significant slowdown "
+    "fails (Mann-Whitney, at least 50 pairs a side; docs/latency.md).",
 )
 @click.option(
     "--min-samples",
@@ -844,8 +858,10 @@ def accept(config: str, endpoint: str, path: str, kind: str | None, reason: str)
 def _register() -> None:
     # Commands that live in modules of their own (each imports what it needs lazily).
     from shadow.cli.flags_cmd import flags
+    from shadow.cli.status_cmd import status
 
     cli.add_command(flags)
+    cli.add_command(status)
 
 
 _register()

@@ -64,6 +64,10 @@ class FlagWatcher:
             return False
         return time.monotonic() - self._since >= self.control.stale_after
 
+    def age(self) -> float:
+        """Seconds since the last good read (or since the start, before the first)."""
+        return max(0.0, time.monotonic() - self._since)
+
     def names(self) -> set[str]:
         """The feature flags to read: every known route's flag and the global one."""
         routes = set(self.control.routes) | set(self.state.routes)

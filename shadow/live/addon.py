@@ -40,6 +40,7 @@ from shadow.live import options, tls_options
 from shadow.live.cutover import Cutover, bad_gateway, response_from
 from shadow.model import DEFAULT_MAX_BODY, BackendResponse, Request, Served, capped_payload
 from shadow.pipeline.core import PipelineSettings
+from shadow.pipeline.lag import LoopLag
 from shadow.pipeline.recording import check_record_path
 from shadow.pipeline.sender import MARK_HEADER
 from shadow.store.writer import Accounting, ensure_new_run, ensure_writable, finish_run
@@ -51,6 +52,7 @@ _META = "shadow"  # flow.metadata key: set when the request was queued
 _STREAMED = "shadow-streamed"  # flow.metadata key: the answer is streamed to the client
 _HOST = "shadow-host"  # flow.metadata key: the client's own Host (keep_host)
 _COOKIE = "shadow-cookie"  # flow.metadata key: the canary key cookie to set on the answer
+_SENT = "shadow-sent"  # flow.metadata key: (wall, monotonic) time the request was passed on
 # Answers meant to be read as they arrive: passed through as they come, never buffered.
 STREAMED_TYPES = frozenset(
     {
@@ -62,6 +64,9 @@ STREAMED_TYPES = frozenset(
 )
 BATCH_DELAY = 0.02  # seconds a message may wait for others to share its queue put
 BATCH_MAX = 256
+# A copy goes out this long after its request reached the proxy (past the batching and
+# the hop to the worker), so the candidate gets the clients' spacing (docs/monitoring.md).
+COPY_PACE = 0.05
 OPEN_FLOWS_GRACE = 5.0  # seconds shutdown waits for the primary's answers still in flight
 RESTART_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # back-off between worker restarts
 HEALTHY_AFTER = 60.0  # seconds a worker must live before the back-off starts over
@@ -109,9 +114,14 @@ def _copy_proxy(value: str) -> str | None:
 
 
 def _answer(
-    flow: http.HTTPFlow, body: bytes, end: float | None, limit: int = DEFAULT_MAX_BODY
+    flow: http.HTTPFlow,
+    body: bytes,
+    end: float | None,
+    limit: int = DEFAULT_MAX_BODY,
+    lag_ms: float | None = None,
 ) -> BackendResponse:
-    """The primary's answer to `flow` as a record, timed from the request's end to `end`.
+    """The primary's answer to `flow` as a record, timed from when the proxy passed the
+    request on (else the request's end) to `end`; `lag_ms`: the proxy's own delay in it.
 
     A body over `limit` bytes is cut (with its length and digest): what crosses to
     the worker is bounded whatever the primary sends.
@@ -119,12 +129,16 @@ def _answer(
     req, resp = flow.request, flow.response
     assert resp is not None
     start = req.timestamp_end or req.timestamp_start
+    sent = flow.metadata.get(_SENT)
+    if sent and start <= sent[0] <= (end or time.time()):
+        start = sent[0]
     headers = _headers(resp.headers)
     ours = flow.metadata.get(_COOKIE)
     if ours:  # the proxy's canary cookie is no part of the primary's answer
         headers = tuple(h for h in headers if not (h[0].lower() == "set-cookie" and h[1] == ours))
     payload = capped_payload(resp.status_code, headers, body, limit)
-    return BackendResponse(payload, elapsed_ms=((end or time.time()) - start) * 1000)
+    elapsed = max(0.0, (end or time.time()) - start) * 1000
+    return BackendResponse(payload, elapsed_ms=elapsed, lag_ms=lag_ms)
 
 
 class Shadow:
@@ -159,6 +173,10 @@ class Shadow:
         self._watcher: asyncio.Task[None] | None = None
         self._failed: Any = None
         self._ready: Any = None
+        self._lag: LoopLag | None = None
+        self._metrics: Any = None  # shadow.monitoring.server.MetricsServer (--metrics)
+        self._proxy_metrics: Any = None  # shadow.monitoring.proxy_metrics.ProxyMetrics
+        self._metrics_port: Any = None  # the worker's metrics port (a shared int)
         self._batch: list[tuple[Any, ...]] = []
         self._batch_timer: asyncio.TimerHandle | None = None
         self.cutover: Cutover | None = None
@@ -210,6 +228,7 @@ class Shadow:
                 raise ShadowError("shadow_bodies must be one of differ, all, none")
             if opts.shadow_record:
                 check_record_path(opts.shadow_record)
+            self._bind_metrics(opts.shadow_metrics)
         except ShadowError as exc:
             raise exceptions.OptionsError(str(exc)) from None
         if tls["primary"].keep_host or "certs" in updates:
@@ -262,8 +281,62 @@ class Shadow:
             copy_proxy=_copy_proxy(opts.shadow_copy_proxy),
             flags=flags,
             rollback=opts.shadow_rollback,
+            pace=COPY_PACE,
+            metrics=self._metrics is not None,
         )
         self.enabled = True
+
+    def _bind_metrics(self, address: str) -> None:
+        """Take the metrics address now (a busy port is a setup error); serve it once running."""
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics = None
+        if not address:
+            return
+        from shadow.monitoring.address import parse_address
+        from shadow.monitoring.server import MetricsServer
+
+        host, port = parse_address(address, "shadow_metrics")
+        # The server reads the figures through self._proxy_metrics, set in running().
+        self._metrics = MetricsServer(
+            host, port, self._exposition, self._readiness, option="shadow_metrics"
+        )
+
+    def _exposition(self) -> bytes:
+        if self._proxy_metrics is None:
+            return b""
+        return bytes(self._proxy_metrics.exposition())
+
+    def _readiness(self) -> str | None:
+        if self._proxy_metrics is None:
+            return "starting"
+        return self._proxy_metrics.readiness()
+
+    def _start_metrics(self) -> None:
+        from shadow.monitoring.proxy_metrics import ProxyMetrics, ProxyState
+
+        assert self.settings is not None and self._metrics is not None
+
+        def worker_pid() -> int | None:
+            process = self.process
+            return process.pid if process is not None and process.exitcode is None else None
+
+        def control() -> Any:
+            c = self.cutover
+            return None if c is None else (c.control, c.watcher)
+
+        self._proxy_metrics = ProxyMetrics(
+            ProxyState(
+                run_id=self.settings.run_id,
+                requests=lambda: self.seen,
+                restarts=lambda: self.restarts,
+                worker_pid=worker_pid,
+                worker_ready=lambda: self._ready is not None and self._ready.is_set(),
+                worker_port=lambda: int(self._metrics_port.value) if self._metrics_port else 0,
+                control=control,
+            )
+        )
+        self._metrics.start()
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if not self.enabled or not self._keep_host_any:
@@ -295,7 +368,11 @@ class Shadow:
         if not self.enabled or self._launched:
             return
         self._launched = True
+        self._lag = LoopLag()  # a 5 ms timer: the proxy's own delay in the primary's times
+        self._lag.start()
         self._start_worker()
+        if self._metrics is not None:
+            self._start_metrics()
         # Keep a reference to the task: the loop holds tasks only weakly.
         self._watcher = asyncio.get_running_loop().create_task(self._watch())
         if self._cutover_args is not None:
@@ -332,13 +409,23 @@ class Shadow:
         # Keep references: a semaphore collected here breaks the child's unpickling.
         self._ready = mp.Event()
         self._failed = mp.SimpleQueue()
+        if self.settings.metrics:
+            self._metrics_port = mp.Value("i", 0, lock=False)  # the new worker's own port
         settings = dataclasses.replace(
             self.settings, resume=self.restarts > 0, restarts=self.restarts
         )
         self._worker_started = time.monotonic()
         process = mp.Process(
             target=run_worker,
-            args=(settings, self.queue, self.dropped, self._ready, self._failed, self._stop_event),
+            args=(
+                settings,
+                self.queue,
+                self.dropped,
+                self._ready,
+                self._failed,
+                self._stop_event,
+                self._metrics_port,
+            ),
             name="shadow-worker",
             daemon=False,
         )
@@ -596,6 +683,9 @@ class Shadow:
         self._put(("req", flow.id, record, req.timestamp_start or time.time(), skip, served))
         if answer:
             flow.metadata[_META] = True
+            # The primary's clock starts here, as the candidate's starts when its copy is
+            # sent: the time this proxy took to read and hand on the request is not its.
+            flow.metadata[_SENT] = (time.time(), time.monotonic())
             self._open.add(flow.id)
         self.queued += 1
 
@@ -672,7 +762,7 @@ class Shadow:
         if not self._shadowed(flow):
             return
         self._put(("skip", flow.id, f"streamed answer ({mtype}): passed through, not compared"))
-        self._put(("resp", flow.id, _answer(flow, b"", resp.timestamp_start)))
+        self._put(("resp", flow.id, _answer(flow, b"", resp.timestamp_start)))  # not timed
 
     def response(self, flow: http.HTTPFlow) -> None:
         if flow.metadata.get(_STREAMED) or flow.response is None:
@@ -689,19 +779,30 @@ class Shadow:
         if len(body) > self.settings.max_body:
             self._cut_later(flow, body)
             return
-        self._put(("resp", flow.id, _answer(flow, body, resp.timestamp_end)))
+        limit = self.settings.max_body
+        lag = self._primary_lag(flow)
+        self._put(("resp", flow.id, _answer(flow, body, resp.timestamp_end, limit, lag)))
+
+    def _primary_lag(self, flow: http.HTTPFlow) -> float | None:
+        """The longest stall of this proxy's event loop since `flow`'s request was passed
+        on (ms): how much of the proxy's own delay may be in the primary's time."""
+        sent = flow.metadata.get(_SENT)
+        if sent is None or self._lag is None:
+            return None
+        return round(self._lag.worst(sent[1]) * 1000, 3)
 
     def _cut_later(self, flow: http.HTTPFlow, body: bytes) -> None:
         """An answer over max_body: hash it off the event loop, then queue it cut."""
         assert self.settings is not None
         key, limit = flow.id, self.settings.max_body
-        answer = _answer(flow, body[:limit], flow.response.timestamp_end if flow.response else None)
+        end = flow.response.timestamp_end if flow.response else None
+        answer = _answer(flow, body[:limit], end, limit, self._primary_lag(flow))
         assert answer.payload is not None
         head = answer.payload
 
         def queue_it(digest: str) -> None:
             payload = Payload(head.status, head.headers, head.body, len(body), digest)
-            self._put(("resp", key, BackendResponse(payload, elapsed_ms=answer.elapsed_ms)))
+            self._put(("resp", key, dataclasses.replace(answer, payload=payload)))
 
         try:
             loop = asyncio.get_running_loop()
@@ -756,6 +857,8 @@ class Shadow:
         self._close_clients()
         if self._watcher is not None:
             self._watcher.cancel()
+        if self._lag is not None:
+            self._lag.stop()
         if self.cutover is not None:
             with contextlib.suppress(Exception):
                 await self.cutover.aclose()
@@ -767,6 +870,8 @@ class Shadow:
         await asyncio.to_thread(self._stop_worker, last)
         await asyncio.to_thread(self._settle_run)
         tls_options.remove_temp_files()
+        if self._metrics is not None:
+            self._metrics.close()
 
     async def _close_listeners(self) -> None:
         with contextlib.suppress(Exception):

@@ -85,6 +85,13 @@ def add_options(loader: Any) -> None:
         """,
     )  # fmt: skip
     loader.add_option(
+        "shadow_metrics", str, "",
+        """
+        Serve Prometheus metrics of the proxy and its worker, and /healthz and
+        /readyz, at HOST:PORT (e.g. 127.0.0.1:9464; "" = off). docs/monitoring.md.
+        """,
+    )  # fmt: skip
+    loader.add_option(
         "shadow_body_cap", int, 65536,
         "Bytes of each body kept in the store for review (longer ones are cut and flagged).",
     )  # fmt: skip

@@ -50,6 +50,7 @@ class ProxySettings:
     listen_key: str = ""
     flags: str = ""  # flag store: a file or redis:// URL ("": the config's, else the default file)
     rollback: bool = True
+    metrics: str = ""  # HOST:PORT for /metrics, /healthz, /readyz ("": off)
 
 
 def check_backends(s: ProxySettings) -> None:
@@ -113,6 +114,22 @@ def check_listen(host: str, port: int) -> None:
             ) from None
 
 
+def check_metrics(address: str, listen: tuple[str, int] | None = None) -> None:
+    """ConfigError (exit 2) unless the --metrics address is valid, is not where the proxy
+    listens (`listen`), and can be bound now."""
+    from shadow.monitoring.address import parse_address
+    from shadow.monitoring.server import MetricsServer
+
+    host, port = parse_address(address)
+    if listen is not None and port == listen[1]:
+        anywhere = {"", "0.0.0.0", "::"}
+        if host == listen[0] or host in anywhere or listen[0] in anywhere:
+            raise ConfigError(
+                f"--metrics {address}: the proxy listens there (--listen); pick another port"
+            )
+    MetricsServer(host, port, bytes, lambda: None).close()  # binds, or says why not
+
+
 async def _serve(s: ProxySettings) -> int:
     opts = options.Options()
     master = DumpMaster(opts, with_termlog=not s.quiet, with_dumper=False)
@@ -142,6 +159,7 @@ async def _serve(s: ProxySettings) -> int:
             shadow_listen_key=s.listen_key,
             shadow_flags=s.flags,
             shadow_rollback=s.rollback,
+            shadow_metrics=s.metrics,
             **_tls_option_values(s.tls),
         )
     except (exceptions.OptionsError, KeyError) as exc:
@@ -184,6 +202,8 @@ def check_setup(s: ProxySettings) -> None:
     """Everything that can be checked before serving: the port, the backends, TLS."""
     os.makedirs(s.confdir, exist_ok=True)
     check_listen(s.listen_host, s.listen_port)
+    if s.metrics:
+        check_metrics(s.metrics, (s.listen_host, s.listen_port))
     check_backends(s)
 
 

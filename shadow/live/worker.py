@@ -77,10 +77,12 @@ async def _serve(
     dropped: Synchronized[int],
     ready: Event,
     stop_event: Event,
+    metrics_port: Synchronized[int] | None = None,
 ) -> None:
     pipeline = Pipeline(settings, external_dropped=lambda: int(dropped.value))
     await pipeline.start()
     controller = await _start_controller(settings, pipeline)
+    server = _start_metrics(pipeline, queue, metrics_port) if metrics_port is not None else None
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue[Any] = asyncio.Queue(maxsize=INBOX_BATCHES)
     threading.Thread(
@@ -108,6 +110,34 @@ async def _serve(
         with contextlib.suppress(Exception):
             await asyncio.wait_for(controller.aclose(), settings.drain_timeout)
     await pipeline.close()
+    if server is not None:
+        server.close()
+
+
+def _start_metrics(pipeline: Pipeline, queue: Queue[Any], port: Synchronized[int]) -> Any:
+    """Serve this worker's metrics on an ephemeral 127.0.0.1 port; the proxy reads them
+    there and serves them with its own at `--metrics` (docs/monitoring.md)."""
+    from prometheus_client import generate_latest
+
+    from shadow.monitoring.server import MetricsServer
+    from shadow.monitoring.worker_metrics import WorkerMetrics
+
+    metrics = WorkerMetrics(pipeline, queue)
+    pipeline.observers.append(metrics.observe)
+    pipeline.event_observers.append(metrics.events)
+    try:
+        server = MetricsServer(
+            "127.0.0.1",
+            0,
+            lambda: generate_latest(metrics.registry),
+            lambda: f"the store: {pipeline.store_error}" if pipeline.store_error else None,
+            option="worker metrics",
+        ).start()
+    except ShadowError as exc:  # no port to be had: the proxy reports the worker's part as down
+        log.error(f"shadow: {exc}")
+        return None
+    port.value = server.port
+    return server
 
 
 def _recorded_events(db: str) -> set[str] | None:
@@ -155,6 +185,7 @@ def run_worker(
     ready: Event,
     failed: Any,
     stop_event: Event,
+    metrics_port: Synchronized[int] | None = None,
 ) -> None:
     """Process entry point: serve until told to stop (the event, or a ("stop",) message)."""
     # The parent decides when to stop (SIGINT reaches the whole process group);
@@ -166,7 +197,7 @@ def run_worker(
         os.nice(settings.niceness)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
-        asyncio.run(_serve(settings, queue, dropped, ready, stop_event))
+        asyncio.run(_serve(settings, queue, dropped, ready, stop_event, metrics_port))
     except ShadowError as exc:
         failed.put(str(exc))
         ready.set()

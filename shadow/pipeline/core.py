@@ -8,11 +8,12 @@ the store writer; call it from one event loop only.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import multiprocessing
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,7 @@ from shadow.model import (
     capped_payload,
 )
 from shadow.pipeline import evaluate
+from shadow.pipeline.lag import LoopLag
 from shadow.pipeline.recording import RedactingRecorder, open_recorder
 from shadow.pipeline.records import DEFAULT_BODY_CAP
 from shadow.pipeline.redact import redactor_for
@@ -68,7 +70,10 @@ class PipelineSettings:
     flush_rows: int = 5000
     stale_after: float = 120.0
     compare_processes: int = 1  # 0: compare in this process (tests, tiny runs)
-    niceness: int = 10  # added to the worker's nice value (live proxy first)
+    # Added to the worker's nice value (the live proxy first). The sender times copies, so
+    # it only yields a little; the comparisons, CPU-heavy and in no hurry, yield the most.
+    niceness: int = 3
+    compare_niceness: int = 10
     primary_headers: tuple[tuple[str, str], ...] = ()  # header overrides per target
     candidate_headers: tuple[tuple[str, str], ...] = ()
     record: str | None = None  # write what passed through here (.har, .jsonl or mitm dump)
@@ -82,6 +87,14 @@ class PipelineSettings:
     copy_proxy: str | None = None  # outbound proxy for the copies ("": none; None: env)
     flags: str = ""  # flag store the rollback controller watches and writes ("": none)
     rollback: bool = True  # judge the routes the candidate serves and roll them back
+    # Live copies go out `pace` seconds after their request reached the proxy, not when
+    # their batch arrives: the candidate sees the clients' spacing, not our batches as
+    # bursts (None: at once, as a replay does; its primary goes out at the same time).
+    pace: float | None = None
+    metrics: bool = False  # serve this worker's metrics for the proxy's --metrics
+
+
+LATE_SLACK = 0.005  # seconds a copy may go out after its due time and not count as late
 
 
 @dataclass
@@ -162,6 +175,11 @@ class Pipeline:
         self._flushes: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._sender: Sender | None = None
+        self.lag = LoopLag()  # stalls of this loop: our own delay in a copy's latency
+        # (monotonic time, seconds late) of recent copies; the newest last
+        self._late: collections.deque[tuple[float, float]] = collections.deque(maxlen=4096)
+        self.store_error: str | None = None  # why the last write failed (None: it worked)
+        self.event_observers: list[Callable[[Sequence[EventRow]], None]] = []
         self._recorder: RedactingRecorder | None = None
         if settings.record:
             base = self.run.primary_url or "http://primary.invalid"
@@ -183,6 +201,7 @@ class Pipeline:
                     settings.run_id,
                     settings.body_cap,
                     settings.bodies,
+                    settings.compare_niceness,
                 ),
             )
 
@@ -194,12 +213,43 @@ class Pipeline:
         return self._sender
 
     @property
+    def waiting(self) -> int:
+        """Copies waiting for one of the `concurrency` connections."""
+        return self._waiting
+
+    @property
+    def pending(self) -> int:
+        """Exchanges waiting for an answer (the primary's, the copy's or both)."""
+        return len(self._pending)
+
+    @property
+    def comparing(self) -> int:
+        """Exchanges in (or on their way to) the comparison process."""
+        return len(self._in_pool)
+
+    def behind(self, window: float) -> float:
+        """The latest a copy went out after its due time over the last `window` seconds
+        (0 when none went out): how far behind this pipeline is."""
+        since = time.monotonic() - window
+        worst = 0.0
+        for at, late in reversed(self._late):
+            if at < since:
+                break
+            worst = max(worst, late)
+        return worst
+
+    def shed_upstream(self) -> int:
+        """Copies the source shed before they reached this pipeline (the proxy's queue)."""
+        return self._external_dropped()
+
+    @property
     def held_bytes(self) -> int:
         """Bytes of traffic held now (requests and answers not yet stored)."""
         return self._held
 
     async def start(self) -> None:
         self.sender  # noqa: B018 - created here, inside the running loop
+        self.lag.start()
         if self.settings.resume:
             # A restarted worker continues its run: same start, counts carried on.
             def resume() -> None:
@@ -232,6 +282,9 @@ class Pipeline:
     def add_events(self, rows: Sequence[EventRow]) -> None:
         """Events (shadow.control) to write with the next batch of rows."""
         self.writer.add_events(rows)
+        for observe in self.event_observers:
+            with contextlib.suppress(Exception):  # an observer must never cost an event
+                observe(rows)
 
     async def close(self, drain_timeout: float | None = None) -> None:
         """Finish what is in flight by the drain deadline, store everything, end the run.
@@ -279,6 +332,7 @@ class Pipeline:
             await asyncio.gather(*self._flushes, return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
+        self.lag.stop()
         self.run.ended_at = time.time()
         if self.counters.compare_failed or self._digest_only:
             log.error(
@@ -343,7 +397,7 @@ class Pipeline:
         pending = _Pending(request, started_at, endpoint, time.monotonic(), size, skip_reason)
         pending.served = served
         if skip_reason is None:
-            pending.candidate = self._spawn(self._copy(key, request))
+            pending.candidate = self._spawn(self._copy(key, request, started_at))
         self._hold(key, size)
         self._pending[key] = pending
 
@@ -443,14 +497,18 @@ class Pipeline:
         assert s.primary is not None
         self.on_request(key, request, started_at)
         async with self._sem:
-            primary = await self.sender.send(
-                s.primary,
-                request,
-                None,
-                s.timeout,
-                s.primary_headers,
-                s.max_body,
-                self.tls["primary"],
+            primary = await self._timed(
+                self.sender.send(
+                    s.primary,
+                    request,
+                    None,
+                    s.timeout,
+                    s.primary_headers,
+                    s.max_body,
+                    self.tls["primary"],
+                ),
+                time.monotonic(),
+                0.0,
             )
         self.on_primary(key, primary)
         await self.wait_for(key)
@@ -511,18 +569,30 @@ class Pipeline:
         return task
 
     async def _copy(
-        self, key: str, request: Request
+        self, key: str, request: Request, started_at: float | None = None
     ) -> tuple[BackendResponse, BackendResponse | None]:
         s = self.settings
+        due = None if s.pace is None or started_at is None else started_at + s.pace
+        if due is not None and (wait := due - time.time()) > 0:
+            await asyncio.sleep(min(wait, s.pace or 0.0))
         async with self._slot():
-            to_candidate = self.sender.send(
-                s.candidate,
-                request,
-                "1",
-                s.timeout,
-                s.candidate_headers,
-                s.max_body,
-                self.tls["candidate"],
+            # Timed from here (sent) to the answer's last byte, as the primary is; what the
+            # copy waited for in our queues is not the candidate's time but our lag.
+            late = 0.0 if due is None else max(0.0, time.time() - due)
+            self._late.append((time.monotonic(), late))
+            sent = time.monotonic()
+            to_candidate = self._timed(
+                self.sender.send(
+                    s.candidate,
+                    request,
+                    "1",
+                    s.timeout,
+                    s.candidate_headers,
+                    s.max_body,
+                    self.tls["candidate"],
+                ),
+                sent,
+                late,
             )
             if s.secondary is None or request.method.upper() not in SAFE_METHODS:
                 # The secondary is a legacy instance with its own data: an unsafe
@@ -545,6 +615,16 @@ class Pipeline:
                 candidate = self._bounded(key, candidate)
                 secondary = self._bounded(key, secondary) if secondary is not None else None
             return candidate, secondary
+
+    async def _timed(
+        self, answer: Awaitable[BackendResponse], sent: float, late: float
+    ) -> BackendResponse:
+        """`answer`, with our own delay in its timing: `late` and the loop's stalls."""
+        response = await answer
+        # Late by a few ms (a timer's overshoot) keeps the clients' spacing; later than
+        # that, the worker was behind and its copies went out bunched.
+        lag = max(0.0, late - LATE_SLACK) + self.lag.worst(sent)
+        return replace(response, lag_ms=round(lag * 1000, 3))
 
     def _finish_if_pending(self, key: str) -> None:
         pending = self._pending.pop(key, None)
@@ -804,6 +884,7 @@ class Pipeline:
         try:
             n = await asyncio.to_thread(self.writer.write, batch)
         except StoreError as exc:
+            self.store_error = str(exc)
             if not final and size < 4 * FLUSH_BYTES:
                 # Locked or briefly unavailable: try again at the next flush.
                 self.writer.restore(batch)
@@ -816,6 +897,7 @@ class Pipeline:
             self._rewrite_run(batch)
             return
         except Exception as exc:  # rows the store cannot take: never lose the writer
+            self.store_error = str(exc)
             self.writer.release()
             await self._spill(batch, exc)
             self._rewrite_run(batch)
@@ -824,6 +906,7 @@ class Pipeline:
                     await asyncio.to_thread(self.writer.write, self.writer.detach())
             return
         self.counters.stored += n
+        self.store_error = None
 
     def _rewrite_run(self, batch: Any) -> None:
         if batch.runs:  # the run's own row went with the spilled batch: write it again

@@ -15,6 +15,7 @@ live counters. Readers judge with all the evidence at read time
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -177,8 +178,15 @@ def evaluate(
 _state: dict[str, Any] = {}
 
 
-def init(config_path: str | None, run_id: str, body_cap: int, bodies: str) -> None:
-    """Pool initializer: load the config once per process; exit when the parent dies."""
+def init(
+    config_path: str | None, run_id: str, body_cap: int, bodies: str, niceness: int = 0
+) -> None:
+    """Pool initializer: load the config once per process; exit when the parent dies.
+
+    `niceness`: this process's nice value at least (it may inherit some already).
+    """
+    with contextlib.suppress(OSError):
+        os.nice(max(0, niceness - os.nice(0)))
     _state.update(config=load_config(config_path), run_id=run_id, body_cap=body_cap, bodies=bodies)
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 

@@ -158,6 +158,8 @@ def exchange_row(
         mode=ex.mode,
         served_by=ex.served_by if ex.mode is not None else None,
         fell_back=ex.fell_back if ex.mode is not None else None,
+        lag_ms=cand.lag_ms if cand else None,
+        primary_lag_ms=prim.lag_ms,
     )
     row, escaped = storable_row(row)
     if escaped:

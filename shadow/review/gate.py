@@ -7,7 +7,10 @@ order and format the table, build JUnit XML.
 An endpoint is
 - FAIL when a check that has enough samples fails (parity and latency need
   `min_samples` compared exchanges; the candidate error rate needs `min_samples`
-  requests sent to the candidate);
+  requests sent to the candidate). Latency fails only when the candidate's p95 over the
+  primary's is above `max_latency_ratio` and the candidate is significantly slower:
+  `shadow_latency_comparison` says 'slower' (a Mann-Whitney test over at least 50
+  pairs a side, docs/latency.md); 'same', 'faster' and 'too few' never fail;
 - INCONCLUSIVE when it did not fail but has fewer than `min_samples` compared;
 - PASS otherwise.
 Endpoints whose every request was skipped (never copied, e.g. POST) are listed
@@ -46,15 +49,18 @@ from shadow.review.rollbacks import (
 PASS, FAIL, INCONCLUSIVE, NOT_COPIED = "PASS", "FAIL", "INCONCLUSIVE", "NOT COPIED"
 _ORDER = {FAIL: 0, INCONCLUSIVE: 1, PASS: 2, NOT_COPIED: 3}
 
-# The endpoint figures of the one outcome definition (shadow/store/sql/outcomes.sql);
-# the gate only reads them. Parameter: the run id (NULL for all runs).
+# The endpoint figures and latency comparison of the one outcome definition
+# (shadow/store/sql/outcomes.sql); the gate only reads them. Parameters: the run id
+# twice (NULL for all runs).
 GATE_QUERY = """
-SELECT endpoint, requests, sent, compared, matched, differed, tolerated, candidate_errors,
+SELECT o.endpoint, requests, sent, compared, matched, differed, tolerated, candidate_errors,
        skipped, secondary_unusable, parity, candidate_error_pct,
        primary_q[2] AS primary_p95, candidate_q[2] AS candidate_p95,
-       candidate_q[2] / nullif(primary_q[2], 0) AS latency_ratio
-FROM shadow_endpoint_outcomes(CAST(? AS VARCHAR))
-ORDER BY endpoint
+       candidate_q[2] / nullif(primary_q[2], 0) AS latency_ratio,
+       l.latency_verdict, l.shift_ratio, l.ci_low, l.ci_high, l.samples AS latency_samples
+FROM shadow_endpoint_outcomes(CAST(? AS VARCHAR)) o
+LEFT JOIN shadow_latency_comparison(CAST(? AS VARCHAR)) l USING (endpoint)
+ORDER BY o.endpoint
 """
 
 RUN_EXISTS = """
@@ -128,10 +134,27 @@ class EndpointResult:
     tolerated: int = 0  # matched with only noise or accepted differences
     secondary_unusable: int = 0
     max_errors: float = DEFAULT_MAX_CANDIDATE_ERRORS
+    # shadow_latency_comparison: slower | faster | same | too few (None: not read)
+    latency_verdict: str | None = None
+    shift_ratio: float | None = None  # Hodges-Lehmann: how many times slower
+    ci_low: float | None = None  # its 95 % interval
+    ci_high: float | None = None
+    latency_samples: int = 0
 
     @property
     def why(self) -> str:
         return "; ".join(self.reasons)
+
+    @property
+    def latency(self) -> str:
+        """The p95 ratio and the verdict on the shift, e.g. '2.61 slower'."""
+        if self.latency_verdict is None or self.latency_ratio is None:
+            return fmt_ratio(self.latency_ratio)
+        return f"{fmt_ratio(self.latency_ratio)} {self.latency_verdict}"
+
+    @property
+    def shift(self) -> str:
+        return fmt_shift(self.shift_ratio, self.ci_low, self.ci_high)
 
 
 def _percent(value: str | float, flag: str) -> float:
@@ -198,6 +221,13 @@ def fmt_ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
 
+def fmt_shift(shift: float | None, low: float | None, high: float | None) -> str:
+    """The latency shift with its 95 % interval, e.g. 'x2.40 [2.21-2.63]'."""
+    if shift is None or low is None or high is None:
+        return "n/a"
+    return f"x{shift:.2f} [{low:.2f}-{high:.2f}]"
+
+
 def judge(row: Mapping[str, Any], t: Thresholds) -> EndpointResult:
     """Judge one row of GATE_QUERY against the thresholds."""
     endpoint = str(row["endpoint"])
@@ -212,13 +242,19 @@ def judge(row: Mapping[str, Any], t: Thresholds) -> EndpointResult:
     if sent >= t.min_samples and err_pct is not None and err_pct > max_errors:
         source = f" ({errors_pattern})" if errors_pattern else ""
         failed.append(f"candidate errors {fmt_pct(err_pct)} > {max_errors:g}%{source}")
+    verdict = row.get("latency_verdict")
+    shift, low, high = row.get("shift_ratio"), row.get("ci_low"), row.get("ci_high")
     if (
         t.max_latency_ratio is not None
         and compared >= t.min_samples
+        and verdict == "slower"  # significantly: never on too few samples
         and ratio is not None
         and ratio > t.max_latency_ratio
     ):
-        failed.append(f"p95 latency x{ratio:.2f} > x{t.max_latency_ratio:g}")
+        failed.append(
+            f"p95 latency x{ratio:.2f} > x{t.max_latency_ratio:g}, significantly slower "
+            f"(shift {fmt_shift(shift, low, high)})"
+        )
     if failed:
         result, reasons = FAIL, tuple(failed)
     elif sent == 0:
@@ -245,6 +281,11 @@ def judge(row: Mapping[str, Any], t: Thresholds) -> EndpointResult:
         tolerated=int(row.get("tolerated") or 0),
         secondary_unusable=int(row.get("secondary_unusable") or 0),
         max_errors=max_errors,
+        latency_verdict=verdict,
+        shift_ratio=shift,
+        ci_low=low,
+        ci_high=high,
+        latency_samples=int(row.get("latency_samples") or 0),
     )
 
 
@@ -257,7 +298,7 @@ def fetch_rows(con: duckdb.DuckDBPyConnection, run_id: str | None) -> list[dict[
         row = con.execute(RUN_EXISTS, [run_id, run_id]).fetchone()
         if not row or not row[0]:
             raise ConfigError(f"--run {run_id!r}: no such run in the database")
-    cur = con.execute(GATE_QUERY, [run_id])
+    cur = con.execute(GATE_QUERY, [run_id, run_id])
     names = [d[0] for d in cur.description]
     return [dict(zip(names, values, strict=True)) for values in cur.fetchall()]
 
@@ -341,7 +382,7 @@ def table_rows(results: Sequence[EndpointResult]) -> list[tuple[str, ...]]:
             fmt_pct(r.parity),
             f"{r.min_parity:g}%",
             fmt_pct(r.candidate_error_pct),
-            fmt_ratio(r.latency_ratio),
+            r.latency,
             r.result,
             r.why,
         )
@@ -353,7 +394,7 @@ def format_table(results: Sequence[EndpointResult]) -> str:
     """A plain-text table for CI logs (numeric columns right-aligned)."""
     rows = [HEADER, *table_rows(results)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
-    right = {1, 2, 3, 4, 5}
+    right = {1, 2, 3, 4}  # the p95 ratio is followed by its verdict: left-aligned
     lines = []
     for row in rows:
         cells = [
@@ -420,7 +461,9 @@ def junit_xml(
             f"candidate_errors={r.candidate_errors} ({fmt_pct(r.candidate_error_pct)}) "
             f"max_candidate_errors={r.max_errors:g}% "
             f"secondary_unusable={r.secondary_unusable} "
-            f"p95_ratio={fmt_ratio(r.latency_ratio)}"
+            f"p95_ratio={fmt_ratio(r.latency_ratio)} "
+            f"latency={r.latency_verdict or 'n/a'} shift={r.shift} "
+            f"latency_samples={r.latency_samples}"
         )
         if r.result == FAIL:
             ET.SubElement(

@@ -55,6 +55,9 @@ class ExchangeRow(NamedTuple):
     mode: str | None
     served_by: str | None
     fell_back: bool | None
+    # schema 6 (fair latency): our own delay in the candidate's / primary's time, ms
+    lag_ms: float | None
+    primary_lag_ms: float | None
 
 
 class DifferenceRow(NamedTuple):

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +41,7 @@ from tests.conftest import (
     run_proxy,
     shadow_cmd,
     wait_port,
+    wait_until,
 )
 from tests.integration.helpers import rows
 
@@ -240,18 +241,6 @@ def stop(proxy: RunningProxy, within: float = 30) -> str:
 
 def lines_with(output: str, pattern: str) -> list[str]:
     return [line for line in output.splitlines() if re.search(pattern, line)]
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout: float, every: float = 0.05) -> Any:
-    """Poll `check` until it returns something truthy (bounded in time); that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(every)
 
 
 class Client:

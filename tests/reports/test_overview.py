@@ -48,9 +48,16 @@ def test_demo_overview(tmp_path: Path) -> None:
     assert orders.endpoint == "GET /api/orders/{id}" and orders.tags == "failing"
     # primary 10, 10, 32, 33, 34, 10 ms
     assert orders.primary_p99 == pytest.approx(33.95)
-    assert orders.p95_ratio == pytest.approx(orders.candidate_p95 / orders.primary_p95)  # type: ignore[operator]
+    assert orders.latency is not None
+    assert orders.latency.p95_ratio == pytest.approx(orders.candidate_p95 / orders.primary_p95)  # type: ignore[operator]
+    assert (orders.latency.pairs, orders.latency.verdict) == (6, "too few")
     start = ctx.endpoints[-1]
-    assert (start.tags, start.candidate_error_rate, start.p95_ratio) == ("uncompared", None, None)
+    assert start.latency is not None
+    assert (start.tags, start.candidate_error_rate, start.latency.p95_ratio) == (
+        "uncompared",
+        None,
+        None,
+    )
 
 
 class CountingConnection:

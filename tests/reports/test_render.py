@@ -94,30 +94,43 @@ def test_endpoint_numbers_match_sql(report: tuple[str, str, BeautifulSoup]) -> N
 
 
 def test_latency_columns_match_sql(report: tuple[str, str, BeautifulSoup]) -> None:
+    """Both sides' quantiles over the same exchanges: compared, both answered, no lag."""
     db, _, soup = report
     expected = {
         r[0]: r[1:]
         for r in sql(
             db,
             """
-            SELECT endpoint, quantile_cont(primary_ms, [0.5, 0.95, 0.99]),
-                   quantile_cont(candidate_ms, [0.5, 0.95, 0.99])
-                       FILTER (WHERE candidate_error IS NULL AND verdict <> 'skipped')
-            FROM exchanges GROUP BY endpoint
+            SELECT endpoint, quantile_cont(primary_ms, [0.5, 0.95, 0.99]) FILTER (WHERE fair),
+                   quantile_cont(candidate_ms, [0.5, 0.95, 0.99]) FILTER (WHERE fair),
+                   count(*) FILTER (WHERE fair)
+            FROM (SELECT *, verdict IN ('match', 'differ') AND primary_error IS NULL
+                            AND candidate_error IS NULL
+                            AND (lag_ms IS NULL OR lag_ms <= 1 + 0.1 * candidate_ms) AS fair
+                  FROM exchanges)
+            GROUP BY endpoint
             """,
         )
     }
     for row in endpoint_rows(soup):
-        primary, candidate = expected[row["data-endpoint"]]
+        primary, candidate, n = expected[row["data-endpoint"]]
         c = col(row)
-        assert c["primary_latency"].get_text(strip=True) == " / ".join(f"{v:.1f}" for v in primary)
-        if candidate is None:
+        if primary is None:
+            assert c["primary_latency"].get_text(strip=True) == "- / - / -"
             assert c["candidate_latency"].get_text(strip=True) == "- / - / -"
             assert c["p95_ratio"].get_text(strip=True) == "-"
+            assert c["median_ratio"].get_text(strip=True) == "-"
         else:
+            shown = c["primary_latency"].get_text(strip=True)
+            assert shown == " / ".join(f"{v:.1f}" for v in primary)
             assert float(str(c["p95_ratio"]["data-v"])) == pytest.approx(
                 candidate[1] / primary[1], rel=1e-5
             )
+            assert float(str(c["median_ratio"]["data-v"])) == pytest.approx(
+                candidate[0] / primary[0], rel=1e-5
+            )
+        # fewer than 50 pairs everywhere in this store: no verdict either way
+        assert c["latency"].get_text(strip=True) == f"too few samples (n={n})"
 
 
 def test_summary_cards(report: tuple[str, str, BeautifulSoup]) -> None:

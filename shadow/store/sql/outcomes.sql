@@ -187,9 +187,28 @@ SELECT * EXCLUDE (verdict, outcome), outcome AS verdict, verdict AS provisional_
            AS secondary_unusable
 FROM judged;
 
+-- A latency sample fit to compare (schema 6, docs/latency.md): at most 2 ms plus 10 % of
+-- the measured time was our own delay (lag_ms: a copy sent late, or the event loop that
+-- timed it stalled at its send or at its answer). NULL lag (rows before v6, or timed
+-- where nothing watched the loop) is taken as it is.
+CREATE OR REPLACE TEMP MACRO shadow_latency_usable(lag_ms, ms) AS
+lag_ms IS NULL OR lag_ms <= 2.0 + 0.1 * ms;
+
+-- A latency pair fit to compare: both backends answered this exchange (compared), and
+-- both samples are usable (the candidate's lag_ms, the primary's primary_lag_ms).
+CREATE OR REPLACE TEMP MACRO shadow_latency_pair(verdict, primary_ms, candidate_ms,
+                                                 primary_error, candidate_error, lag_ms,
+                                                 primary_lag_ms) AS
+verdict IN ('match', 'differ') AND primary_error IS NULL AND candidate_error IS NULL
+AND primary_ms IS NOT NULL AND candidate_ms IS NOT NULL
+AND shadow_latency_usable(lag_ms, candidate_ms)
+AND shadow_latency_usable(primary_lag_ms, primary_ms);
+
 -- One row per endpoint: the figures every reader shows and gates on.
 -- parity = matched / compared; candidate_error_pct = candidate errors / sent.
--- Latency quantiles (ms) over the answers each backend gave (p50, p95, p99).
+-- Latency quantiles (ms, p50 p95 p99) of both backends over the same exchanges: the
+-- compared ones whose pair is fit to compare (shadow_latency_pair); latency_pairs counts
+-- them, latency_excluded the compared ones left out for our own delay.
 CREATE OR REPLACE TEMP MACRO shadow_endpoint_outcomes(run) AS TABLE
 SELECT endpoint,
        count(*)                                                 AS requests,
@@ -211,10 +230,22 @@ SELECT endpoint,
        100.0 * count(*) FILTER (WHERE verdict = 'candidate_error')
            / nullif(count(*) FILTER (WHERE verdict <> 'skipped'), 0)           AS candidate_error_pct,
        quantile_cont(primary_ms, [0.5, 0.95, 0.99])
-           FILTER (WHERE primary_error IS NULL AND primary_ms IS NOT NULL)     AS primary_q,
+           FILTER (WHERE shadow_latency_pair(verdict, primary_ms, candidate_ms, primary_error,
+                                             candidate_error, lag_ms, primary_lag_ms))
+                                                                               AS primary_q,
        quantile_cont(candidate_ms, [0.5, 0.95, 0.99])
-           FILTER (WHERE candidate_error IS NULL AND candidate_ms IS NOT NULL
-                     AND verdict <> 'skipped')                                 AS candidate_q,
+           FILTER (WHERE shadow_latency_pair(verdict, primary_ms, candidate_ms, primary_error,
+                                             candidate_error, lag_ms, primary_lag_ms))
+                                                                               AS candidate_q,
+       count(*) FILTER (WHERE shadow_latency_pair(verdict, primary_ms, candidate_ms,
+                                                  primary_error, candidate_error, lag_ms,
+                                                  primary_lag_ms))             AS latency_pairs,
+       count(*) FILTER (WHERE verdict IN ('match', 'differ')
+                          AND primary_error IS NULL AND candidate_error IS NULL
+                          AND primary_ms IS NOT NULL AND candidate_ms IS NOT NULL
+                          AND NOT shadow_latency_pair(verdict, primary_ms, candidate_ms,
+                                                      primary_error, candidate_error, lag_ms,
+                                                      primary_lag_ms)) AS latency_excluded,
        min(ts) AS first_ts,
        max(ts) AS last_ts
 FROM shadow_exchange_outcomes(run)
@@ -285,3 +316,90 @@ SELECT *,
        CASE WHEN primary_p95_ms > 0 THEN candidate_p95_ms / primary_p95_ms END
            AS latency_ratio
 FROM agg;
+
+-- Is the candidate slower than the primary? One row per endpoint in scope (docs/latency.md).
+-- The samples are the endpoint's fair pairs (shadow_latency_pair); `verdict` reads the
+-- same there on stored rows as when judged (judging only turns match and differ into one
+-- another), so this reads `exchanges` and judges no difference.
+--   pairs            fair pairs
+--   median_ratio     candidate p50 / primary p50, and p95_ratio the same for p95, over
+--                    every fair pair (the quantiles of shadow_endpoint_outcomes)
+--   samples          pairs the test uses: at most 500, those with the smallest
+--                    hash(run_id, exchange_id), so the same store gives the same answer
+--                    and an endpoint costs at most 500 x 500 differences, made by a join
+--   shift_ratio      the Hodges-Lehmann estimate of how many times slower the candidate
+--                    is: exp of the median of the samples x samples differences
+--                    ln(candidate_ms) - ln(primary_ms) (times floored at 0.001 ms)
+--   ci_low, ci_high  its 95 % confidence interval, from the Mann-Whitney test: with n = m
+--                    samples a side, C = floor(n*m/2 - 1.96*sqrt(n*m*(n+m+1)/12)) (the
+--                    normal approximation, without a correction for ties), the C-th
+--                    smallest and the C-th largest difference, exponentiated; NULL under
+--                    50 samples
+--   latency_verdict  'too few' under 50 samples a side (Kayenta's minimum), else 'slower'
+--                    when ci_low > 1, 'faster' when ci_high < 1, 'same' otherwise
+-- The test takes the two sides as independent samples, as Kayenta does, although each
+-- pair is one request: that only widens the interval when both backends are slow on the
+-- same requests. Order statistics: with 500 samples (N = 250 000 differences, C = 116 049)
+-- the ranks are constants and quantile_disc finds them without sorting (a fraction
+-- (k - 0.5) / N is rank k); an endpoint with fewer sorts its differences.
+CREATE OR REPLACE TEMP MACRO shadow_latency_comparison(run) AS TABLE
+WITH scope AS (
+    SELECT endpoint, run_id, exchange_id, primary_ms, candidate_ms,
+           shadow_latency_pair(verdict, primary_ms, candidate_ms, primary_error,
+                               candidate_error, lag_ms, primary_lag_ms) AS fair
+    FROM exchanges
+    WHERE CAST(run AS VARCHAR) IS NULL OR run_id = run
+),
+figures AS (
+    SELECT endpoint,
+           count(*) FILTER (WHERE fair)                                  AS pairs,
+           least(count(*) FILTER (WHERE fair), 500)                      AS samples,
+           quantile_cont(primary_ms, [0.5, 0.95]) FILTER (WHERE fair)    AS primary_q,
+           quantile_cont(candidate_ms, [0.5, 0.95]) FILTER (WHERE fair)  AS candidate_q,
+           min_by({x: ln(greatest(primary_ms, 0.001)), y: ln(greatest(candidate_ms, 0.001))},
+                  hash(run_id, exchange_id), 500) FILTER (WHERE fair)    AS picked
+    FROM scope
+    GROUP BY endpoint
+),
+sides AS (
+    SELECT endpoint, samples, unnest(picked, recursive := true)
+    FROM figures WHERE samples > 0
+),
+diffs AS (
+    -- every primary sample against every candidate sample of the same endpoint
+    SELECT p.endpoint, any_value(p.samples) AS n,
+           quantile_disc(c.y - p.x, [
+               (floor(125000 - 1.96 * sqrt(250000 * 1001 / 12)) - 0.5) / 250000,
+               (250000 - floor(125000 - 1.96 * sqrt(250000 * 1001 / 12)) + 0.5) / 250000,
+               124999.5 / 250000,
+               125000.5 / 250000]) FILTER (WHERE p.samples = 500)         AS at_500,
+           list(c.y - p.x) FILTER (WHERE p.samples < 500)                AS unsorted
+    FROM sides p JOIN sides c USING (endpoint)
+    GROUP BY p.endpoint
+),
+ranked AS (
+    SELECT endpoint, n, at_500, list_sort(unsorted) AS sorted, n * n AS big_n,
+           CAST(floor(n * n / 2 - 1.96 * sqrt(n * n * (2 * n + 1) / 12)) AS BIGINT) AS c
+    FROM diffs
+),
+shifts AS (
+    SELECT endpoint,
+           CASE WHEN n = 500 THEN (at_500[3] + at_500[4]) / 2
+                ELSE (sorted[(big_n + 1) // 2] + sorted[big_n // 2 + 1]) / 2 END  AS shift,
+           CASE WHEN n < 50 THEN NULL WHEN n = 500 THEN at_500[1]
+                ELSE sorted[c] END                                             AS low,
+           CASE WHEN n < 50 THEN NULL WHEN n = 500 THEN at_500[2]
+                ELSE sorted[big_n + 1 - c] END                                 AS high
+    FROM ranked
+)
+SELECT f.endpoint, f.pairs, f.samples,
+       f.candidate_q[1] / nullif(f.primary_q[1], 0) AS median_ratio,
+       f.candidate_q[2] / nullif(f.primary_q[2], 0) AS p95_ratio,
+       exp(s.shift) AS shift_ratio,
+       exp(s.low)   AS ci_low,
+       exp(s.high)  AS ci_high,
+       CASE WHEN f.samples < 50 THEN 'too few'
+            WHEN s.low > 0 THEN 'slower'
+            WHEN s.high < 0 THEN 'faster'
+            ELSE 'same' END AS latency_verdict
+FROM figures f LEFT JOIN shifts s USING (endpoint);

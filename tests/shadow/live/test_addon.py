@@ -215,6 +215,21 @@ def test_response_queues_raw_primary_answer(shadow: Shadow) -> None:
     assert answer.elapsed_ms == pytest.approx(2000.0)
 
 
+def test_the_primary_is_timed_from_when_the_request_was_passed_on(shadow: Shadow) -> None:
+    """Not from when the proxy finished reading it: its own hooks are not the primary's
+    time (the candidate's clock, too, starts when its copy is sent)."""
+    f = tflow.tflow(resp=True)
+    now = time.time()
+    f.request.timestamp_start = f.request.timestamp_end = now - 1.0  # read a second ago
+    shadow.request(f)  # passed on now
+    assert f.response is not None
+    f.response.timestamp_end = time.time() + 0.5
+    shadow.response(f)
+    _, (_, _, answer) = drain(shadow.queue)
+    assert 450 < answer.elapsed_ms < 600
+    assert answer.lag_ms is None  # no event loop watched here (outside mitmproxy)
+
+
 def test_error_queues_failed_primary(shadow: Shadow) -> None:
     f = tflow.tflow(err=True)
     shadow.request(f)

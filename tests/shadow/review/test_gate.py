@@ -16,8 +16,8 @@ from shadow.config.loader import Accepted
 from shadow.errors import ConfigError
 from shadow.review import gate
 from shadow.store.writer import open_for_reading
-from tests.shadow.review.traffic import CONFIG, Traffic, build_store
-from tests.store_builder import write_store
+from tests.shadow.review.traffic import CONFIG, Traffic, body, build_store
+from tests.store_builder import Call, write_store
 
 
 def fetch(
@@ -143,13 +143,49 @@ def test_judge_fails_on_parity_with_the_threshold_source() -> None:
     assert gate.judge(row(matched=998, differed=2), gate.make_thresholds(99.5)).result == gate.PASS
 
 
+SLOWER: dict[str, Any] = {
+    "latency_verdict": "slower",
+    "shift_ratio": 1.4,
+    "ci_low": 1.2,
+    "ci_high": 1.61,
+}
+
+
 def test_judge_fails_on_candidate_errors_and_latency() -> None:
     t = gate.make_thresholds(90, max_candidate_errors=1.0, max_latency_ratio=1.5)
-    r = gate.judge(row(matched=98, candidate_errors=2, latency_ratio=1.6), t)
+    r = gate.judge(row(matched=98, candidate_errors=2, latency_ratio=1.6, **SLOWER), t)
     assert r.result == gate.FAIL
-    assert r.reasons == ("candidate errors 2.00% > 1%", "p95 latency x1.60 > x1.5")
-    ok = gate.judge(row(matched=99, candidate_errors=1, latency_ratio=1.5), t)
+    assert r.reasons == (
+        "candidate errors 2.00% > 1%",
+        "p95 latency x1.60 > x1.5, significantly slower (shift x1.40 [1.20-1.61])",
+    )
+    ok = gate.judge(row(matched=99, candidate_errors=1, latency_ratio=1.5, **SLOWER), t)
     assert ok.result == gate.PASS
+
+
+@pytest.mark.parametrize(
+    ("verdict", "ratio", "result"),
+    [
+        ("slower", 1.6, gate.FAIL),
+        ("slower", 1.5, gate.PASS),  # significantly slower, but within the threshold
+        ("same", 3.0, gate.PASS),  # a p95 over the threshold, no significant shift
+        ("faster", 3.0, gate.PASS),
+        ("too few", 9.0, gate.PASS),  # never judged on fewer than 50 pairs a side
+        (None, 9.0, gate.PASS),  # a row without the comparison: not significant either
+    ],
+)
+def test_latency_fails_only_a_significant_slowdown(
+    verdict: str | None, ratio: float, result: str
+) -> None:
+    t = gate.make_thresholds(99.0, max_latency_ratio=1.5)
+    latency: dict[str, Any] = {**SLOWER, "latency_verdict": verdict, "latency_samples": 500}
+    r = gate.judge(row(latency_ratio=ratio, **latency), t)
+    assert r.result == result
+    assert r.latency == (f"{ratio:.2f} {verdict}" if verdict else f"{ratio:.2f}")
+    # without --max-latency-ratio latency never fails
+    assert gate.judge(row(latency_ratio=ratio, **latency), gate.make_thresholds(99)).result == (
+        gate.PASS
+    )
 
 
 def test_few_samples_are_inconclusive_never_passed() -> None:
@@ -241,11 +277,16 @@ def test_unused_patterns_are_reported() -> None:
 TRAFFIC = [
     Traffic("GET /api/analysis/{id}", match=97, differ=3, candidate_errors=2, skipped=0),
     Traffic("GET /api/insights", match=10, noisy_matches=30, candidate_errors=1, skipped=9),
-    Traffic("GET /api/slow", match=25, primary_ms=10.0, candidate_ms=40.0),
+    Traffic("GET /api/slow", match=60, primary_ms=10.0, candidate_ms=40.0),
     Traffic("GET /api/few", match=5, differ=1, primary_errors=3),
     Traffic("POST /api/start", skipped=4),
     Traffic("GET /api/analysis/{id}", match=1, differ=4, run_id="r2"),
 ]
+
+
+# GET /api/slow: primary 10..69 ms, candidate 40..158 ms; p95 2.30 times the primary's,
+# and 2.50 times slower by the Hodges-Lehmann shift (60 x 60 log differences)
+SLOW_FAILURE = "p95 latency x2.30 > x2, significantly slower (shift x2.50 [2.16-2.98])"
 
 
 @pytest.fixture(scope="module")
@@ -331,8 +372,8 @@ def test_only_same_status_secondaries_are_evidence(tmp_path: Path) -> None:
 
 def test_latency_ratio_is_p95_over_p95_of_compared_exchanges(store: str) -> None:
     slow = fetch(store)["GET /api/slow"]
-    primary = [10.0 + k for k in range(25)]
-    candidate = [40.0 + 2 * k for k in range(25)]
+    primary = [10.0 + k for k in range(60)]
+    candidate = [40.0 + 2 * k for k in range(60)]
     p95 = statistics.quantiles(primary, n=20, method="inclusive")[18]
     c95 = statistics.quantiles(candidate, n=20, method="inclusive")[18]
     assert slow["primary_p95"] == pytest.approx(p95)
@@ -366,7 +407,7 @@ def test_gate_on_the_store(store: str) -> None:
     assert {k: r.result for k, r in results.items()} == {
         "GET /api/analysis/{id}": gate.PASS,  # 93.3 % >= 93, errors 1.9 % <= 3 %
         "GET /api/insights": gate.PASS,
-        "GET /api/slow": gate.FAIL,  # p95 ratio ~2.6
+        "GET /api/slow": gate.FAIL,  # p95 ratio 2.3, significantly slower
         "GET /api/few": gate.INCONCLUSIVE,
         "POST /api/start": gate.NOT_COPIED,
     }
@@ -401,7 +442,7 @@ def test_junit_xml_counts_with_elementtree(store: str, tmp_path: Path) -> None:
     skipped = suite.findall("testcase/skipped")
     assert len(failures) == 1 == int(suite.get("failures", "0"))
     assert len(skipped) == 2 == int(suite.get("skipped", "0"))  # inconclusive + not copied
-    assert failures[0].get("message") == "p95 latency x2.61 > x2"
+    assert failures[0].get("message") == SLOW_FAILURE
     assert {s.get("message", "").split(":")[0] for s in skipped} == {"inconclusive", "not copied"}
     props = {p.get("name"): p.get("value") for p in suite.findall("properties/property")}
     assert props["min_parity"] == "99"
@@ -433,7 +474,7 @@ def test_junit_xml_reads_with_junitparser(store: str, tmp_path: Path) -> None:
     assert by_name["GET /api/insights"].is_passed
     slow = by_name["GET /api/slow"].result
     assert len(slow) == 1 and isinstance(slow[0], junitparser.Failure)
-    assert slow[0].message == "p95 latency x2.61 > x2"
+    assert slow[0].message == SLOW_FAILURE
     assert by_name["GET /api/few"].is_skipped
     assert by_name["POST /api/start"].is_skipped
     props = {p.name: p.value for p in suite.properties()}
@@ -461,7 +502,7 @@ def test_junit_failure_names_the_threshold_that_failed(store: str, tmp_path: Pat
     assert failures == {
         "GET /api/analysis/{id}": "candidate errors 1.86% > 1%",
         "GET /api/insights": "candidate errors 2.43% > 2% (GET /api/insights)",
-        "GET /api/slow": "p95 latency x2.61 > x2",
+        "GET /api/slow": SLOW_FAILURE,
     }
     props = {p.get("name"): p.get("value") for p in suite.findall("properties/property")}
     assert props["max_candidate_errors"] == "1"
@@ -474,3 +515,54 @@ def test_junit_failure_names_the_threshold_that_failed(store: str, tmp_path: Pat
     analysis = out["GET /api/analysis/{id}"]
     assert "threshold=93% (from GET /api/analysis/*)" in analysis
     assert "candidate_errors=2 (1.86%) max_candidate_errors=1%" in analysis
+    slow = out["GET /api/slow"]
+    assert "p95_ratio=2.30 latency=slower shift=x2.50 [2.16-2.98] latency_samples=60" in slow
+
+
+# --- latency: only a significant slowdown fails ---------------------------------------------
+
+
+def test_latency_on_the_store_fails_only_significant_slowdowns(tmp_path: Path) -> None:
+    """Three endpoints whose candidate p95 is over twice the primary's: one fails."""
+    calls = [
+        # 30 compared (over --min-samples 20), three times slower: too few for the test
+        *Traffic("GET /api/slow-few", match=30, primary_ms=10.0, candidate_ms=40.0).calls(),
+        # slower everywhere, 60 pairs: significant
+        *Traffic("GET /api/slow", match=60, primary_ms=10.0, candidate_ms=40.0).calls(),
+    ]
+    # the same times but for a slow tail on 10 of 100 requests: the p95 quadruples, the
+    # whole distribution does not shift (a tail alone is no significant slowdown)
+    for k in range(100):
+        ms = 10.0 + k % 40
+        tail = 200.0 if k % 10 == 0 else ms
+        calls.append(Call("GET /api/tail", body(), body(), primary_ms=ms, candidate_ms=tail))
+    db = write_store(tmp_path / "latency.duckdb", calls)
+    rows = fetch(db)
+    assert {e: (r["compared"], r["latency_samples"]) for e, r in rows.items()} == {
+        "GET /api/slow-few": (30, 30),
+        "GET /api/slow": (60, 60),
+        "GET /api/tail": (100, 100),
+    }
+    assert rows["GET /api/slow-few"]["latency_ratio"] > 2
+    assert rows["GET /api/tail"]["latency_ratio"] > 2
+    t = gate.make_thresholds(99.0, max_latency_ratio=2.0, min_samples=20)
+    results = {r.endpoint: r for r in gate.evaluate(rows.values(), t)}
+    assert {e: (r.result, r.latency_verdict) for e, r in results.items()} == {
+        "GET /api/slow": (gate.FAIL, "slower"),
+        "GET /api/slow-few": (gate.PASS, "too few"),
+        "GET /api/tail": (gate.PASS, "same"),
+    }
+    assert results["GET /api/slow"].why == SLOW_FAILURE
+    table = {
+        line.split("  ")[0]: re.split(r"\s{2,}", line)
+        for line in gate.format_table(list(results.values())).splitlines()[1:]
+    }
+    assert table["GET /api/slow"][5] == "2.30 slower"
+    assert table["GET /api/slow-few"][5:7] == [
+        f"{rows['GET /api/slow-few']['latency_ratio']:.2f} too few",
+        "PASS",
+    ]
+    assert table["GET /api/tail"][5:7] == [
+        f"{rows['GET /api/tail']['latency_ratio']:.2f} same",
+        "PASS",
+    ]

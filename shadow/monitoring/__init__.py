@@ -1,0 +1,1 @@
+"""Live monitoring: Prometheus metrics of the proxy and its worker, health, status."""

@@ -1,0 +1,202 @@
+"""The worker's metrics: what happened to every exchange, and how the worker keeps up.
+
+Counters move as rows are stored (a pipeline observer), so they count exactly the
+exchanges the store holds, with the provisional verdict the worker stored (the
+outcome definition's input; `shadow_exchange_outcomes.provisional_verdict`).
+Gauges are read when scraped. Latency histograms take the fair pairs only: both
+backends answered, and our own delay in the candidate's time is within
+`shadow_latency_usable`'s bound on both sides (the same bound as in SQL, see `usable`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from shadow.monitoring.labels import RouteLabels
+from shadow.store.rows import EventRow
+
+if TYPE_CHECKING:
+    from shadow.pipeline.core import Pipeline
+    from shadow.pipeline.evaluate import Evaluated
+
+# Seconds: fine at the low end, where a fast API's p95 lives.
+LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1,
+    0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+
+VERDICTS = ("match", "differ", "candidate_error", "primary_error", "skipped")
+LAG_WINDOW = 5.0  # seconds over which shadow_worker_lag_seconds takes the worst copy
+
+
+def usable(lag_ms: float | None, candidate_ms: float) -> bool:
+    """shadow/store/sql/outcomes.sql `shadow_latency_usable`, for the live histograms."""
+    return lag_ms is None or lag_ms <= 2.0 + 0.1 * candidate_ms
+
+
+def failed(status: int | None, error: str | None) -> bool:
+    """A transport error or a 5xx (outcomes.sql `shadow_candidate_failed`)."""
+    return error is not None or (status is not None and status >= 500)
+
+
+class WorkerMetrics:
+    """The worker's registry; `observe` every stored result, `events` every event batch."""
+
+    def __init__(self, pipeline: Pipeline, proxy_queue: Any = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.labels = RouteLabels()
+        r = self.registry
+        self.requests = Counter(
+            "shadow_requests", "Requests the worker stored, by route and who answered the client.",
+            ["method", "route", "served_by"], registry=r,
+        )  # fmt: skip
+        self.verdicts = Counter(
+            "shadow_verdicts",
+            "Stored exchanges by provisional verdict (match, differ, candidate_error, "
+            "primary_error, skipped); the report's verdict may still move differ to match.",
+            ["method", "route", "verdict"], registry=r,
+        )  # fmt: skip
+        self.errors = Counter(
+            "shadow_backend_errors",
+            "Answers that were a transport error or a 5xx, by backend.",
+            ["backend", "method", "route"], registry=r,
+        )  # fmt: skip
+        self.fallbacks = Counter(
+            "shadow_fallbacks", "Requests the candidate was to answer, answered by the primary.",
+            ["method", "route"], registry=r,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "shadow_latency_seconds",
+            "Time from sending a request to the last byte of its answer, over fair pairs only.",
+            ["backend", "method", "route"], buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.excluded = Counter(
+            "shadow_latency_excluded",
+            "Compared exchanges left out of latency: our own delay was in the candidate's time.",
+            ["method", "route"], registry=r,
+        )  # fmt: skip
+        self.rollbacks = Counter(
+            "shadow_rollbacks", "Automatic rollbacks, by route.", ["route"], registry=r
+        )
+        self.overflow = Counter(
+            "shadow_route_labels_overflow",
+            'Stored exchanges counted under route="other": past the limit of distinct routes.',
+            registry=r,
+        )
+        self._seen: set[tuple[str, str]] = set()
+        r.register(_Live(pipeline, proxy_queue, self.labels))
+        # Series exist from the start at 0, so the first rollback is an increase, too.
+        for route in pipeline.config.control.routes:
+            self.rollbacks.labels(self.labels.route(route))
+
+    def _first(self, method: str, route: str) -> None:
+        """Create a route's series at 0 when it is first seen: rate() and increase() then
+        see its first verdicts, errors and fallbacks, not only the later ones."""
+        self._seen.add((method, route))
+        for verdict in VERDICTS:
+            self.verdicts.labels(method, route, verdict)
+        for backend in ("primary", "candidate"):
+            self.errors.labels(backend, method, route)
+        self.fallbacks.labels(method, route)
+        self.excluded.labels(method, route)
+
+    def observe(self, result: Evaluated) -> None:
+        row = result.row
+        before = self.labels.overflow
+        method, route = self.labels(row.endpoint)
+        if self.labels.overflow != before:
+            self.overflow.inc()
+        if (method, route) not in self._seen:
+            self._first(method, route)
+        self.requests.labels(method, route, row.served_by or "primary").inc()
+        self.verdicts.labels(method, route, result.verdict).inc()
+        if row.fell_back:
+            self.fallbacks.labels(method, route).inc()
+        if failed(row.primary_status, row.primary_error):
+            self.errors.labels("primary", method, route).inc()
+        if row.verdict != "skipped" and failed(row.candidate_status, row.candidate_error):
+            self.errors.labels("candidate", method, route).inc()
+        if failed(row.secondary_status, row.secondary_error):  # None, None: no secondary
+            self.errors.labels("secondary", method, route).inc()
+        if result.verdict not in ("match", "differ"):
+            return
+        p_ms, c_ms = row.primary_ms, row.candidate_ms
+        if p_ms is None or c_ms is None or row.primary_error or row.candidate_error:
+            return
+        if not (usable(row.lag_ms, c_ms) and usable(row.primary_lag_ms, p_ms)):
+            self.excluded.labels(method, route).inc()
+            return
+        self.latency.labels("primary", method, route).observe(p_ms / 1000)
+        self.latency.labels("candidate", method, route).observe(c_ms / 1000)
+
+    def events(self, rows: Sequence[EventRow]) -> None:
+        for e in rows:
+            if e.kind == "rollback":
+                self.rollbacks.labels(self.labels.route(e.route or "")).inc()
+
+
+class _Live(Collector):
+    """Gauges read at scrape time from the pipeline (no cost between scrapes)."""
+
+    def __init__(self, pipeline: Pipeline, proxy_queue: Any, labels: RouteLabels) -> None:
+        self.pipeline = pipeline
+        self.proxy_queue = proxy_queue
+        self.labels = labels
+        self.started = time.time()
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # read at scrape time only
+
+    def collect(self) -> Iterable[Metric]:
+        p = self.pipeline
+        c = p.counters
+        dropped = CounterMetricFamily(
+            "shadow_copies_dropped",
+            "Copies not sent: the proxy's queue to the worker was full (stage proxy), or the "
+            "worker's backlog or memory budget was (stage worker).",
+            labels=["stage"],
+        )
+        dropped.add_metric(["proxy"], float(_safe(p.shed_upstream)))
+        dropped.add_metric(["worker"], float(c.dropped))
+        yield dropped
+        depth = GaugeMetricFamily(
+            "shadow_queue_depth",
+            "Items waiting: proxy (batches for the worker), copies (waiting for a connection), "
+            "exchanges (waiting for an answer), comparisons, rows (for the next write).",
+            labels=["queue"],
+        )
+        depth.add_metric(["proxy"], float(_safe(lambda: self.proxy_queue.qsize())))
+        depth.add_metric(["copies"], float(p.waiting))
+        depth.add_metric(["exchanges"], float(p.pending))
+        depth.add_metric(["comparisons"], float(p.comparing))
+        depth.add_metric(["rows"], float(p.writer.pending))
+        yield depth
+        yield GaugeMetricFamily(
+            "shadow_worker_lag_seconds",
+            "How late copies went out after their due time, at most, over the last "
+            f"{LAG_WINDOW:g} s (0 when idle): how far behind the worker is.",
+            value=p.behind(LAG_WINDOW),
+        )
+        yield GaugeMetricFamily(
+            "shadow_worker_loop_stall_seconds",
+            "The longest stall of the worker's event loop since the previous scrape.",
+            value=p.lag.take_longest(),
+        )
+        yield GaugeMetricFamily(
+            "shadow_store_up", "1 when the last write to the store worked.",
+            value=0.0 if p.store_error else 1.0,
+        )  # fmt: skip
+
+
+def _safe(read: Callable[[], int]) -> int:
+    try:
+        return int(read())
+    except Exception:  # qsize is not implemented everywhere (macOS)
+        return 0

@@ -1,0 +1,75 @@
+"""How much our own delay is in a measurement: the stalls of this event loop.
+
+A copy's latency is timed from sending it to reading the last byte of its answer.
+If the event loop is busy (or the process waits for a CPU) when that byte arrives,
+the read comes late and the delay would be charged to the candidate. A task wakes
+every `TICK` seconds and keeps how late each wake-up came; `worst(sent)` is the
+longest stall that can have delayed the write of a request sent at `sent` or the
+read of its answer now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+
+TICK = 0.005  # seconds between wake-ups (200 a second: well under 1 % of a core)
+NOTABLE = 0.0005  # stalls shorter than this are timer noise, not kept
+KEEP = 4096  # stalls remembered (the newest); a flight older than them reads 0
+
+
+class LoopLag:
+    """The recent stalls of the running event loop (start it with `start()`)."""
+
+    def __init__(self) -> None:
+        self._stalls: collections.deque[tuple[float, float]] = collections.deque(maxlen=KEEP)
+        self._last_wake = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+        self.longest = 0.0  # the longest stall since `take_longest` was last called
+
+    def start(self) -> None:
+        if self._task is None:
+            self._last_wake = time.monotonic()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            now = time.monotonic()
+            stall = now - self._last_wake - TICK
+            self._last_wake = now
+            if stall > NOTABLE:
+                self._stalls.append((now, stall))
+                self.longest = max(self.longest, stall)
+
+    def take_longest(self) -> float:
+        """The longest stall (seconds) since the last call."""
+        out, self.longest = self.longest, 0.0
+        return out
+
+    def worst(self, sent: float) -> float:
+        """Our own delay (seconds) in a request timed from `sent` (monotonic) to now.
+
+        Our delay enters a timing at its two ends: a stall right after `sent` holds the
+        request's write back, a stall ending at the read of the answer holds the read
+        back (and is still going on if the wake-up that measures it is overdue). A
+        stall in between, while the backend works, delays neither.
+        """
+        now = time.monotonic()
+        worst = 0.0
+        if self._task is not None:
+            worst = max(0.0, now - self._last_wake - TICK)  # going on now
+        for wake, stall in reversed(self._stalls):
+            if wake < sent:
+                break
+            # A stall spans (wake - stall, wake]: one that ended just now, or that began
+            # by the time the write was due, held one of the ends back.
+            if wake >= now - 2 * TICK or wake - stall <= sent + 2 * TICK:
+                worst = max(worst, stall)
+        return worst
