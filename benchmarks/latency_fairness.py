@@ -67,8 +67,7 @@ WITH x AS (
     SELECT primary_ms, candidate_ms, verdict,
            shadow_latency_pair(verdict, primary_ms, candidate_ms, primary_error,
                                candidate_error, lag_ms, primary_lag_ms) AS fair,
-           shadow_latency_usable(lag_ms, candidate_ms)
-               AND shadow_latency_usable(primary_lag_ms, primary_ms) AS usable
+           shadow_latency_usable(lag_ms) AND shadow_latency_usable(primary_lag_ms) AS usable
     FROM shadow_exchange_outcomes(NULL)
 )
 SELECT count(*) AS requests,

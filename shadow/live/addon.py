@@ -680,12 +680,16 @@ class Shadow:
         if skip:
             record = dataclasses.replace(record, body=b"")  # held nowhere past the proxy
         # The skip reason travels with the request: the worker must not start the copy.
-        self._put(("req", flow.id, record, req.timestamp_start or time.time(), skip, served))
+        # `now`: the request goes on to the primary (or was served); the copy is paced
+        # from here, not from when the client began to send (a slow upload is not ours).
+        now = time.time()
+        started = req.timestamp_start or now
+        self._put(("req", flow.id, record, started, skip, served, now))
         if answer:
             flow.metadata[_META] = True
             # The primary's clock starts here, as the candidate's starts when its copy is
             # sent: the time this proxy took to read and hand on the request is not its.
-            flow.metadata[_SENT] = (time.time(), time.monotonic())
+            flow.metadata[_SENT] = (now, time.monotonic())
             self._open.add(flow.id)
         self.queued += 1
 
@@ -702,16 +706,19 @@ class Shadow:
         assert self.cutover is not None and self.settings is not None
         req = flow.request
         self._serving.add(flow.id)  # shutdown waits for it like for a primary's answer
+        asked = time.monotonic()
         try:
             answer = await self.cutover.ask(record)
         finally:
             self._serving.discard(flow.id)
+        if self._lag is not None:  # timed in this loop: its stalls are our delay in it
+            answer = dataclasses.replace(answer, lag_ms=round(self._lag.worst(asked) * 1000, 3))
         p = answer.payload
         # What crosses to the worker is bounded (the client gets the whole answer).
         kept = answer
         if p is not None and len(p.body) > self.settings.max_body:
             cut = capped_payload(p.status, p.headers, p.body, self.settings.max_body)
-            kept = BackendResponse(cut, answer.elapsed_ms)
+            kept = dataclasses.replace(answer, payload=cut)
         why = fallback.failure(answer)
         if why is not None and fallback.may_fall_back(req.method, answer):
             # The primary answers, as if the candidate had never been asked (one attempt).

@@ -114,6 +114,23 @@ def check_listen(host: str, port: int) -> None:
             ) from None
 
 
+def _overlap(a: str, b: str, port: int) -> bool:
+    """Whether hosts `a` and `b` name a common address (or either is every address)."""
+
+    def addresses(host: str) -> set[str]:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            return {host}
+        return {str(info[4][0]) for info in infos}
+
+    anywhere = {"", "0.0.0.0", "::"}
+    if a in anywhere or b in anywhere:
+        return True
+    mine, theirs = addresses(a), addresses(b)
+    return bool(mine & theirs) or bool((mine | theirs) & anywhere)
+
+
 def check_metrics(address: str, listen: tuple[str, int] | None = None) -> None:
     """ConfigError (exit 2) unless the --metrics address is valid, is not where the proxy
     listens (`listen`), and can be bound now."""
@@ -121,12 +138,10 @@ def check_metrics(address: str, listen: tuple[str, int] | None = None) -> None:
     from shadow.monitoring.server import MetricsServer
 
     host, port = parse_address(address)
-    if listen is not None and port == listen[1]:
-        anywhere = {"", "0.0.0.0", "::"}
-        if host == listen[0] or host in anywhere or listen[0] in anywhere:
-            raise ConfigError(
-                f"--metrics {address}: the proxy listens there (--listen); pick another port"
-            )
+    if listen is not None and port == listen[1] and _overlap(host, listen[0], port):
+        raise ConfigError(
+            f"--metrics {address}: the proxy listens there (--listen); pick another port"
+        )
     MetricsServer(host, port, bytes, lambda: None).close()  # binds, or says why not
 
 

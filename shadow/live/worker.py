@@ -6,9 +6,11 @@ budget, so they run here, in another process, fed by a bounded queue. A thread
 blocks on the queue and hands messages to this process's event loop.
 
 The addon puts lists of messages (batches); each message is a tuple:
-    ("req", key, Request, started_at, skip, served)  a request reached the proxy (skip: why
-                                        it must not be copied, or None; served: how a
-                                        controlled route served it, shadow.model.Served)
+    ("req", key, Request, started_at, skip, served, sent_at)
+                                        a request reached the proxy (skip: why it must not
+                                        be copied, or None; served: how a controlled route
+                                        served it, shadow.model.Served; sent_at: when the
+                                        proxy passed it on, the copy's pace starts there)
     ("resp", key, BackendResponse)      the primary answered or failed
     ("skip", key, reason)               not to be compared (a streamed answer): store as skipped
     ("stop",)                           drain, store everything, exit (the addon also
@@ -98,7 +100,8 @@ async def _serve(
             if kind == "req":
                 skip = msg[4] if len(msg) > 4 else None
                 served = msg[5] if len(msg) > 5 else None
-                pipeline.on_request(msg[1], msg[2], msg[3], skip, served)
+                sent = msg[6] if len(msg) > 6 else None
+                pipeline.on_request(msg[1], msg[2], msg[3], skip, served, sent)
             elif kind == "resp":
                 pipeline.on_primary(msg[1], msg[2])
             elif kind == "skip":
@@ -123,7 +126,7 @@ def _start_metrics(pipeline: Pipeline, queue: Queue[Any], port: Synchronized[int
     from shadow.monitoring.worker_metrics import WorkerMetrics
 
     metrics = WorkerMetrics(pipeline, queue)
-    pipeline.observers.append(metrics.observe)
+    pipeline.written_observers.append(metrics.observe_rows)
     pipeline.event_observers.append(metrics.events)
     try:
         server = MetricsServer(

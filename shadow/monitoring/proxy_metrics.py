@@ -25,6 +25,9 @@ from shadow.monitoring.labels import OTHER, RouteLabels
 from shadow.monitoring.procstat import children, cpu_and_memory
 
 WORKER_TIMEOUT = 2.0  # seconds a scrape waits for the worker's part
+WORKER_MAX = 16 * 1024 * 1024  # bytes of the worker's part read (its labels are bounded)
+# Our own worker on 127.0.0.1: never through an HTTP_PROXY of the environment.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 MODES = ("legacy", "shadow", "canary", "candidate")
 
 
@@ -56,12 +59,11 @@ class ProxyMetrics:
         if not port or self.state.worker_pid() is None:
             return None
         try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{port}/metrics", timeout=WORKER_TIMEOUT
-            ) as resp:
-                return bytes(resp.read())
+            with _DIRECT.open(f"http://127.0.0.1:{port}/metrics", timeout=WORKER_TIMEOUT) as resp:
+                text = bytes(resp.read(WORKER_MAX + 1))
         except (OSError, urllib.error.URLError):
             return None
+        return None if len(text) > WORKER_MAX else text
 
     def exposition(self) -> bytes:
         worker = self.worker_text()
@@ -81,10 +83,10 @@ class ProxyMetrics:
         if not port:
             return "the worker has no metrics port yet"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=WORKER_TIMEOUT):
+            with _DIRECT.open(f"http://127.0.0.1:{port}/readyz", timeout=WORKER_TIMEOUT):
                 return None
         except urllib.error.HTTPError as exc:
-            return exc.read().decode(errors="replace").strip().removeprefix("not ready: ")
+            return exc.read(1000).decode(errors="replace").strip().removeprefix("not ready: ")
         except OSError as exc:
             return f"the worker does not answer ({exc})"
 
@@ -149,6 +151,8 @@ class _ProxyCollector(Collector):
         if got is None:
             return
         control, watcher = got
+        # Configured routes are labelled as written, others as the worker labels them.
+        self.labels.declared = frozenset(control.routes)
         state, stale, ever = watcher.state, watcher.stale(), watcher.ever_read
         mode = GaugeMetricFamily(
             "shadow_route_mode",

@@ -7,6 +7,7 @@ only wakes for a request: the live path pays nothing between scrapes.
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,6 +24,10 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     exposition: Exposition
     readiness: Readiness
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -68,7 +73,9 @@ class MetricsServer:
         option: str = "--metrics",
     ) -> None:  # fmt: skip
         try:
-            self._server = _Server((host, port), _Handler, bind_and_activate=True)
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            server_class = _Server6 if family == socket.AF_INET6 else _Server
+            self._server = server_class((host, port), _Handler, bind_and_activate=True)
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise ConfigError(f"{option} {host}:{port}: cannot listen there ({reason})") from None

@@ -226,7 +226,11 @@ def parse_scrape(text: str, at: float) -> Scrape:
         if family.name == "shadow_route_mode":
             scrape.modes = {}
         for s in family.samples:
-            _take(scrape, s.name, s.labels, float(s.value))
+            value = float(s.value)
+            if family.name.startswith("shadow_") and not math.isfinite(value):
+                # Ours are always finite: NaN or Inf means another exporter's figures.
+                raise ValueError(f"{s.name} is {value}, not a count or a time")
+            _take(scrape, s.name, s.labels, value)
     if not shadow_families:
         raise ValueError("no shadow_* metrics in it")
     return scrape

@@ -1,8 +1,9 @@
 """The worker's metrics: what happened to every exchange, and how the worker keeps up.
 
-Counters move as rows are stored (a pipeline observer), so they count exactly the
-exchanges the store holds, with the provisional verdict the worker stored (the
-outcome definition's input; `shadow_exchange_outcomes.provisional_verdict`).
+Counters move as batches of rows are written (a pipeline observer), so they count
+exactly the exchanges the store holds (not the ones spilled beside it), with the
+provisional verdict the worker stored (the outcome definition's input;
+`shadow_exchange_outcomes.provisional_verdict`).
 Gauges are read when scraped. Latency histograms take the fair pairs only: both
 backends answered, and our own delay in the candidate's time is within
 `shadow_latency_usable`'s bound on both sides (the same bound as in SQL, see `usable`).
@@ -19,11 +20,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from shadow.monitoring.labels import RouteLabels
-from shadow.store.rows import EventRow
+from shadow.store.rows import EventRow, ExchangeRow
 
 if TYPE_CHECKING:
     from shadow.pipeline.core import Pipeline
-    from shadow.pipeline.evaluate import Evaluated
 
 # Seconds: fine at the low end, where a fast API's p95 lives.
 LATENCY_BUCKETS = (
@@ -36,9 +36,12 @@ VERDICTS = ("match", "differ", "candidate_error", "primary_error", "skipped")
 LAG_WINDOW = 5.0  # seconds over which shadow_worker_lag_seconds takes the worst copy
 
 
-def usable(lag_ms: float | None, candidate_ms: float) -> bool:
+LAG_LIMIT_MS = 2.0  # outcomes.sql shadow_latency_usable
+
+
+def usable(lag_ms: float | None) -> bool:
     """shadow/store/sql/outcomes.sql `shadow_latency_usable`, for the live histograms."""
-    return lag_ms is None or lag_ms <= 2.0 + 0.1 * candidate_ms
+    return lag_ms is None or lag_ms <= LAG_LIMIT_MS
 
 
 def failed(status: int | None, error: str | None) -> bool:
@@ -47,11 +50,11 @@ def failed(status: int | None, error: str | None) -> bool:
 
 
 class WorkerMetrics:
-    """The worker's registry; `observe` every stored result, `events` every event batch."""
+    """The worker's registry; `observe_rows` every written batch, `events` every event batch."""
 
     def __init__(self, pipeline: Pipeline, proxy_queue: Any = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.labels = RouteLabels()
+        self.labels = RouteLabels(declared=(p.template for p in pipeline.config.matcher.patterns))
         r = self.registry
         self.requests = Counter(
             "shadow_requests", "Requests the worker stored, by route and who answered the client.",
@@ -107,8 +110,12 @@ class WorkerMetrics:
         self.fallbacks.labels(method, route)
         self.excluded.labels(method, route)
 
-    def observe(self, result: Evaluated) -> None:
-        row = result.row
+    def observe_rows(self, rows: Sequence[ExchangeRow]) -> None:
+        """Count the exchange rows of a batch the store took."""
+        for row in rows:
+            self.observe(row)
+
+    def observe(self, row: ExchangeRow) -> None:
         before = self.labels.overflow
         method, route = self.labels(row.endpoint)
         if self.labels.overflow != before:
@@ -116,7 +123,7 @@ class WorkerMetrics:
         if (method, route) not in self._seen:
             self._first(method, route)
         self.requests.labels(method, route, row.served_by or "primary").inc()
-        self.verdicts.labels(method, route, result.verdict).inc()
+        self.verdicts.labels(method, route, row.verdict).inc()
         if row.fell_back:
             self.fallbacks.labels(method, route).inc()
         if failed(row.primary_status, row.primary_error):
@@ -125,12 +132,12 @@ class WorkerMetrics:
             self.errors.labels("candidate", method, route).inc()
         if failed(row.secondary_status, row.secondary_error):  # None, None: no secondary
             self.errors.labels("secondary", method, route).inc()
-        if result.verdict not in ("match", "differ"):
+        if row.verdict not in ("match", "differ"):
             return
         p_ms, c_ms = row.primary_ms, row.candidate_ms
         if p_ms is None or c_ms is None or row.primary_error or row.candidate_error:
             return
-        if not (usable(row.lag_ms, c_ms) and usable(row.primary_lag_ms, p_ms)):
+        if not (usable(row.lag_ms) and usable(row.primary_lag_ms)):
             self.excluded.labels(method, route).inc()
             return
         self.latency.labels("primary", method, route).observe(p_ms / 1000)

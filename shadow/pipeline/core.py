@@ -37,7 +37,7 @@ from shadow.pipeline.recording import RedactingRecorder, open_recorder
 from shadow.pipeline.records import DEFAULT_BODY_CAP
 from shadow.pipeline.redact import redactor_for
 from shadow.pipeline.sender import Sender
-from shadow.store.rows import AcceptedRow, EventRow
+from shadow.store.rows import AcceptedRow, EventRow, ExchangeRow
 from shadow.store.writer import Run, StoreWriter, load_run, reading, spill_path
 
 log = logging.getLogger("shadow")
@@ -180,6 +180,8 @@ class Pipeline:
         self._late: collections.deque[tuple[float, float]] = collections.deque(maxlen=4096)
         self.store_error: str | None = None  # why the last write failed (None: it worked)
         self.event_observers: list[Callable[[Sequence[EventRow]], None]] = []
+        # Called with the exchange rows of every batch the store took (not spilled ones).
+        self.written_observers: list[Callable[[Sequence[ExchangeRow]], None]] = []
         self._recorder: RedactingRecorder | None = None
         if settings.record:
             base = self.run.primary_url or "http://primary.invalid"
@@ -232,7 +234,8 @@ class Pipeline:
         (0 when none went out): how far behind this pipeline is."""
         since = time.monotonic() - window
         worst = 0.0
-        for at, late in reversed(self._late):
+        # Read from the metrics thread while the loop appends: copy first (one C call).
+        for at, late in reversed(list(self._late)):
             if at < since:
                 break
             worst = max(worst, late)
@@ -361,16 +364,21 @@ class Pipeline:
         started_at: float,
         skip: str | None = None,
         served: Served | None = None,
+        sent_at: float | None = None,
     ) -> None:
         """A request reached the primary: start its copy (or skip it, for `skip` or a limit).
+
+        `sent_at` (unix seconds): when the proxy passed it on; a live copy is paced from
+        there (else from `started_at`).
 
         `served` (a controlled route): when the candidate was asked to answer, its
         answer comes with it and no copy goes to the candidate; when it did answer,
         no primary answer will follow: the primary gets a copy (reverse shadow) or
         the exchange is stored without one.
         """
+        paced = sent_at if sent_at is not None else started_at
         if served is not None and served.candidate is not None:
-            self._on_served(key, request, started_at, skip, served)
+            self._on_served(key, request, started_at, skip, served, paced)
             return
         self.counters.received += 1
         # Grouped by the path as stored: a secret the redactor hides in the path (a
@@ -397,12 +405,18 @@ class Pipeline:
         pending = _Pending(request, started_at, endpoint, time.monotonic(), size, skip_reason)
         pending.served = served
         if skip_reason is None:
-            pending.candidate = self._spawn(self._copy(key, request, started_at))
+            pending.candidate = self._spawn(self._copy(key, request, paced))
         self._hold(key, size)
         self._pending[key] = pending
 
     def _on_served(
-        self, key: str, request: Request, started_at: float, skip: str | None, served: Served
+        self,
+        key: str,
+        request: Request,
+        started_at: float,
+        skip: str | None,
+        served: Served,
+        paced: float | None = None,
     ) -> None:
         """The candidate was asked to answer the client: pair its answer with the primary's."""
         assert served.candidate is not None
@@ -440,17 +454,34 @@ class Pipeline:
             self.on_primary(key, BackendResponse(None))
         else:
             pending.primary_copy = self._spawn(
-                self._copy_to_primary(key, str(primary_url), request)
+                self._copy_to_primary(key, str(primary_url), request, paced)
             )
 
-    async def _copy_to_primary(self, key: str, url: str, request: Request) -> None:
+    async def _copy_to_primary(
+        self, key: str, url: str, request: Request, paced: float | None = None
+    ) -> None:
         """Reverse shadow: the legacy's answer to a request the candidate served."""
         s = self.settings
+        due = await self._pace(paced)
         async with self._slot():
-            answer = await self.sender.send(
-                url, request, "1", s.timeout, s.primary_headers, s.max_body, self.tls["primary"]
+            late = 0.0 if due is None else max(0.0, time.time() - due)
+            answer = await self._timed(
+                self.sender.send(
+                    url, request, "1", s.timeout, s.primary_headers, s.max_body, self.tls["primary"]
+                ),
+                time.monotonic(),
+                late,
             )
         self.on_primary(key, answer)
+
+    async def _pace(self, paced: float | None) -> float | None:
+        """Wait until `pace` after `paced` (live copies keep the clients' spacing); the due
+        time, or None when not paced (a replay)."""
+        s = self.settings
+        due = None if s.pace is None or paced is None else paced + s.pace
+        if due is not None and (wait := due - time.time()) > 0:
+            await asyncio.sleep(min(wait, s.pace or 0.0))
+        return due
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
@@ -569,12 +600,10 @@ class Pipeline:
         return task
 
     async def _copy(
-        self, key: str, request: Request, started_at: float | None = None
+        self, key: str, request: Request, paced: float | None = None
     ) -> tuple[BackendResponse, BackendResponse | None]:
         s = self.settings
-        due = None if s.pace is None or started_at is None else started_at + s.pace
-        if due is not None and (wait := due - time.time()) > 0:
-            await asyncio.sleep(min(wait, s.pace or 0.0))
+        due = await self._pace(paced)
         async with self._slot():
             # Timed from here (sent) to the answer's last byte, as the primary is; what the
             # copy waited for in our queues is not the candidate's time but our lag.
@@ -902,11 +931,21 @@ class Pipeline:
             await self._spill(batch, exc)
             self._rewrite_run(batch)
             if final:
+                last = self.writer.detach()
                 with contextlib.suppress(Exception):
-                    await asyncio.to_thread(self.writer.write, self.writer.detach())
+                    await asyncio.to_thread(self.writer.write, last)
+                    self._written(last.exchanges)
             return
         self.counters.stored += n
         self.store_error = None
+        self._written(batch.exchanges)
+
+    def _written(self, rows: Sequence[Any]) -> None:
+        for observe in self.written_observers:
+            try:
+                observe(rows)
+            except Exception as exc:  # an observer must never cost the writer
+                self._log_once(f"written:{type(exc).__name__}", f"shadow: observer failed: {exc!r}")
 
     def _rewrite_run(self, batch: Any) -> None:
         if batch.runs:  # the run's own row went with the spilled batch: write it again

@@ -187,12 +187,13 @@ SELECT * EXCLUDE (verdict, outcome), outcome AS verdict, verdict AS provisional_
            AS secondary_unusable
 FROM judged;
 
--- A latency sample fit to compare (schema 6, docs/latency.md): at most 2 ms plus 10 % of
--- the measured time was our own delay (lag_ms: a copy sent late, or the event loop that
--- timed it stalled at its send or at its answer). NULL lag (rows before v6, or timed
--- where nothing watched the loop) is taken as it is.
-CREATE OR REPLACE TEMP MACRO shadow_latency_usable(lag_ms, ms) AS
-lag_ms IS NULL OR lag_ms <= 2.0 + 0.1 * ms;
+-- A latency sample fit to compare (schema 6, docs/latency.md): at most 2 ms of our own
+-- delay (lag_ms: a copy sent late, or the event loop that timed it stalled at its send or
+-- at its answer). The bound is fixed, not a share of the sample's own time: that would
+-- keep slow samples and drop fast ones with the same lag, a bias towards "slower".
+-- NULL lag (rows before v6, or timed where nothing watched the loop) is taken as it is.
+CREATE OR REPLACE TEMP MACRO shadow_latency_usable(lag_ms) AS
+lag_ms IS NULL OR lag_ms <= 2.0;
 
 -- A latency pair fit to compare: both backends answered this exchange (compared), and
 -- both samples are usable (the candidate's lag_ms, the primary's primary_lag_ms).
@@ -201,8 +202,7 @@ CREATE OR REPLACE TEMP MACRO shadow_latency_pair(verdict, primary_ms, candidate_
                                                  primary_lag_ms) AS
 verdict IN ('match', 'differ') AND primary_error IS NULL AND candidate_error IS NULL
 AND primary_ms IS NOT NULL AND candidate_ms IS NOT NULL
-AND shadow_latency_usable(lag_ms, candidate_ms)
-AND shadow_latency_usable(primary_lag_ms, primary_ms);
+AND shadow_latency_usable(lag_ms) AND shadow_latency_usable(primary_lag_ms);
 
 -- One row per endpoint: the figures every reader shows and gates on.
 -- parity = matched / compared; candidate_error_pct = candidate errors / sent.
@@ -279,7 +279,8 @@ WITH x AS (
            END AS bucket,
            shadow_candidate_asked(served_by, fell_back) AS asked,
            served_by, fell_back, verdict, candidate_status, candidate_error,
-           candidate_ms, primary_ms, primary_status, primary_error, mode, ts
+           candidate_ms, primary_ms, primary_status, primary_error, mode, ts, lag_ms,
+           primary_lag_ms
     FROM shadow_exchange_outcomes(run)
     WHERE (CAST(since AS TIMESTAMP) IS NULL OR ts >= CAST(since AS TIMESTAMP))
       AND (CAST(until AS TIMESTAMP) IS NULL OR ts < CAST(until AS TIMESTAMP))
@@ -300,10 +301,12 @@ agg AS (
            count(*) FILTER (WHERE verdict IN ('match', 'differ')) AS parity_compared,
            count(*) FILTER (WHERE verdict = 'match') AS parity_matches,
            quantile_cont(candidate_ms, 0.95)
-               FILTER (WHERE served_by = 'candidate' AND candidate_error IS NULL)
+               FILTER (WHERE served_by = 'candidate' AND candidate_error IS NULL
+                         AND shadow_latency_usable(lag_ms))
                AS candidate_p95_ms,
            quantile_cont(primary_ms, 0.95)
-               FILTER (WHERE primary_error IS NULL AND primary_status IS NOT NULL)
+               FILTER (WHERE primary_error IS NULL AND primary_status IS NOT NULL
+                         AND shadow_latency_usable(primary_lag_ms))
                AS primary_p95_ms,
            arg_max(mode, ts) FILTER (WHERE mode IS NOT NULL) AS last_mode
     FROM x GROUP BY route, bucket

@@ -164,7 +164,9 @@ def _pipeline() -> Any:
         shed_upstream=lambda: 3, counters=SimpleNamespace(dropped=2), waiting=4, pending=1,
         comparing=0, writer=SimpleNamespace(pending=6), behind=lambda window: 0.25,
         lag=SimpleNamespace(take_longest=lambda: 0.01), store_error=None,
-        config=SimpleNamespace(control=SimpleNamespace(routes={})),
+        config=SimpleNamespace(
+            control=SimpleNamespace(routes={}), matcher=SimpleNamespace(patterns=[])
+        ),
     )  # fmt: skip
 
 
@@ -200,7 +202,7 @@ class Rig:
                 ex = replace(ex, candidate=replace(ex.candidate, lag_ms=500.0))
             result = evaluate(ex, self.cfg, "r1", 64 * 1024, "differ")
             self.writer.add(result.row, result.differences, result.noise)
-            self.metrics.observe(result)
+            self.metrics.observe(result.row)
             self.n += 1
             self.seen += 1
         self.writer.flush()

@@ -135,9 +135,7 @@ def test_copies_keep_the_clients_spacing_and_late_ones_are_marked(tmp_path: Path
     assert arrived["0"] - t0 > 0.05  # sent `pace` after it reached the proxy, not at once
     lags = dict(query(db, "SELECT path, lag_ms FROM exchanges"))
     assert lags["/x/late"] >= 1650  # 2 s ago, due 0.3 s after: 1.7 s late
-    usable = dict(
-        query(db, "SELECT path, shadow_latency_usable(lag_ms, candidate_ms) FROM exchanges")
-    )
+    usable = dict(query(db, "SELECT path, shadow_latency_usable(lag_ms) FROM exchanges"))
     assert usable["/x/late"] is False
     assert all(lags[f"/x/{i}"] is not None for i in range(3))
 
@@ -166,3 +164,31 @@ def test_replays_are_not_paced(tmp_path: Path) -> None:
     assert all(t - t0 < 0.3 for _, t in seen), seen
     lags = [r[0] for r in query(db, "SELECT lag_ms FROM exchanges")]
     assert all(lag is not None and lag < 3600_000 for lag in lags)  # stalls only, no lateness
+
+
+def test_a_slow_upload_is_not_our_delay(tmp_path: Path) -> None:
+    """The copy is paced from when the proxy passed the request on (`sent_at`), not from
+    when the client began to send it: a body that took 2 s to arrive is not lag."""
+    app, _ = _recording_app()
+    db = tmp_path / "u.duckdb"
+    with serve(app) as cand:
+
+        async def go() -> None:
+            p = Pipeline(
+                PipelineSettings(
+                    db=str(db), candidate=cand.url, run_id="u1", compare_processes=0, pace=0.05
+                )
+            )
+            await p.start()
+            now = time.time()
+            p.on_request("slow", Request("GET", "/x/slow"), now - 2.0, sent_at=now)
+            p.on_request("old", Request("GET", "/x/old"), now - 2.0)  # no sent_at: as before
+            await asyncio.sleep(0.3)
+            p.on_primary("slow", OK)
+            p.on_primary("old", OK)
+            await p.close()
+
+        asyncio.run(go())
+    lags = dict(query(db, "SELECT path, lag_ms FROM exchanges"))
+    assert lags["/x/slow"] < 100
+    assert lags["/x/old"] > 1500

@@ -218,8 +218,8 @@ def test_rows_with_our_own_delay_are_not_samples(tmp_path: Path) -> None:
     fair = pairs(primary, candidate)
     # the copy went out late or the loop stalled: the candidate looks 10x slower
     late = [Timed(40.0, 400.0, lag_ms=100.0) for _ in range(80)]
-    # a little lag, within 2 ms + 10 % of the candidate's time: still a sample
-    small_lag = [Timed(40.0, 40.0, lag_ms=4.9) for _ in range(3)]
+    # a little lag, within the 2 ms bound: still a sample
+    small_lag = [Timed(40.0, 40.0, lag_ms=1.9) for _ in range(3)]
     row = compare(write(tmp_path / "s.duckdb", fair + late + small_lag))[EP]
     assert (row["pairs"], row["latency_verdict"]) == (103, "same")
     shift, low, high = hodges_lehmann(primary + [40.0] * 3, candidate + [40.0] * 3)
