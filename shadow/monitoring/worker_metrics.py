@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from comparators.model import Verdict
 from shadow.monitoring.labels import RouteLabels
 from shadow.store.rows import EventRow, ExchangeRow
 
@@ -32,7 +34,9 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 
 
-VERDICTS = ("match", "differ", "candidate_error", "primary_error", "skipped")
+VERDICTS = tuple(v.value for v in Verdict)
+BACKENDS = ("primary", "candidate", "secondary")
+MAX_ENDPOINTS = 4096  # endpoints whose series are kept at hand
 LAG_WINDOW = 5.0  # seconds over which shadow_worker_lag_seconds takes the worst copy
 
 
@@ -47,6 +51,18 @@ def usable(lag_ms: float | None) -> bool:
 def failed(status: int | None, error: str | None) -> bool:
     """A transport error or a 5xx (outcomes.sql `shadow_candidate_failed`)."""
     return error is not None or (status is not None and status >= 500)
+
+
+@dataclass(frozen=True)
+class _Series:
+    """One endpoint's labelled children (prometheus_client's per-label-set objects)."""
+
+    requests: dict[str, Any]
+    verdicts: dict[str, Any]
+    errors: dict[str, Any]
+    fallbacks: Any
+    excluded: Any
+    latency: dict[str, Any]
 
 
 class WorkerMetrics:
@@ -93,22 +109,34 @@ class WorkerMetrics:
             'Stored exchanges counted under route="other": past the limit of distinct routes.',
             registry=r,
         )
-        self._seen: set[tuple[str, str]] = set()
+        self._by_endpoint: dict[str, _Series] = {}
         r.register(_Live(pipeline, proxy_queue, self.labels))
         # Series exist from the start at 0, so the first rollback is an increase, too.
         for route in pipeline.config.control.routes:
             self.rollbacks.labels(self.labels.route(route))
 
-    def _first(self, method: str, route: str) -> None:
-        """Create a route's series at 0 when it is first seen: rate() and increase() then
-        see its first verdicts, errors and fallbacks, not only the later ones."""
-        self._seen.add((method, route))
-        for verdict in VERDICTS:
-            self.verdicts.labels(method, route, verdict)
-        for backend in ("primary", "candidate"):
-            self.errors.labels(backend, method, route)
-        self.fallbacks.labels(method, route)
-        self.excluded.labels(method, route)
+    def _series(self, endpoint: str) -> _Series:
+        """The labelled series of an endpoint, made once (labels() per row costs more than
+        the counting). A route's series exist from its first request, at 0: rate() and
+        increase() then see its first verdicts, errors and fallbacks too."""
+        found = self._by_endpoint.get(endpoint)
+        if found is not None:
+            return found
+        before = self.labels.overflow
+        method, route = self.labels(endpoint)
+        if self.labels.overflow != before:
+            self.overflow.inc()
+        if len(self._by_endpoint) >= MAX_ENDPOINTS:
+            self._by_endpoint.clear()  # bounded: endpoints that never repeat
+        found = self._by_endpoint[endpoint] = _Series(
+            requests={s: self.requests.labels(method, route, s) for s in ("primary", "candidate")},
+            verdicts={v: self.verdicts.labels(method, route, v) for v in VERDICTS},
+            errors={b: self.errors.labels(b, method, route) for b in BACKENDS},
+            fallbacks=self.fallbacks.labels(method, route),
+            excluded=self.excluded.labels(method, route),
+            latency={b: self.latency.labels(b, method, route) for b in ("primary", "candidate")},
+        )
+        return found
 
     def observe_rows(self, rows: Sequence[ExchangeRow]) -> None:
         """Count the exchange rows of a batch the store took."""
@@ -116,32 +144,28 @@ class WorkerMetrics:
             self.observe(row)
 
     def observe(self, row: ExchangeRow) -> None:
-        before = self.labels.overflow
-        method, route = self.labels(row.endpoint)
-        if self.labels.overflow != before:
-            self.overflow.inc()
-        if (method, route) not in self._seen:
-            self._first(method, route)
-        self.requests.labels(method, route, row.served_by or "primary").inc()
-        self.verdicts.labels(method, route, row.verdict).inc()
+        s = self._series(row.endpoint)
+        s.requests["candidate" if row.served_by == "candidate" else "primary"].inc()
+        verdict = row.verdict
+        s.verdicts[verdict].inc()
         if row.fell_back:
-            self.fallbacks.labels(method, route).inc()
+            s.fallbacks.inc()
         if failed(row.primary_status, row.primary_error):
-            self.errors.labels("primary", method, route).inc()
-        if row.verdict != "skipped" and failed(row.candidate_status, row.candidate_error):
-            self.errors.labels("candidate", method, route).inc()
+            s.errors["primary"].inc()
+        if verdict != "skipped" and failed(row.candidate_status, row.candidate_error):
+            s.errors["candidate"].inc()
         if failed(row.secondary_status, row.secondary_error):  # None, None: no secondary
-            self.errors.labels("secondary", method, route).inc()
-        if row.verdict not in ("match", "differ"):
+            s.errors["secondary"].inc()
+        if verdict not in ("match", "differ"):
             return
         p_ms, c_ms = row.primary_ms, row.candidate_ms
         if p_ms is None or c_ms is None or row.primary_error or row.candidate_error:
             return
         if not (usable(row.lag_ms) and usable(row.primary_lag_ms)):
-            self.excluded.labels(method, route).inc()
+            s.excluded.inc()
             return
-        self.latency.labels("primary", method, route).observe(p_ms / 1000)
-        self.latency.labels("candidate", method, route).observe(c_ms / 1000)
+        s.latency["primary"].observe(p_ms / 1000)
+        s.latency["candidate"].observe(c_ms / 1000)
 
     def events(self, rows: Sequence[EventRow]) -> None:
         for e in rows:

@@ -298,7 +298,7 @@ def replace_file(path: Path, text: str) -> None:
 def exchange_rows(db: Path, where: str = "true") -> list[dict[str, Any]]:
     cols = (
         "path, method, mode, served_by, fell_back, verdict, candidate_status, "
-        "candidate_error, primary_status, run_id"
+        "candidate_error, primary_status, run_id, lag_ms, primary_lag_ms"
     )
     names = [c.strip() for c in cols.split(",")]
     return [
@@ -424,6 +424,9 @@ def test_canary_users_stay_on_their_side_and_raising_the_percentage_only_adds_us
         other = primary_copies if row["served_by"] == "candidate" else candidate_copies
         assert row["path"] in other, row
         assert row["verdict"] == "match", row
+        # Both timings carry our own delay in them, whoever timed them (docs/latency.md):
+        # the candidate's answer timed by the proxy, the reverse copy by the worker.
+        assert row["lag_ms"] is not None and row["primary_lag_ms"] is not None, row
 
 
 # --- 3. a restart keeps the modes ------------------------------------------------------
