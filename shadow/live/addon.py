@@ -64,8 +64,8 @@ STREAMED_TYPES = frozenset(
 )
 BATCH_DELAY = 0.02  # seconds a message may wait for others to share its queue put
 BATCH_MAX = 256
-# A copy goes out this long after its request reached the proxy (past the batching and
-# the hop to the worker), so the candidate gets the clients' spacing (docs/monitoring.md).
+# A copy goes out this long after the proxy passed its request on (past the batching and
+# the hop to the worker), so the candidate gets the clients' spacing (docs/latency.md).
 COPY_PACE = 0.05
 OPEN_FLOWS_GRACE = 5.0  # seconds shutdown waits for the primary's answers still in flight
 RESTART_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # back-off between worker restarts

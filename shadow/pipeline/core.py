@@ -87,7 +87,7 @@ class PipelineSettings:
     copy_proxy: str | None = None  # outbound proxy for the copies ("": none; None: env)
     flags: str = ""  # flag store the rollback controller watches and writes ("": none)
     rollback: bool = True  # judge the routes the candidate serves and roll them back
-    # Live copies go out `pace` seconds after their request reached the proxy, not when
+    # Live copies go out `pace` seconds after the proxy passed their request on, not when
     # their batch arrives: the candidate sees the clients' spacing, not our batches as
     # bursts (None: at once, as a replay does; its primary goes out at the same time).
     pace: float | None = None
