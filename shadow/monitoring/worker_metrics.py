@@ -11,7 +11,6 @@ backends answered, and our own delay in the candidate's time is within
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -37,7 +36,7 @@ LATENCY_BUCKETS = (
 VERDICTS = tuple(v.value for v in Verdict)
 BACKENDS = ("primary", "candidate", "secondary")
 MAX_ENDPOINTS = 4096  # endpoints whose series are kept at hand
-LAG_WINDOW = 5.0  # seconds over which shadow_worker_lag_seconds takes the worst copy
+LAG_WINDOW = 5.0  # seconds over which the lag and stall gauges take the worst
 
 
 LAG_LIMIT_MS = 2.0  # outcomes.sql shadow_latency_usable
@@ -180,7 +179,6 @@ class _Live(Collector):
         self.pipeline = pipeline
         self.proxy_queue = proxy_queue
         self.labels = labels
-        self.started = time.time()
 
     def describe(self) -> Iterable[Metric]:
         return []  # read at scrape time only
@@ -213,12 +211,13 @@ class _Live(Collector):
             "shadow_worker_lag_seconds",
             "How late copies went out after their due time, at most, over the last "
             f"{LAG_WINDOW:g} s (0 when idle): how far behind the worker is.",
-            value=p.behind(LAG_WINDOW),
+            value=p.late.worst(LAG_WINDOW),
         )
         yield GaugeMetricFamily(
             "shadow_worker_loop_stall_seconds",
-            "The longest stall of the worker's event loop since the previous scrape.",
-            value=p.lag.take_longest(),
+            f"The longest stall of the worker's event loop over the last {LAG_WINDOW:g} s "
+            "(any number of scrapers read the same figure).",
+            value=p.lag.stalls.worst(LAG_WINDOW),
         )
         yield GaugeMetricFamily(
             "shadow_store_up", "1 when the last write to the store worked.",

@@ -8,7 +8,6 @@ the store writer; call it from one event loop only.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import multiprocessing
@@ -32,7 +31,7 @@ from shadow.model import (
     capped_payload,
 )
 from shadow.pipeline import evaluate
-from shadow.pipeline.lag import LoopLag
+from shadow.pipeline.lag import LoopLag, Recent
 from shadow.pipeline.recording import RedactingRecorder, open_recorder
 from shadow.pipeline.records import DEFAULT_BODY_CAP
 from shadow.pipeline.redact import redactor_for
@@ -176,8 +175,7 @@ class Pipeline:
         self._stopping = asyncio.Event()
         self._sender: Sender | None = None
         self.lag = LoopLag()  # stalls of this loop: our own delay in a copy's latency
-        # (monotonic time, seconds late) of recent copies; the newest last
-        self._late: collections.deque[tuple[float, float]] = collections.deque(maxlen=4096)
+        self.late = Recent()  # how late recent copies went out after their due time
         self.store_error: str | None = None  # why the last write failed (None: it worked)
         self.event_observers: list[Callable[[Sequence[EventRow]], None]] = []
         # Called with the exchange rows of every batch the store took (not spilled ones).
@@ -228,18 +226,6 @@ class Pipeline:
     def comparing(self) -> int:
         """Exchanges in (or on their way to) the comparison process."""
         return len(self._in_pool)
-
-    def behind(self, window: float) -> float:
-        """The latest a copy went out after its due time over the last `window` seconds
-        (0 when none went out): how far behind this pipeline is."""
-        since = time.monotonic() - window
-        worst = 0.0
-        # Read from the metrics thread while the loop appends: copy first (one C call).
-        for at, late in reversed(list(self._late)):
-            if at < since:
-                break
-            worst = max(worst, late)
-        return worst
 
     def shed_upstream(self) -> int:
         """Copies the source shed before they reached this pipeline (the proxy's queue)."""
@@ -608,7 +594,7 @@ class Pipeline:
             # Timed from here (sent) to the answer's last byte, as the primary is; what the
             # copy waited for in our queues is not the candidate's time but our lag.
             late = 0.0 if due is None else max(0.0, time.time() - due)
-            self._late.append((time.monotonic(), late))
+            self.late.add(late)
             sent = time.monotonic()
             to_candidate = self._timed(
                 self.sender.send(

@@ -19,14 +19,34 @@ NOTABLE = 0.0005  # stalls shorter than this are timer noise, not kept
 KEEP = 4096  # stalls remembered (the newest); a flight older than them reads 0
 
 
+class Recent:
+    """The newest (monotonic time, value) pairs, at most `keep` of them."""
+
+    def __init__(self, keep: int = KEEP) -> None:
+        self.items: collections.deque[tuple[float, float]] = collections.deque(maxlen=keep)
+
+    def add(self, value: float) -> None:
+        self.items.append((time.monotonic(), value))
+
+    def worst(self, window: float) -> float:
+        """The largest value of the last `window` seconds (0 when none); safe to call from
+        another thread than the one adding (it reads a copy, made in one C call)."""
+        since = time.monotonic() - window
+        worst = 0.0
+        for at, value in reversed(list(self.items)):
+            if at < since:
+                break
+            worst = max(worst, value)
+        return worst
+
+
 class LoopLag:
     """The recent stalls of the running event loop (start it with `start()`)."""
 
     def __init__(self) -> None:
-        self._stalls: collections.deque[tuple[float, float]] = collections.deque(maxlen=KEEP)
+        self.stalls = Recent()  # (wake-up time, how late it came) of notable stalls
         self._last_wake = time.monotonic()
         self._task: asyncio.Task[None] | None = None
-        self.longest = 0.0  # the longest stall since `take_longest` was last called
 
     def start(self) -> None:
         if self._task is None:
@@ -45,13 +65,7 @@ class LoopLag:
             stall = now - self._last_wake - TICK
             self._last_wake = now
             if stall > NOTABLE:
-                self._stalls.append((now, stall))
-                self.longest = max(self.longest, stall)
-
-    def take_longest(self) -> float:
-        """The longest stall (seconds) since the last call."""
-        out, self.longest = self.longest, 0.0
-        return out
+                self.stalls.items.append((now, stall))
 
     def worst(self, sent: float) -> float:
         """Our own delay (seconds) in a request timed from `sent` (monotonic) to now.
@@ -65,7 +79,7 @@ class LoopLag:
         worst = 0.0
         if self._task is not None:
             worst = max(0.0, now - self._last_wake - TICK)  # going on now
-        for wake, stall in reversed(self._stalls):
+        for wake, stall in reversed(self.stalls.items):  # this loop's thread: no copy
             if wake < sent:
                 break
             # A stall spans (wake - stall, wake]: one that ended just now, or that began

@@ -162,8 +162,9 @@ def _pipeline() -> Any:
     """The figures WorkerMetrics' scrape-time collector reads from a Pipeline."""
     return SimpleNamespace(
         shed_upstream=lambda: 3, counters=SimpleNamespace(dropped=2), waiting=4, pending=1,
-        comparing=0, writer=SimpleNamespace(pending=6), behind=lambda window: 0.25,
-        lag=SimpleNamespace(take_longest=lambda: 0.01), store_error=None,
+        comparing=0, writer=SimpleNamespace(pending=6),
+        late=SimpleNamespace(worst=lambda window: 0.25),
+        lag=SimpleNamespace(stalls=SimpleNamespace(worst=lambda window: 0.01)), store_error=None,
         config=SimpleNamespace(
             control=SimpleNamespace(routes={}), matcher=SimpleNamespace(patterns=[])
         ),
