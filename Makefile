@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/cutover_bench.py
 	$(PY) benchmarks/monitoring_bench.py
 	$(PY) benchmarks/latency_fairness.py
+	$(PY) benchmarks/realtime_bench.py
 
 soak: $(STAMP)
 	$(PY) benchmarks/soak.py

@@ -6,7 +6,8 @@ rules = parse_rules({"ignore_paths": ["$..request_id"], "masks": ["iso_timestamp
 result = compare(Payload(200, body=b"..."), Payload(200, body=b"..."), rules)
 
 Migration-aware normalizers (`normalize = {...}`, `list_keys = {...}`), the
-difference paths and the notes are described in comparators/README.md.
+difference paths and the notes are described in comparators/README.md, and so is
+the comparison of WebSocket / Socket.IO / SSE conversations (`Payload.stream`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ _WHERE = {
     "Normalization": "align",
     "canonical_json": "canonical",
     "compare": "comparison",
+    "compare_conversations": "conversation",
     "body_text": "decode",
     "decode_body": "decode",
     "media_type": "decode",
+    "Conversation": "envelope",
+    "Frame": "envelope",
     "ComparatorError": "errors",
     "DecodeError": "errors",
     "RuleError": "errors",
@@ -38,17 +42,21 @@ _WHERE = {
     "DEFAULT_RULES": "rules",
     "Rules": "rules",
     "parse_rules": "rules",
+    "is_socketio": "socketio",
 }
 
 if TYPE_CHECKING:
     from comparators.align import Normalization
     from comparators.canonical import canonical_json
     from comparators.comparison import compare
+    from comparators.conversation import compare_conversations
     from comparators.decode import body_text, decode_body, media_type
+    from comparators.envelope import Conversation, Frame
     from comparators.errors import ComparatorError, DecodeError, RuleError
     from comparators.model import Comparison, Difference, Headers, Kind, Payload, Verdict
     from comparators.paths import cluster_path, format_path
     from comparators.rules import DEFAULT_RULES, Rules, parse_rules
+    from comparators.socketio import is_socketio
 
 
 def __getattr__(name: str) -> Any:
@@ -68,8 +76,10 @@ __all__ = [
     "DEFAULT_RULES",
     "ComparatorError",
     "Comparison",
+    "Conversation",
     "DecodeError",
     "Difference",
+    "Frame",
     "Headers",
     "Kind",
     "Normalization",
@@ -81,8 +91,10 @@ __all__ = [
     "canonical_json",
     "cluster_path",
     "compare",
+    "compare_conversations",
     "decode_body",
     "format_path",
+    "is_socketio",
     "media_type",
     "parse_rules",
 ]

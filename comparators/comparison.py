@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 from comparators.align import Normalization
 from comparators.body import compare_bodies
+from comparators.conversation import compare_conversations
 from comparators.model import Comparison, Difference, Kind, Payload, Verdict
 from comparators.rules import DEFAULT_RULES, Rules
 
@@ -94,19 +95,31 @@ def header_differences(primary: Payload, candidate: Payload, rules: Rules) -> li
     return compare_headers(primary, candidate, rules)[0]
 
 
-def compare(primary: Payload, candidate: Payload, rules: Rules = DEFAULT_RULES) -> Comparison:
+def compare(
+    primary: Payload,
+    candidate: Payload,
+    rules: Rules = DEFAULT_RULES,
+    *,
+    socketio: bool = False,
+) -> Comparison:
     """Compare what the primary and the candidate answered.
 
     Verdict is MATCH when no difference remains after the rules are applied,
     DIFFER otherwise. Bad bodies (undecodable, broken JSON) become differences
     or are compared as text/bytes; this function does not raise on content.
+    A WebSocket conversation or an event stream (`Payload.stream`) is compared
+    message by message (`compare_conversations`; `socketio` when the WebSocket
+    speaks Socket.IO); `body_kind` is then "websocket" or "sse".
     """
     differences: list[Difference] = []
     if rules.compare_status and primary.status != candidate.status:
         differences.append(Difference("$status", Kind.STATUS, primary.status, candidate.status))
     headers, notes = compare_headers(primary, candidate, rules)
     differences.extend(headers)
-    body = compare_bodies(primary, candidate, rules)
+    if primary.stream or candidate.stream:
+        body = compare_conversations(primary, candidate, rules, socketio)
+    else:
+        body = compare_bodies(primary, candidate, rules)
     differences.extend(body.differences)
     notes.extend(body.notes)
     truncated = body.exhausted or len(differences) > rules.max_diffs

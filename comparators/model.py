@@ -55,6 +55,9 @@ class Payload:
     body: bytes = b""
     full_size: int | None = None  # set only when `body` was cut
     sha256: str = ""  # hex digest of the whole body, set only when `body` was cut
+    # "websocket" | "sse": the body is a conversation (comparators.envelope), not bytes
+    # as sent; "" for a plain HTTP answer.
+    stream: str = ""
 
     @property
     def cut(self) -> bool:

@@ -2,7 +2,8 @@
 
 Starts the legacy app (primary) and the FastAPI rewrite (candidate) on free
 127.0.0.1 ports, runs `shadow proxy` between them and sends deterministic demo
-traffic through it (shadow mode). Then it walks one route, GET /api/insights,
+traffic through it (shadow mode), plus a few real-time conversations (Socket.IO
+and server-sent event streams, examples/realtime.py). Then it walks one route, GET /api/insights,
 through a migration with `shadow flags`: canary 25 % of users -> candidate
 (the rewrite answers, the legacy still gets copies) -> the rewrite starts
 failing on that route, clients keep getting answers (fallback) and the
@@ -31,6 +32,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from examples.realtime import drive_realtime, summary_line  # noqa: E402
 from examples.traffic import demo_requests  # noqa: E402
 
 
@@ -113,6 +115,17 @@ async def send_traffic(
 
         await asyncio.gather(*(one(i, r) for i, r in enumerate(reqs)))
     return statuses
+
+
+def send_realtime(base: str, conversations: int = 3, streams: int = 3) -> None:
+    """A few Socket.IO conversations and SSE streams through the proxy, bounded in count
+    and time (a few seconds at worst); whatever fails is reported on one line."""
+    try:
+        result = asyncio.run(drive_realtime(base, conversations, streams, timeout=5.0))
+    except Exception as exc:  # the demo goes on without real-time traffic
+        print(f"demo: real-time traffic failed: {type(exc).__name__}: {exc}")
+        return
+    print(f"demo: real-time through the proxy: {summary_line(result)}")
 
 
 def flags(flags_file: Path, *args: str) -> str:
@@ -208,6 +221,7 @@ def main() -> int:
                 send_traffic(f"http://127.0.0.1:{x_port}", args.requests, args.concurrency)
             )
             print(f"demo: sent {args.requests} requests through the proxy, statuses {statuses}")
+            send_realtime(f"http://127.0.0.1:{x_port}")
             migrate(f"http://127.0.0.1:{x_port}", flags_file, faults, args.concurrency)
         # leaving the block sent SIGINT: the proxy wrote everything before exiting
     result = subprocess.run(

@@ -105,7 +105,9 @@ ORDER BY g.endpoint, g.status, g.exchanges DESC, g.occurrences DESC, g.cluster, 
 """
 
 # Up to $n sample exchanges per endpoint: real differences first, then candidate
-# errors, then tolerated ones; newest first. Bodies are cut to $cap characters.
+# errors, then tolerated ones; newest first. Bodies are cut to $cap characters, but a
+# conversation's (WebSocket, SSE) is read whole, so it decodes: the store kept it valid
+# JSON within its own cap (`*_body_stored_cut`: it left messages out).
 SAMPLES = f"""
 WITH picked AS (
     SELECT exchange_id, run_id, CASE WHEN tolerated THEN 'tolerated' ELSE verdict END AS outcome
@@ -119,17 +121,22 @@ WITH picked AS (
                  ts DESC, exchange_id) <= $n
 )
 SELECT e.exchange_id, e.run_id, e.endpoint, e.ts, e.method, e.path, e.query, p.outcome,
+       e.body_kind,
        e.primary_status, e.candidate_status, e.primary_ms, e.candidate_ms,
        e.primary_error, e.candidate_error, e.diffs_truncated, e.request_headers,
        left(e.request_body, $cap)   AS request_body,
        coalesce(e.request_body_truncated, false) OR length(e.request_body) > $cap
                                                    AS request_body_cut,
        e.primary_headers,
-       left(e.primary_body, $cap)   AS primary_body,
+       CASE WHEN e.body_kind IN ('websocket', 'sse') THEN e.primary_body
+            ELSE left(e.primary_body, $cap) END     AS primary_body,
+       coalesce(e.primary_body_truncated, false)   AS primary_body_stored_cut,
        coalesce(e.primary_body_truncated, false) OR length(e.primary_body) > $cap
                                                    AS primary_body_cut,
        e.candidate_headers,
-       left(e.candidate_body, $cap) AS candidate_body,
+       CASE WHEN e.body_kind IN ('websocket', 'sse') THEN e.candidate_body
+            ELSE left(e.candidate_body, $cap) END     AS candidate_body,
+       coalesce(e.candidate_body_truncated, false) AS candidate_body_stored_cut,
        coalesce(e.candidate_body_truncated, false) OR length(e.candidate_body) > $cap
                                                    AS candidate_body_cut
 FROM exchanges e JOIN picked p USING (exchange_id, run_id)

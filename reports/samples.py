@@ -1,4 +1,8 @@
-"""Sample exchanges: request, both answers side by side, differences, curl commands."""
+"""Sample exchanges: request, both answers side by side, differences, curl commands.
+
+A WebSocket conversation or an event stream is shown as a conversation table
+(reports/conversation.py) instead of its two bodies, when its stored body decodes.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,10 @@ from typing import Any
 
 import duckdb
 
+from comparators.socketio import is_socketio
 from reports import queries
 from reports._sql import rows
+from reports.conversation import ConversationView, conversation_view
 from reports.curl import curl_command, target
 from reports.jsonview import Line, body_lines
 
@@ -46,20 +52,43 @@ class Sample:
     curl_primary: str
     curl_candidate: str
     curl_caveat: str | None  # why the command may not repeat the request exactly
+    # A WebSocket conversation or event stream side by side (then `lines` are empty);
+    # None for an HTTP answer or a conversation whose stored body does not decode.
+    conversation: ConversationView | None = None
 
 
 def headers_of(text: str | None) -> list[tuple[str, str]]:
     return [(str(k), str(v)) for k, v in json.loads(text)] if text else []
 
 
-def _side(r: dict[str, Any], name: str, hard: frozenset[str], soft: frozenset[str]) -> Side:
+def _side(
+    r: dict[str, Any],
+    name: str,
+    hard: frozenset[str],
+    soft: frozenset[str],
+    cap: int | None,
+) -> Side:
+    """One answer; its body as lines cut to `cap` characters (None: no body shown)."""
+    body = r[f"{name}_body"]
+    lines = [] if cap is None else body_lines(body and body[:cap], hard, MAX_LINES, soft)
     return Side(
         r[f"{name}_status"],
         r[f"{name}_ms"],
         r[f"{name}_error"],
         headers_of(r[f"{name}_headers"]),
-        body_lines(r[f"{name}_body"], hard, MAX_LINES, soft),
+        lines,
         bool(r[f"{name}_body_cut"]),
+    )
+
+
+def _conversation(r: dict[str, Any], differences: list[dict[str, Any]]) -> ConversationView | None:
+    return conversation_view(
+        r["body_kind"],
+        r["primary_body"],
+        r["candidate_body"],
+        differences,
+        socketio=is_socketio(r["path"] or "", r["query"] or ""),
+        cut=(bool(r["primary_body_stored_cut"]), bool(r["candidate_body_stored_cut"])),
     )
 
 
@@ -103,18 +132,20 @@ def load_samples(
         req_headers = headers_of(r["request_headers"])
         primary_url, candidate_url = urls.get(r["run_id"], (None, None))
         request = (r["method"], r["path"], r["query"], req_headers, r["request_body"])
+        conversation = _conversation(r, these)
+        cap = None if conversation is not None else body_chars
         out.setdefault(r["endpoint"], []).append(
             Sample(
                 exchange_id=r["exchange_id"], run_id=r["run_id"], ts=r["ts"],
                 method=r["method"], target=target(r["path"], r["query"]),
                 verdict=r["outcome"], request_headers=req_headers,
                 request_body=r["request_body"], request_cut=bool(r["request_body_cut"]),
-                primary=_side(r, "primary", hard, soft),
-                candidate=_side(r, "candidate", hard, soft),
+                primary=_side(r, "primary", hard, soft, cap),
+                candidate=_side(r, "candidate", hard, soft, cap),
                 differences=these,
                 curl_primary=curl_command(primary_url, "PRIMARY_URL", *request),
                 curl_candidate=curl_command(candidate_url, "CANDIDATE_URL", *request),
-                curl_caveat=_caveat(r, req_headers),
+                curl_caveat=_caveat(r, req_headers), conversation=conversation,
             )
         )  # fmt: skip
     return out

@@ -18,10 +18,20 @@ slips, each marked in the code with `SLIP n` and listed in examples/README.md:
   SLIP 9  unknown insight answered 404 where the legacy answered 400
   SLIP 10 list returned in primary-key order instead of newest first
   SLIP 11 405 body is FastAPI's {"detail": ...}, not {"error": ...}
+  SLIP 12 Socket.IO: the third `progress` event (the halfway mark) carries
+          `"progress": "50"`, a string, relayed from the worker's Redis hash
+  SLIP 13 SSE: the generator stops after the last `progress` event; the final
+          `event: done` is never sent (clients only see the connection close)
 
 The endpoints the team got right (and that therefore agree byte for byte with
 the legacy) are GET /api/health, GET /api/insights, GET /api/process-updates and
 the 404 of GET /api/analysis/{id} for an unknown numeric id.
+
+The real-time routes are ported too: a Socket.IO server (python-socketio) on path
+`/api/socketio` and `GET /api/process-updates/stream?analysisId=` (server-sent
+events, FastAPI's StreamingResponse). Apart from SLIP 12 and SLIP 13 they answer
+exactly like the legacy. `app` is the Socket.IO server wrapped around the FastAPI
+app (`http_app`).
 
 Run: python examples/candidate/app.py --port 8000
 """
@@ -29,25 +39,35 @@ Run: python examples/candidate/app.py --port 8000
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import re
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeGuard
 
 if __package__ in (None, ""):  # started as `python examples/candidate/app.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+import socketio
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
 
 from examples import store
 
 GZIP_MINIMUM_SIZE = 1400  # same threshold as the legacy
+SOCKETIO_PATH = "api/socketio"  # the path the legacy's clients already use
+SOCKETIO_INTERVAL = 0.04  # seconds between two Socket.IO progress events
+SSE_INTERVAL = 0.1  # seconds between two server-sent events
+# GZipMiddleware skips text/event-stream; no-transform and X-Accel-Buffering for proxies
+SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
 
 
 def js_iso(value: datetime) -> str:
@@ -228,18 +248,29 @@ class ReportList(CamelModel):
     total: int
 
 
+class ProgressOut(CamelModel):
+    analysis_id: str | int  # echoed as the client sent it
+    progress: int
+    message: str
+
+
+class CompletedOut(CamelModel):
+    analysis_id: str | int
+    status: Literal["completed"] = "completed"
+
+
 # --------------------------------------------------------------------------------------
 # App
 # --------------------------------------------------------------------------------------
 
-app = FastAPI(title="analysis-api (candidate)", version="2.0.0")
-app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_SIZE)
+http_app = FastAPI(title="analysis-api (candidate)", version="2.0.0")
+http_app.add_middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_SIZE)
 # `make demo` makes the rewrite fail on purpose to show a rollback: while the file named
 # by --faults lists a path (one per line), requests to it answer 503.
 FAULTS: list[Path] = []
 
 
-@app.middleware("http")
+@http_app.middleware("http")
 async def injected_faults(request: Request, call_next):  # type: ignore[no-untyped-def]
     if FAULTS and FAULTS[0].is_file():
         failing = FAULTS[0].read_text(encoding="utf-8").split()
@@ -248,7 +279,7 @@ async def injected_faults(request: Request, call_next):  # type: ignore[no-untyp
     return await call_next(request)
 
 
-@app.exception_handler(HTTPException)
+@http_app.exception_handler(HTTPException)
 async def next_style_error(request: Request, exc: HTTPException) -> JSONResponse:
     """Our own HTTPExceptions answer like Next did: `{"error": "..."}`.
 
@@ -294,7 +325,7 @@ def to_insight_out(row: store.Insight) -> InsightOut:
     )
 
 
-@app.get("/api/health", response_model=Health)
+@http_app.get("/api/health", response_model=Health)
 async def health() -> Health:
     return Health(
         status="ok", service="analysis-api", checks=HealthChecks(database="ok", queue="ok")
@@ -303,7 +334,7 @@ async def health() -> Health:
 
 # SLIP 4: `analysis_id: int` makes FastAPI answer 422 {"detail": [...]} for /api/analysis/abc,
 # where the legacy answered 400 {"error": "Invalid analysis id"}.
-@app.get("/api/analysis/{analysis_id}", response_model=AnalysisOut)
+@http_app.get("/api/analysis/{analysis_id}", response_model=AnalysisOut)
 async def get_analysis(analysis_id: int) -> AnalysisOut:
     row = store.analysis(analysis_id)
     if row is None:
@@ -312,7 +343,7 @@ async def get_analysis(analysis_id: int) -> AnalysisOut:
 
 
 # SLIP 4: a body without name/datasetId is a 422 here, a 400 in the legacy.
-@app.post("/api/start-analysis", response_model=StartedAnalysisOut, status_code=201)
+@http_app.post("/api/start-analysis", response_model=StartedAnalysisOut, status_code=201)
 async def start_analysis(body: StartAnalysisIn) -> StartedAnalysisOut:
     new_id = store.new_analysis_id(body.name, body.dataset_id)
     return StartedAnalysisOut(
@@ -327,7 +358,7 @@ async def start_analysis(body: StartAnalysisIn) -> StartedAnalysisOut:
     )
 
 
-@app.post("/api/process-results", response_model=ProcessResultsOut)
+@http_app.post("/api/process-results", response_model=ProcessResultsOut)
 async def process_results(body: ProcessResultsIn) -> ProcessResultsOut:
     row = store.analysis(body.analysis_id)
     if row is None:
@@ -347,7 +378,7 @@ async def process_results(body: ProcessResultsIn) -> ProcessResultsOut:
     )
 
 
-@app.get("/api/process-updates", response_model=UpdatesOut)
+@http_app.get("/api/process-updates", response_model=UpdatesOut)
 async def process_updates(since: Annotated[str | None, Query()] = None) -> UpdatesOut:
     since_at: datetime | None = None
     if since is not None:
@@ -374,14 +405,14 @@ async def process_updates(since: Annotated[str | None, Query()] = None) -> Updat
     )
 
 
-@app.get("/api/insights", response_model=InsightList)
+@http_app.get("/api/insights", response_model=InsightList)
 async def list_insights() -> InsightList:
     rows = store.insights()
     return InsightList(insights=[to_insight_out(row) for row in rows], total=len(rows))
 
 
 # SLIP 4 again for /api/insights/abc (422), and SLIP 9 for an unknown numeric id (404).
-@app.get("/api/insights/{insight_id}", response_model=InsightDetail)
+@http_app.get("/api/insights/{insight_id}", response_model=InsightDetail)
 async def get_insight(insight_id: int) -> InsightDetail:
     row = store.insight(insight_id)
     if row is None:
@@ -402,7 +433,7 @@ async def get_insight(insight_id: int) -> InsightDetail:
     )
 
 
-@app.get("/api/reports", response_model=ReportList)
+@http_app.get("/api/reports", response_model=ReportList)
 async def list_reports() -> ReportList:
     rows = store.reports()  # SLIP 10: the port dropped `ORDER BY created_at DESC`
     return ReportList(
@@ -420,6 +451,96 @@ async def list_reports() -> ReportList:
         ],
         total=len(rows),
     )
+
+
+# --------------------------------------------------------------------------------------
+# Real-time: progress of an analysis job (Socket.IO and server-sent events)
+# --------------------------------------------------------------------------------------
+
+
+def progress_steps(analysis_id: str | int) -> list[ProgressOut]:
+    """0, 25, 50, 75, 100 percent; a known analysis names its dataset."""
+    row = None
+    if re.fullmatch(r"\s*-?\d+(\.0*)?\s*", str(analysis_id)):  # what JS Number() takes
+        row = store.analysis(int(float(analysis_id)))
+    loading = f"Loading dataset {row.dataset_id}" if row is not None else "Loading dataset"
+    messages = (
+        (0, "Queued"),
+        (25, loading),
+        (50, "Crunching events"),
+        (75, "Computing metrics"),
+        (100, "Analysis finished"),
+    )
+    return [
+        ProgressOut(analysis_id=analysis_id, progress=progress, message=message)
+        for progress, message in messages
+    ]
+
+
+def has_analysis_id(value: Any) -> TypeGuard[str | int]:
+    return (isinstance(value, str) and value != "") or (
+        isinstance(value, int) and not isinstance(value, bool)
+    )
+
+
+def event_json(model: CamelModel) -> dict[str, Any]:
+    return model.model_dump(mode="json", by_alias=True)
+
+
+def sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+# Not in the OpenAPI schema, like the Socket.IO server: FastAPI would document it as
+# application/json, and `shadow routes --openapi` lists the REST routes only.
+@http_app.get("/api/process-updates/stream", include_in_schema=False)
+async def process_updates_stream(
+    analysis_id: Annotated[str | None, Query(alias="analysisId")] = None,
+) -> StreamingResponse:
+    if not analysis_id:
+        raise HTTPException(status_code=400, detail="analysisId is required")
+    steps = progress_steps(analysis_id)
+
+    async def events() -> AsyncIterator[str]:
+        for index, step in enumerate(steps):
+            if index:
+                await asyncio.sleep(SSE_INTERVAL)
+            yield sse("progress", event_json(step))
+        # SLIP 13: the port ends the generator here; the legacy sends, after one more
+        # interval, `event: done` with {"analysisId": ..., "status": "completed"}.
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers=SSE_HEADERS)
+
+
+sio = socketio.AsyncServer(async_mode="asgi", logger=False, engineio_logger=False)
+
+
+@sio.on("subscribe")
+async def on_subscribe(sid: str, data: Any = None) -> None:
+    analysis_id = data.get("analysisId") if isinstance(data, dict) else None
+    if not has_analysis_id(analysis_id):
+        await sio.emit("error", {"error": "analysisId is required"}, to=sid)
+        return
+    for index, step in enumerate(progress_steps(analysis_id)):
+        if index:
+            await asyncio.sleep(SOCKETIO_INTERVAL)
+        payload = event_json(step)
+        if index == 2:
+            # SLIP 12: the halfway mark is relayed from the worker's Redis hash
+            # (HGET job:<id> progress), where every value is a string: "50", not 50.
+            payload["progress"] = str(step.progress)
+        await sio.emit("progress", payload, to=sid)
+    await asyncio.sleep(SOCKETIO_INTERVAL)
+    await sio.emit("complete", event_json(CompletedOut(analysis_id=analysis_id)), to=sid)
+
+
+@sio.on("status")
+async def on_status(sid: str, *args: Any) -> dict[str, Any]:
+    return {"ok": True, "service": "analysis-api"}
+
+
+# Socket.IO answers under /api/socketio/, every other request goes to FastAPI.
+app = socketio.ASGIApp(sio, other_asgi_app=http_app, socketio_path=SOCKETIO_PATH)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -18,18 +18,33 @@ Every response carries a fresh `requestId` (`crypto.randomUUID()`) on the
 analysis endpoints; nothing else depends on the process, so two instances of this
 app (primary and "secondary") differ only in that field.
 
+Two real-time routes, as the customer's API has them:
+
+* `pages/api/socketio.ts`: a Socket.IO server on path `/api/socketio`. Client
+  event `subscribe` `{analysisId}` -> five `progress` events
+  `{analysisId, progress, message}` (0, 25, 50, 75, 100; 40 ms apart), then
+  `complete` `{analysisId, status: "completed"}`; client event `status` with an
+  ack -> `{ok: true, service: "analysis-api"}`.
+* `pages/api/process-updates/stream.ts`: `GET /api/process-updates/stream?analysisId=`
+  answers `text/event-stream`: five `event: progress` (100 ms apart), then
+  `event: done` `{analysisId, status: "completed"}`, then the stream ends.
+
+Both are deterministic given the analysisId. `app` is the Socket.IO server
+wrapped around the HTTP routes (`http_app`), as Next's custom server would have it.
+
 Run: python examples/legacy/app.py --port 3000
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import math
 import re
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -38,16 +53,23 @@ from typing import Any, Self
 if __package__ in (None, ""):  # started as `python examples/legacy/app.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+import socketio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from examples import store
 
 GZIP_MINIMUM_SIZE = 1400  # bytes; single objects stay plain, the lists get compressed
+SOCKETIO_PATH = "api/socketio"  # `new Server(res.socket.server, { path: "/api/socketio" })`
+SOCKETIO_INTERVAL = 0.04  # seconds between two Socket.IO progress events
+SSE_INTERVAL = 0.1  # seconds between two server-sent events
+# Starlette's GZipMiddleware never compresses text/event-stream; no-transform asks
+# proxies not to either, and X-Accel-Buffering: no keeps nginx from buffering.
+SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
 
 
 # --------------------------------------------------------------------------------------
@@ -152,6 +174,13 @@ class NextApiResponse:
 
     def json(self, body: Any) -> Response:
         return JSONResponse(js_value(body), status_code=self._status, headers=self._headers)
+
+    def event_stream(self, chunks: AsyncIterator[str]) -> Response:
+        """`res.writeHead(200, {"Content-Type": "text/event-stream", ...})` + `res.write()`s."""
+        headers = {**self._headers, **SSE_HEADERS}
+        return StreamingResponse(
+            chunks, status_code=self._status, media_type="text/event-stream", headers=headers
+        )
 
 
 Handler = Callable[[NextApiRequest, NextApiResponse], Awaitable[Response]]
@@ -431,19 +460,115 @@ async def reports_index(req: NextApiRequest, res: NextApiResponse) -> Response:
     )
 
 
-app = Starlette(
+# --------------------------------------------------------------------------------------
+# lib/progress.ts: the steps an analysis job reports (shared by both real-time routes)
+# --------------------------------------------------------------------------------------
+
+
+def progress_steps(analysis_id: Any) -> list[dict[str, Any]]:
+    """The `progress` payloads for one analysis: 0, 25, 50, 75, 100 percent.
+
+    `analysisId` is echoed as the client sent it; a known analysis names its dataset.
+    """
+    known = parse_integer(str(analysis_id))
+    row = store.analysis(known) if known is not None else None
+    loading = f"Loading dataset {row.dataset_id}" if row is not None else "Loading dataset"
+    messages = (
+        (0, "Queued"),
+        (25, loading),
+        (50, "Crunching events"),
+        (75, "Computing metrics"),
+        (100, "Analysis finished"),
+    )
+    return [
+        {"analysisId": analysis_id, "progress": progress, "message": message}
+        for progress, message in messages
+    ]
+
+
+def completed(analysis_id: Any) -> dict[str, Any]:
+    return {"analysisId": analysis_id, "status": "completed"}
+
+
+def has_analysis_id(value: Any) -> bool:
+    return (isinstance(value, str) and value != "") or (
+        isinstance(value, int) and not isinstance(value, bool)
+    )
+
+
+# --------------------------------------------------------------------------------------
+# pages/api/process-updates/stream.ts  (server-sent events)
+# --------------------------------------------------------------------------------------
+
+
+def sse(event: str, data: Any) -> str:
+    # res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)
+    return f"event: {event}\ndata: {json.dumps(js_value(data), separators=(',', ':'))}\n\n"
+
+
+async def process_updates_stream(req: NextApiRequest, res: NextApiResponse) -> Response:
+    if req.method != "GET":
+        return method_not_allowed(req, res, "GET")
+    analysis_id = req.query.get("analysisId")
+    if not analysis_id:
+        return res.status(400).json({"error": "analysisId is required"})
+
+    async def events() -> AsyncIterator[str]:
+        for index, step in enumerate(progress_steps(analysis_id)):
+            if index:
+                await asyncio.sleep(SSE_INTERVAL)
+            yield sse("progress", step)
+        await asyncio.sleep(SSE_INTERVAL)
+        yield sse("done", completed(analysis_id))  # then res.end()
+
+    return res.status(200).event_stream(events())
+
+
+# --------------------------------------------------------------------------------------
+# pages/api/socketio.ts  (Socket.IO server on path /api/socketio)
+# --------------------------------------------------------------------------------------
+
+sio = socketio.AsyncServer(async_mode="asgi", logger=False, engineio_logger=False)
+
+
+@sio.on("subscribe")
+async def on_subscribe(sid: str, data: Any = None) -> None:
+    # socket.on("subscribe", ({ analysisId }) => { ... }): the job's progress, to this socket
+    analysis_id = data.get("analysisId") if isinstance(data, dict) else None
+    if not has_analysis_id(analysis_id):
+        await sio.emit("error", {"error": "analysisId is required"}, to=sid)
+        return
+    for index, step in enumerate(progress_steps(analysis_id)):
+        if index:
+            await asyncio.sleep(SOCKETIO_INTERVAL)
+        await sio.emit("progress", js_value(step), to=sid)
+    await asyncio.sleep(SOCKETIO_INTERVAL)
+    await sio.emit("complete", completed(analysis_id), to=sid)
+
+
+@sio.on("status")
+async def on_status(sid: str, *args: Any) -> dict[str, Any]:
+    # socket.on("status", (...args) => args.at(-1)({ ok: true, service: "analysis-api" }))
+    return {"ok": True, "service": "analysis-api"}
+
+
+http_app = Starlette(
     routes=[
         api_route("/api/health", health),
         api_route("/api/analysis/{id}", analysis_by_id),
         api_route("/api/start-analysis", start_analysis),
         api_route("/api/process-results", process_results),
         api_route("/api/process-updates", process_updates),
+        api_route("/api/process-updates/stream", process_updates_stream),
         api_route("/api/insights", insights_index),
         api_route("/api/insights/{id}", insight_by_id),
         api_route("/api/reports", reports_index),
     ],
     middleware=[Middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_SIZE)],
 )
+
+# Socket.IO answers under /api/socketio/, every other request goes to the routes above.
+app = socketio.ASGIApp(sio, other_asgi_app=http_app, socketio_path=SOCKETIO_PATH)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -83,6 +83,37 @@ def tls_options(f: Any) -> Any:
     )(f)  # fmt: skip
 
 
+def stream_options(f: Any) -> Any:
+    """How much of a WebSocket conversation or event stream is copied (proxy and replay)."""
+    f = click.option(
+        "--stream-connections", default=100, show_default=True, metavar="N",
+        help="WebSocket conversations copied at once; past it new ones are skipped, counted.",
+    )(f)  # fmt: skip
+    f = click.option(
+        "--stream-messages", default=1000, show_default=True, metavar="N",
+        help="Messages (or events) of one conversation or stream compared at most.",
+    )(f)  # fmt: skip
+    return click.option(
+        "--stream-seconds", default=60.0, show_default=True, metavar="SECONDS",
+        help="How long one conversation or event stream is followed and compared "
+        "(the client's own connection goes on untouched).",
+    )(f)  # fmt: skip
+
+
+def _stream_limits(args: dict[str, Any], max_body: int) -> Any:
+    """Pop the stream options out of a command's arguments: a StreamLimits."""
+    from shadow.pipeline.sender import StreamLimits
+    from shadow.urls import positive_number
+
+    seconds = args.pop("stream_seconds")
+    messages, connections = args.pop("stream_messages"), args.pop("stream_connections")
+    positive_number(seconds, "--stream-seconds")
+    for name, value in (("--stream-messages", messages), ("--stream-connections", connections)):
+        if value < 1:
+            raise ConfigError(f"{name} {value}: expected at least 1")
+    return StreamLimits(messages, seconds, max_body, connections)
+
+
 def _legs(value: str, flag: str, allowed: tuple[str, ...] = _TLS_LEGS) -> set[str]:
     names = {v.strip().lower() for v in value.split(",") if v.strip()}
     if "all" in names:
@@ -230,6 +261,7 @@ def cli() -> None:
     help="Serve Prometheus metrics (proxy and worker), /healthz and /readyz there, "
     "e.g. 127.0.0.1:9464 (docs/monitoring.md).",
 )
+@stream_options
 @tls_options
 @click.option("--quiet", "-q", is_flag=True, help="Do not print mitmproxy's log.")
 def proxy(
@@ -285,6 +317,8 @@ def proxy(
     positive_number(timeout, "--timeout")
     positive_number(drain_timeout, "--drain-timeout")
     tls, copy_proxy = _tls_from_cli(tls_args)
+    max_body_bytes = parse_size(max_body, "--max-body")
+    streams = _stream_limits(tls_args, max_body_bytes)
     if listen_key and not listen_cert:
         raise ConfigError("--listen-key needs --listen-cert too")
     for name, value in (("--concurrency", concurrency), ("--queue-size", queue_size)):
@@ -302,7 +336,7 @@ def proxy(
         concurrency=concurrency,
         queue_size=queue_size,
         drain_timeout=drain_timeout,
-        max_body=parse_size(max_body, "--max-body"),
+        max_body=max_body_bytes,
         worker_memory=parse_size(worker_memory, "--worker-memory"),
         confdir=os.path.expanduser(confdir),
         run_id=run_id,
@@ -316,6 +350,7 @@ def proxy(
         flags=flags,
         rollback=not no_rollback,
         metrics=metrics,
+        streams=streams,
     )
     _warn_insecure(load_config(config).tls, tls)
     parse_methods(mirror_unsafe)
@@ -469,6 +504,7 @@ def _header_overrides(values: tuple[str, ...], flag: str) -> tuple[tuple[str, st
 @click.option("--skip-bad", is_flag=True, help="Count and skip bad entries instead of stopping.")
 @click.option("--run-id", default="", help="Name of this run in the store (default: random).")
 @click.option("--no-progress", is_flag=True, help="Do not show the progress bar.")
+@stream_options
 @tls_options
 def replay(
     traffic: str,
@@ -526,6 +562,9 @@ def replay(
     if rate is not None:
         positive_number(rate, "--rate", most=1e6)
     tls, copy_proxy = _tls_from_cli(tls_args)
+    from shadow.model import DEFAULT_MAX_BODY
+
+    streams = _stream_limits(tls_args, DEFAULT_MAX_BODY)
     from shadow.config.loader import load_config
     from shadow.config.tls import check as check_tls
     from shadow.config.tls import effective
@@ -557,6 +596,7 @@ def replay(
         run_id=run_id,
         tls=tls,
         copy_proxy=copy_proxy,
+        streams=streams,
     )
     ensure_writable(db)
     with ReplayProgress(enabled=not no_progress) as progress:
@@ -723,7 +763,7 @@ def export(db: str, fmt: str, output: str, run_id: str | None, config: str | Non
     """Export the store's tables and the judged outcomes.
 
     One file per table, named <table>.parquet (runs, exchanges, differences,
-    noise_differences, run_accepted), plus the outcome definition's results:
+    noise_differences, run_accepted, conversations), plus the outcome definition's results:
     exchange_outcomes, difference_outcomes and endpoint_outcomes (the verdicts,
     statuses and figures `shadow report` and `shadow check` show). Existing files
     are replaced.

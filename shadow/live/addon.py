@@ -24,6 +24,7 @@ import queue as queue_mod
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,11 +39,13 @@ from shadow.control import fallback
 from shadow.errors import COPIES_LOST, ShadowError
 from shadow.live import options, tls_options
 from shadow.live.cutover import Cutover, bad_gateway, response_from
+from shadow.live.streams import StreamTap, TalkTap
 from shadow.model import DEFAULT_MAX_BODY, BackendResponse, Request, Served, capped_payload
 from shadow.pipeline.core import PipelineSettings
 from shadow.pipeline.lag import LoopLag
+from shadow.pipeline.realtime import is_websocket
 from shadow.pipeline.recording import check_record_path
-from shadow.pipeline.sender import MARK_HEADER
+from shadow.pipeline.sender import MARK_HEADER, SSE_TYPE, StreamLimits
 from shadow.store.writer import Accounting, ensure_new_run, ensure_writable, finish_run
 from shadow.urls import parse_backend_url, positive_number
 
@@ -53,6 +56,7 @@ _STREAMED = "shadow-streamed"  # flow.metadata key: the answer is streamed to th
 _HOST = "shadow-host"  # flow.metadata key: the client's own Host (keep_host)
 _COOKIE = "shadow-cookie"  # flow.metadata key: the canary key cookie to set on the answer
 _SENT = "shadow-sent"  # flow.metadata key: (wall, monotonic) time the request was passed on
+_TAP = "shadow-tap"  # flow.metadata key: the StreamTap / TalkTap copying a real-time answer
 # Answers meant to be read as they arrive: passed through as they come, never buffered.
 STREAMED_TYPES = frozenset(
     {
@@ -174,6 +178,7 @@ class Shadow:
         self._failed: Any = None
         self._ready: Any = None
         self._lag: LoopLag | None = None
+        self._ws_history = -1  # WebSocket messages left in a flow after the copy (-1: all)
         self._metrics: Any = None  # shadow.monitoring.server.MetricsServer (--metrics)
         self._proxy_metrics: Any = None  # shadow.monitoring.proxy_metrics.ProxyMetrics
         self._metrics_port: Any = None  # the worker's metrics port (a shared int)
@@ -222,6 +227,12 @@ class Shadow:
                 raise ShadowError("shadow_concurrency and shadow_queue_size must be at least 1")
             if opts.shadow_max_body < 1 or opts.shadow_worker_memory < 1:
                 raise ShadowError("shadow_max_body and shadow_worker_memory must be at least 1")
+            positive_number(opts.shadow_stream_seconds, "shadow_stream_seconds")
+            self._ws_history = opts.shadow_websocket_history
+            if opts.shadow_stream_messages < 1 or opts.shadow_stream_connections < 1:
+                raise ShadowError(
+                    "shadow_stream_messages and shadow_stream_connections must be at least 1"
+                )
             ensure_writable(opts.shadow_db)
             ensure_new_run(opts.shadow_db, opts.shadow_run_id, "shadow_run_id")
             if opts.shadow_bodies not in ("differ", "all", "none"):
@@ -283,6 +294,12 @@ class Shadow:
             rollback=opts.shadow_rollback,
             pace=COPY_PACE,
             metrics=self._metrics is not None,
+            streams=StreamLimits(
+                messages=opts.shadow_stream_messages,
+                seconds=opts.shadow_stream_seconds,
+                message_bytes=opts.shadow_max_body,
+                connections=opts.shadow_stream_connections,
+            ),
         )
         self.enabled = True
 
@@ -632,8 +649,9 @@ class Shadow:
             )
             if decision.set_cookie:
                 flow.metadata[_COOKIE] = decision.set_cookie
-            if decision.serve:
+            if decision.serve and not is_websocket(record):
                 # A coroutine: mitmproxy awaits it, and serves other flows meanwhile.
+                # (A WebSocket upgrade stays with the primary: docs/realtime.md.)
                 return self._serve(flow, record, decision.mode, decision.reverse, skip)
             served = Served(decision.mode)
             if decision.mode == "legacy" and skip is None:
@@ -768,8 +786,57 @@ class Shadow:
         flow.metadata[_STREAMED] = True
         if not self._shadowed(flow):
             return
+        if mtype == SSE_TYPE:
+            assert self.settings is not None
+            # Passed on chunk by chunk as before; a bounded copy is kept on the side.
+            tap = StreamTap(self.settings.streams, self.settings.max_body, self._stream_done(flow))
+            resp.stream = tap
+            flow.metadata[_TAP] = tap
+            return
         self._put(("skip", flow.id, f"streamed answer ({mtype}): passed through, not compared"))
         self._put(("resp", flow.id, _answer(flow, b"", resp.timestamp_start)))  # not timed
+
+    def _stream_done(self, flow: http.HTTPFlow) -> Callable[[bytes, str], None]:
+        """What to do with the primary's event stream once its copy ends."""
+        key = flow.id
+        assert flow.response is not None
+        headers_at = flow.response.timestamp_start
+        lag = self._primary_lag(flow)
+
+        def done(raw: bytes, ended: str) -> None:
+            answer = _answer(flow, raw, headers_at, len(raw) + 1, lag)  # timed to its headers
+            self._put(("sse", key, answer, ended))
+
+        return done
+
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        if flow.websocket is None:
+            return
+        messages = flow.websocket.messages
+        tap = flow.metadata.get(_TAP)
+        if isinstance(tap, TalkTap):
+            m = messages[-1]
+            tap.message(m.from_client, m.is_text, m.content, m.timestamp)
+        keep = self._ws_history
+        if 0 <= keep < len(messages) - 1:
+            # mitmproxy relays the message it just handed us, not the list: the older
+            # ones are only memory (a conversation of hours would hold every message).
+            del messages[: len(messages) - 1 - keep]
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        tap = flow.metadata.get(_TAP)
+        if isinstance(tap, TalkTap) and flow.websocket is not None:
+            ws = flow.websocket
+            by = (
+                "" if ws.closed_by_client is None else "client" if ws.closed_by_client else "server"
+            )
+            # 1006: the connection was lost without a closing handshake; while stopping,
+            # it is the proxy that let it go: the conversation is compared as far as it got.
+            ended = "error" if ws.close_code in (None, 1006) else "closed"
+            if self._stopping or self._stopped:
+                ended = "limit"
+            at = ws.timestamp_end or time.time()
+            tap.end(ws.close_code, ws.close_reason or "", by, ended, at)
 
     def response(self, flow: http.HTTPFlow) -> None:
         if flow.metadata.get(_STREAMED) or flow.response is None:
@@ -777,6 +844,14 @@ class Shadow:
         if not self._shadowed(flow):
             return
         resp = flow.response
+        if flow.websocket is not None and resp.status_code == 101:
+            # A conversation follows: the worker copies it message by message.
+            assert self.settings is not None
+            t0 = resp.timestamp_end or time.time()
+            answer = _answer(flow, b"", t0, 1, self._primary_lag(flow))
+            flow.metadata[_TAP] = TalkTap(flow.id, t0, self.settings.streams, self._put)
+            self._put(("wsopen", flow.id, answer, t0))
+            return
         if resp.stream:
             reason = "primary body streamed (stream_large_bodies): not compared"
             self._put(("resp", flow.id, BackendResponse.failed(reason)))
@@ -831,6 +906,12 @@ class Shadow:
         future.add_done_callback(done)
 
     def error(self, flow: http.HTTPFlow) -> None:
+        tap = flow.metadata.get(_TAP)
+        if isinstance(tap, StreamTap):  # the stream ended early: compared as far as it came
+            # The client going away says nothing of the primary: we stopped listening.
+            gone = flow.error is not None and flow.error.msg.startswith("Client disconnected")
+            tap.finish("limit" if gone or self._stopping else "error")
+            return
         if flow.metadata.get(_STREAMED) or not self._shadowed(flow):
             return  # a stream is stored when its headers came
         msg = flow.error.msg if flow.error else "primary failed"

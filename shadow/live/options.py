@@ -139,4 +139,28 @@ def add_options(loader: Any) -> None:
         its flag. Off: never roll back automatically.
         """,
     )  # fmt: skip
+    loader.add_option(
+        "shadow_stream_seconds", float, 60.0,
+        """
+        How long one WebSocket conversation or event stream is copied and
+        compared; past it the comparison covers what came so far (the client's
+        connection goes on untouched).
+        """,
+    )  # fmt: skip
+    loader.add_option(
+        "shadow_stream_messages", int, 1000,
+        "Messages (or events) of one conversation or stream copied and compared at most.",
+    )  # fmt: skip
+    loader.add_option(
+        "shadow_websocket_history", int, -1,
+        """
+        WebSocket messages mitmproxy keeps in each flow once shadow has copied them:
+        -1 keeps all (mitmproxy's way; a long conversation then grows without
+        bound), 0 none. `shadow proxy` sets 0: nothing there reads them again.
+        """,
+    )  # fmt: skip
+    loader.add_option(
+        "shadow_stream_connections", int, 100,
+        "WebSocket conversations copied at once; past it, new ones are skipped and counted.",
+    )  # fmt: skip
     tls_options.add_options(loader)

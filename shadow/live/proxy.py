@@ -22,6 +22,7 @@ from shadow.errors import BackendUnreachable, ConfigError, ListenError
 from shadow.live.addon import Shadow
 from shadow.model import DEFAULT_MAX_BODY
 from shadow.pipeline.core import DEFAULT_MEMORY_BUDGET
+from shadow.pipeline.sender import StreamLimits
 
 
 @dataclass
@@ -51,6 +52,7 @@ class ProxySettings:
     flags: str = ""  # flag store: a file or redis:// URL ("": the config's, else the default file)
     rollback: bool = True
     metrics: str = ""  # HOST:PORT for /metrics, /healthz, /readyz ("": off)
+    streams: StreamLimits = field(default_factory=StreamLimits)  # WebSocket and SSE limits
 
 
 def check_backends(s: ProxySettings) -> None:
@@ -175,6 +177,10 @@ async def _serve(s: ProxySettings) -> int:
             shadow_flags=s.flags,
             shadow_rollback=s.rollback,
             shadow_metrics=s.metrics,
+            shadow_stream_seconds=s.streams.seconds,
+            shadow_stream_messages=s.streams.messages,
+            shadow_stream_connections=s.streams.connections,
+            shadow_websocket_history=0,  # nothing in `shadow proxy` reads them after the copy
             **_tls_option_values(s.tls),
         )
     except (exceptions.OptionsError, KeyError) as exc:

@@ -13,6 +13,10 @@ The addon puts lists of messages (batches); each message is a tuple:
                                         proxy passed it on, the copy's pace starts there)
     ("resp", key, BackendResponse)      the primary answered or failed
     ("skip", key, reason)               not to be compared (a streamed answer): store as skipped
+    ("sse", key, BackendResponse, ended)  the primary's event stream as captured, how it ended
+    ("wsopen", key, BackendResponse, t0)  the primary accepted a WebSocket upgrade (its 101)
+    ("ws", key, from_client, text, data, at[, size, sha256])  one message of that conversation
+    ("wsend", key, code, reason, by, ended, at)  the conversation (or its copy) ended
     ("stop",)                           drain, store everything, exit (the addon also
                                         sets an Event, in case the queue is full)
 """
@@ -106,6 +110,18 @@ async def _serve(
                 pipeline.on_primary(msg[1], msg[2])
             elif kind == "skip":
                 pipeline.on_skip(msg[1], msg[2])
+            elif kind == "ws":
+                pipeline.on_ws_message(*msg[1:])
+            elif kind == "wsopen":
+                answer = msg[2]
+                p = answer.payload
+                pipeline.on_ws_open(
+                    msg[1], p.status, p.headers, answer.elapsed_ms, msg[3], answer.lag_ms
+                )
+            elif kind == "wsend":
+                pipeline.on_ws_end(*msg[1:])
+            elif kind == "sse":
+                pipeline.on_primary_stream(msg[1], msg[2], msg[3])
             elif kind == "stop":
                 stop = True
     if controller is not None:

@@ -18,7 +18,10 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from comparators.model import Verdict
+from comparators import envelope
+from comparators.decode import DEFAULT_DECODED_LIMIT
+from comparators.envelope import Conversation, Frame
+from comparators.model import Payload, Verdict
 from shadow.config.loader import SAFE_METHODS, load_config
 from shadow.config.tls import BackendTls, effective
 from shadow.errors import StoreError
@@ -32,10 +35,11 @@ from shadow.model import (
 )
 from shadow.pipeline import evaluate
 from shadow.pipeline.lag import LoopLag, Recent
+from shadow.pipeline.realtime import TalkCopy, is_websocket
 from shadow.pipeline.recording import RedactingRecorder, open_recorder
 from shadow.pipeline.records import DEFAULT_BODY_CAP
 from shadow.pipeline.redact import redactor_for
-from shadow.pipeline.sender import Sender
+from shadow.pipeline.sender import Sender, StreamLimits
 from shadow.store.rows import AcceptedRow, EventRow, ExchangeRow
 from shadow.store.writer import Run, StoreWriter, load_run, reading, spill_path
 
@@ -91,6 +95,8 @@ class PipelineSettings:
     # bursts (None: at once, as a replay does; its primary goes out at the same time).
     pace: float | None = None
     metrics: bool = False  # serve this worker's metrics for the proxy's --metrics
+    # Real-time answers (WebSocket conversations, event streams): how much is followed.
+    streams: StreamLimits = field(default_factory=StreamLimits)
 
 
 LATE_SLACK = 0.005  # seconds a copy may go out after its due time and not count as late
@@ -109,6 +115,23 @@ class _Pending:
     primary: BackendResponse | None = None
     served: Served | None = None  # how the proxy served it (a controlled route)
     primary_copy: asyncio.Task[None] | None = None  # reverse shadow: the copy to the primary
+
+
+@dataclass
+class _Talk:
+    """A WebSocket conversation being copied: the candidate's side and the primary's frames."""
+
+    copy: TalkCopy
+    frames: list[Frame] = field(default_factory=list)
+    kept: int = 0  # bytes of the primary's frames held
+    dropped: int = 0  # the primary's messages past the cap, not kept
+    timer: asyncio.TimerHandle | None = None
+    # The primary's 101: its status, headers, time to it, and unix time (t_ms counts from it)
+    status: int = 101
+    headers: tuple[tuple[str, str], ...] = ()
+    handshake_ms: float | None = None
+    lag_ms: float | None = None
+    t0: float | None = None
 
 
 @dataclass
@@ -162,6 +185,7 @@ class Pipeline:
         self._stop_deadline: float | None = None  # monotonic time the drain ends
         self._digest_only = 0  # answers whose body was let go (memory budget)
         self._pending: dict[str, _Pending] = {}
+        self._talks: dict[str, _Talk] = {}  # WebSocket conversations being copied
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sem = asyncio.Semaphore(settings.concurrency)
         self._waiting = 0
@@ -286,6 +310,8 @@ class Pipeline:
         self.begin_stop()
         assert self._stop_deadline is not None
         deadline = self._stop_deadline
+        for key in list(self._talks):  # conversations still open: compared as far as they got
+            self.on_ws_end(key, None, "", "", "limit")
         live: set[asyncio.Future[Any]] = {
             task
             for p in self._pending.values()
@@ -388,9 +414,17 @@ class Pipeline:
             # Hold no body for it: the budget bounds what this process keeps.
             request = replace(request, body=b"")
         size = _request_size(request)
+        talk = skip_reason is None and is_websocket(request)
+        if talk and len(self._talks) >= s.streams.connections:
+            skip_reason = f"dropped: {s.streams.connections} WebSocket conversations copied at once"
+            self.counters.dropped += 1
+            talk = False
         pending = _Pending(request, started_at, endpoint, time.monotonic(), size, skip_reason)
         pending.served = served
-        if skip_reason is None:
+        if talk:
+            copy = self._new_talk(key, request)
+            pending.candidate = self._spawn(self._talk_copy(key, copy, paced))
+        elif skip_reason is None:
             pending.candidate = self._spawn(self._copy(key, request, paced))
         self._hold(key, size)
         self._pending[key] = pending
@@ -453,7 +487,14 @@ class Pipeline:
             late = 0.0 if due is None else max(0.0, time.time() - due)
             answer = await self._timed(
                 self.sender.send(
-                    url, request, "1", s.timeout, s.primary_headers, s.max_body, self.tls["primary"]
+                    url,
+                    request,
+                    "1",
+                    s.timeout,
+                    s.primary_headers,
+                    s.max_body,
+                    self.tls["primary"],
+                    s.streams,
                 ),
                 time.monotonic(),
                 late,
@@ -488,6 +529,8 @@ class Pipeline:
         if pending is None:
             return
         pending.skip_reason = reason
+        if (talk := self._talks.pop(key, None)) is not None:
+            talk.copy.abort()
         if pending.candidate is not None:
             pending.candidate.cancel()  # a copy of a stream would only run into its timeout
             pending.candidate = None
@@ -497,12 +540,189 @@ class Pipeline:
         pending = self._pending.get(key)
         if pending is None:
             return
+        talk = self._talks.pop(key, None)
+        if talk is not None:
+            if talk.timer is not None:
+                talk.timer.cancel()
+            if response.payload is None or not response.payload.stream:
+                talk.copy.abort()  # the primary refused the upgrade (or failed): no talk
         pending.primary = self._bounded(key, response)
         task = pending.candidate
         if task is None or task.done():
             self._finish(key, self._pending.pop(key))
         else:
             task.add_done_callback(lambda _t: self._finish_if_pending(key))
+
+    # -- WebSocket conversations and event streams ---------------------------
+    def _new_talk(self, key: str, request: Request, base_url: str | None = None) -> TalkCopy:
+        """A conversation copy to the candidate (or `base_url`), registered under `key`."""
+        s = self.settings
+        copy = TalkCopy(
+            base_url or s.candidate,
+            request,
+            s.primary_headers if base_url else s.candidate_headers,
+            self.tls["primary" if base_url else "candidate"],
+            s.timeout,
+            s.streams,
+            proxy=s.copy_proxy,
+        )
+        if base_url is None:
+            talk = _Talk(copy)
+            self._talks[key] = talk
+            # Given up if the primary's conversation never ends as far as we hear.
+            talk.timer = asyncio.get_running_loop().call_later(
+                s.streams.seconds + s.timeout + 5, self._talk_timeout, key
+            )
+        return copy
+
+    async def _talk_copy(
+        self, key: str, copy: TalkCopy, paced: float | None
+    ) -> tuple[BackendResponse, BackendResponse | None]:
+        """Copy a WebSocket conversation to the candidate as it happens (no secondary:
+        a conversation may write, and its noise is not learnt from a second legacy)."""
+        await self._pace(paced)
+        answer = await copy.run()
+        if key in self._sizes:
+            answer = self._bounded(key, answer)
+        return answer, None
+
+    async def talk(
+        self,
+        key: str,
+        request: Request,
+        started_at: float,
+        conv: Conversation,
+        recorded: BackendResponse | None = None,
+    ) -> None:
+        """Replay one recorded WebSocket conversation: its client messages, with their
+        recorded spacing, to the candidate and (with no `recorded` answer) to the primary."""
+        self.on_request(key, request, started_at)
+        talk = self._talks.get(key)
+        primary = None if recorded is not None or talk is None else self._primary_talk(request)
+        t0 = time.time()
+        end_at = t0
+        for copy in (talk.copy if talk else None, primary):
+            if copy is not None:
+                copy.origin = t0
+        for f in conv.frames:
+            end_at = t0 + f.t_ms / 1000
+            if f.side == "client" and talk is not None:
+                talk.copy.client(f, end_at)
+                if primary is not None:
+                    primary.client(f, end_at)
+        for copy in (talk.copy if talk else None, primary):
+            if copy is not None:
+                copy.end(conv.close_code, conv.close_reason, conv.closed_by, conv.ended, end_at)
+        if primary is not None:
+            answer = await primary.run()
+        elif recorded is not None:
+            answer = recorded
+        else:  # skipped before it began (a limit): the primary is not asked either
+            answer = BackendResponse(None)
+        if talk is not None and talk.timer is not None:
+            talk.timer.cancel()
+        self._talks.pop(key, None)
+        if talk is not None and (answer.payload is None or not answer.payload.stream):
+            talk.copy.abort()
+        self.on_primary(key, answer)
+        await self.wait_for(key)
+
+    def _primary_talk(self, request: Request) -> TalkCopy | None:
+        url = self.settings.primary
+        return self._new_talk("", request, url) if url else None
+
+    def _talk_timeout(self, key: str) -> None:
+        if key in self._talks:
+            self.on_ws_end(key, None, "", "", "limit")
+
+    def on_ws_open(
+        self,
+        key: str,
+        status: int,
+        headers: tuple[tuple[str, str], ...],
+        handshake_ms: float | None,
+        t0: float,
+        lag_ms: float | None = None,
+    ) -> None:
+        """The primary accepted the upgrade of `key` at unix time `t0` (its 101)."""
+        talk = self._talks.get(key)
+        if talk is not None:
+            talk.status, talk.headers, talk.handshake_ms = status, headers, handshake_ms
+            talk.t0, talk.lag_ms = t0, lag_ms
+            talk.copy.origin = t0 + (self.settings.pace or 0.0)
+
+    def on_ws_message(
+        self,
+        key: str,
+        from_client: bool,
+        text: bool,
+        data: bytes,
+        at: float,
+        size: int | None = None,
+        sha256: str = "",
+    ) -> None:
+        """A message of the primary's conversation `key` passed the proxy at unix time `at`;
+        a client's message goes to the candidate `pace` later.
+
+        `size`/`sha256`: the whole message's, when `data` holds only its first bytes."""
+        talk = self._talks.get(key)
+        if talk is None:
+            return
+        s = self.settings
+        if talk.t0 is None:
+            talk.t0 = at
+        t_ms = max(0.0, (at - talk.t0) * 1000)
+        if size is not None and size > len(data):
+            kind = "text" if text else "binary"
+            shown = data.decode("utf-8", "replace") if text else envelope._b64(data)
+            f = Frame("client" if from_client else "server", t_ms, kind, shown, size, True, sha256)
+        else:
+            side = "client" if from_client else "server"
+            # The conversation's messages are held up to message_bytes in all; then digests.
+            room = max(0, s.streams.message_bytes - talk.kept)
+            f = envelope.frame(side, t_ms, data, text, room)
+        if len(talk.frames) >= s.streams.messages:
+            talk.dropped += 1
+            return
+        talk.frames.append(f)
+        talk.kept += len(f.data)
+        self._hold(key, len(f.data))
+        if from_client:
+            # The frame kept for the comparison may be a digest; the candidate gets it whole.
+            whole = None if not f.cut else data.decode("utf-8", "surrogateescape") if text else data
+            talk.copy.client(f, at + (s.pace or 0.0), whole)
+
+    def on_ws_end(
+        self, key: str, code: int | None, reason: str, by: str, ended: str, at: float | None = None
+    ) -> None:
+        """The primary's conversation `key` ended (`by` "client" | "server" | "", `ended`
+        "closed" | "limit" | "error"): the candidate's ends the same way, then they are
+        compared."""
+        talk = self._talks.get(key)
+        if talk is None:
+            return
+        due = (at if at is not None else time.time()) + (self.settings.pace or 0.0)
+        # The primary's connection broke (or was cut by us): the candidate's copy is cut
+        # there too, compared as far as both got, not as a closing of its own.
+        talk.copy.end(code, reason, by, "limit" if ended == "error" else ended, due)
+        conv = Conversation(
+            envelope.WEBSOCKET, tuple(talk.frames), code, reason, by, ended, talk.dropped
+        )
+        payload = Payload(
+            talk.status, talk.headers, envelope.encode(conv), stream=envelope.WEBSOCKET
+        )
+        self.on_primary(key, BackendResponse(payload, talk.handshake_ms, lag_ms=talk.lag_ms))
+
+    def on_primary_stream(self, key: str, response: BackendResponse, ended: str) -> None:
+        """The primary's event stream, as captured (wire bytes), ended so: compare it."""
+        p = response.payload
+        if p is not None and not p.stream:
+            conv = envelope.sse_conversation(
+                p.headers, p.body, ended, DEFAULT_DECODED_LIMIT, self.settings.streams.messages
+            )
+            p = Payload(p.status, p.headers, envelope.encode(conv), stream=envelope.SSE)
+            response = replace(response, payload=p)
+        self.on_primary(key, response)
 
     async def exchange(self, key: str, request: Request, started_at: float) -> None:
         """Replay helper: call the primary ourselves, then pair as the proxy does.
@@ -523,6 +743,7 @@ class Pipeline:
                     s.primary_headers,
                     s.max_body,
                     self.tls["primary"],
+                    s.streams,
                 ),
                 time.monotonic(),
                 0.0,
@@ -545,7 +766,7 @@ class Pipeline:
         the rules (volatile fields and all) it would be a false difference.
         """
         p = response.payload
-        if p is not None and not p.cut and len(p.body) > self.settings.max_body:
+        if p is not None and not p.stream and not p.cut and len(p.body) > self.settings.max_body:
             p = capped_payload(p.status, p.headers, p.body, self.settings.max_body)
             response = replace(response, payload=p)  # e.g. a recorded answer in replay
         size = _answer_size(response)
@@ -605,6 +826,7 @@ class Pipeline:
                     s.candidate_headers,
                     s.max_body,
                     self.tls["candidate"],
+                    s.streams,
                 ),
                 sent,
                 late,
@@ -624,6 +846,7 @@ class Pipeline:
                     s.primary_headers,
                     s.max_body,
                     self.tls["secondary"],
+                    s.streams,
                 )
                 candidate, secondary = await asyncio.gather(to_candidate, to_secondary)
             if key in self._sizes:
@@ -667,6 +890,7 @@ class Pipeline:
                 candidate, secondary = task.result()
             elif skip_reason is None:
                 skip_reason = f"{SHUTDOWN}: the candidate had not answered by the drain deadline"
+        candidate = _refused(primary, candidate)
         if self._recorder is not None:
             # A cut body would be recorded as if whole: record the exchange without it.
             answer = primary.payload if primary.payload and not primary.payload.cut else None
@@ -807,7 +1031,7 @@ class Pipeline:
             self._settle(exchange.id)
 
     def _store(self, result: evaluate.Evaluated) -> None:
-        self.writer.add(result.row, result.differences, result.noise)
+        self.writer.add(result.row, result.differences, result.noise, result.conversations)
         for observe in self.observers:
             try:
                 observe(result)
@@ -938,6 +1162,17 @@ class Pipeline:
             self.writer.run_changed(self.run)
 
 
+def _refused(primary: BackendResponse, other: BackendResponse | None) -> BackendResponse | None:
+    """`other`, failed when it refused the WebSocket upgrade the primary accepted."""
+    p = primary.payload
+    o = other.payload if other is not None else None
+    if p is None or o is None or p.stream != envelope.WEBSOCKET or o.stream:
+        return other
+    assert other is not None
+    error = f"refused the WebSocket upgrade (HTTP {o.status})"
+    return BackendResponse.failed(error, other.elapsed_ms)
+
+
 def _hidden(value: Any, hide: Callable[[str], str]) -> Any:
     """`value` (text, or lists and dicts of it) with `hide` applied to every string."""
     if isinstance(value, str):
@@ -964,6 +1199,6 @@ def _answer_size(response: BackendResponse | None) -> int:
 def _row_size(result: evaluate.Evaluated) -> int:
     """Rough bytes a stored result holds until it is flushed (its text fields)."""
     total = 0
-    for row in (result.row, *result.differences, *result.noise):
+    for row in (result.row, *result.differences, *result.noise, *result.conversations):
         total += sum(len(v) for v in row if isinstance(v, str | bytes)) + 100
     return total

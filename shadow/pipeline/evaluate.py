@@ -25,15 +25,22 @@ from typing import Any
 
 from comparators import cluster_path, compare
 from comparators.model import Comparison, Difference, Kind, Payload, Verdict
+from comparators.socketio import is_socketio
 from shadow.config.loader import Config, load_config
 from shadow.model import BackendResponse, Exchange
-from shadow.pipeline.records import difference_rows, exchange_row, noise_rows
+from shadow.pipeline.records import (
+    conversation_rows,
+    difference_rows,
+    exchange_row,
+    noise_rows,
+)
 from shadow.pipeline.redact import redactor_for
-from shadow.store.rows import DifferenceRow, ExchangeRow, NoiseRow
+from shadow.store.rows import ConversationRow, DifferenceRow, ExchangeRow, NoiseRow
 
 # Only a value that changes (or a keyed list in another order) in the JSON body can be
 # explained by the legacy's own nondeterminism; mirrors `shadow_noise_kind` in SQL.
 NOISE_KINDS = frozenset({Kind.VALUE_CHANGED, Kind.REORDERED})
+_VALUE_PATHS = ("$.", "$[", "$sse[", "$ws")  # inside a body or a message (mirrors the SQL)
 DIRECT_EVIDENCE = "the same change also happened between primary and secondary here"
 
 
@@ -43,11 +50,15 @@ class Evaluated:
     row: ExchangeRow
     differences: Sequence[DifferenceRow]
     noise: Sequence[NoiseRow] = ()
+    conversations: Sequence[ConversationRow] = ()
 
 
 def noise_kind(d: Difference) -> bool:
-    """Whether secondary evidence may explain `d` (a changed value in the body)."""
-    return d.kind in NOISE_KINDS and (d.path == "$" or d.path.startswith(("$.", "$[")))
+    """Whether secondary evidence may explain `d` (a changed value in the body, or in a
+    message of a conversation or event stream)."""
+    return d.kind in NOISE_KINDS and (
+        d.path == "$" or d.path.startswith(("$.", "$[", "$sse[", "$ws"))
+    )
 
 
 def changes(comparison: Comparison) -> set[tuple[str, str]]:
@@ -64,7 +75,9 @@ def _pair(exchange: Exchange, other: BackendResponse, config: Config) -> Compari
     if req.method.upper() == "HEAD":
         # HEAD answers carry no body; compare status and headers only.
         a, b = Payload(a.status, a.headers), Payload(b.status, b.headers)
-    return compare(a, b, rules)
+    # A Socket.IO conversation (its handshake's query has EIO=) is compared by its packets.
+    socketio = a.stream == "websocket" and is_socketio(req.path, req.query)
+    return compare(a, b, rules, socketio=socketio)
 
 
 def judge(exchange: Exchange, config: Config) -> Comparison:
@@ -172,6 +185,7 @@ def evaluate(
             redactor,
         ),
         noise_rows(exchange, noisy, run_id),
+        conversation_rows(exchange, run_id),
     )
 
 

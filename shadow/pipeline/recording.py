@@ -18,6 +18,7 @@ from comparators.model import Headers, Payload, first_header
 from shadow.config.loader import RedactSettings
 from shadow.errors import ConfigError, ShadowError
 from shadow.model import Request
+from shadow.pipeline.records import conversation_for_review
 from shadow.pipeline.redact import DEFAULT, Redactor, redactor_for
 from shadow.sources.write import HarWriter, JsonlWriter, MitmWriter
 from shadow.sources.write import TrafficWriter as Recorder
@@ -121,8 +122,14 @@ class RedactingRecorder:
         )
         safe_resp = None
         if response is not None:
-            resp_headers, resp_body = redact_body(r.headers(response.headers), response.body, r)
-            safe_resp = Payload(response.status, resp_headers, resp_body)
+            if response.stream:
+                # A conversation: each message redacted, the whole kept (not cut).
+                resp_headers = r.headers(response.headers)
+                text, _ = conversation_for_review(response.body, len(response.body) * 4 + 1, r)
+                resp_body = (text or "").encode("utf-8")
+            else:
+                resp_headers, resp_body = redact_body(r.headers(response.headers), response.body, r)
+            safe_resp = Payload(response.status, resp_headers, resp_body, stream=response.stream)
         url = self.base_url + safe_req.target
         try:
             self.inner.add(safe_req, safe_resp, started_at or time.time(), elapsed_ms, url)

@@ -6,17 +6,19 @@ decoded for the reviewer and cut to a size cap, with a flag when cut.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from comparators import DecodeError, body_text, cluster_path, decode_body
+from comparators import DecodeError, body_text, cluster_path, decode_body, envelope
 from comparators.decode import DecodedTooLarge
 from comparators.model import Comparison, Difference, Headers, Payload, first_header
 from shadow.model import BackendResponse, Exchange
 from shadow.pipeline.redact import DEFAULT, REDACTED, Redactor
-from shadow.store.rows import DifferenceRow, ExchangeRow, NoiseRow
+from shadow.store.rows import ConversationRow, DifferenceRow, ExchangeRow, NoiseRow
 
 DEFAULT_BODY_CAP = 64 * 1024
 
@@ -87,17 +89,94 @@ def body_for_review(
     return redactor.body_text(text, first_header(headers, "content-type")), truncated
 
 
+# A Socket.IO / Engine.IO frame: its packet digits, attachments, namespace and ack id, then
+# JSON (`42/admin,7["progress",{...}]`): the JSON part is redacted like a body.
+_PACKET = re.compile(r"(\d{1,2}(?:\d+-)?(?:/[^,\[{]*,)?\d*)([\[{].*)\Z", re.DOTALL)
+
+
+def _frame_text(data: str, redactor: Redactor) -> str:
+    """One message's text with its secrets hidden: JSON as a body, Socket.IO by its JSON."""
+    if (match := _PACKET.match(data)) is not None:
+        return match.group(1) + redactor.body_text(match.group(2), "application/json")
+    return redactor.body_text(data, None)
+
+
+def conversation_for_review(body: bytes, cap: int, redactor: Redactor) -> tuple[str | None, bool]:
+    """A conversation (comparators.envelope) with each message redacted, kept whole as JSON:
+    frames past `cap` bytes are left out (and it is marked cut), never cut mid-document."""
+    if cap <= 0 or not body:
+        return None, False
+    try:
+        conv = envelope.decode(body)
+    except DecodeError:
+        return "<not a readable conversation>", False
+    frames: list[envelope.Frame] = []
+    used = 0
+    cut = False
+    for f in conv.frames:
+        data = f.data if f.kind == "binary" else _frame_text(f.data, redactor)
+        used += len(data) + 80  # the frame's own fields, roughly
+        if used > cap:
+            cut = True
+            break
+        frames.append(dataclasses.replace(f, data=data))
+    kept = dataclasses.replace(
+        conv, frames=tuple(frames), close_reason=redactor.text(conv.close_reason)
+    )
+    return envelope.encode(kept).decode("utf-8", "replace"), cut
+
+
 def _side(
     resp: BackendResponse | None, cap: int, redactor: Redactor
 ) -> tuple[str | None, str | None, bool | None]:
     if resp is None or resp.payload is None:
         return (None, None, None)
     p: Payload = resp.payload
+    if p.stream:
+        text, cut = conversation_for_review(p.body, cap, redactor)
+        return (_json(redactor.headers(p.headers)), text, cut)
     if p.cut and cap > 0:  # only its first bytes reached us: nothing worth showing
         note = f"<{p.full_size} bytes, over the body limit: compared by length and SHA-256>"
         return (_json(redactor.headers(p.headers)), note, True)
     text, cut = body_for_review(p.headers, p.body, cap, redactor)
     return (_json(redactor.headers(p.headers)), text, cut)
+
+
+def _talk(resp: BackendResponse | None) -> envelope.Conversation | None:
+    p = resp.payload if resp is not None else None
+    if p is None or not p.stream:
+        return None
+    try:
+        return envelope.decode(p.body)
+    except DecodeError:
+        return None
+
+
+def conversation_rows(ex: Exchange, run_id: str) -> list[ConversationRow]:
+    """The `conversations` row of a WebSocket or event-stream exchange (none for others)."""
+    prim, cand = _talk(ex.primary), _talk(ex.candidate)
+    either = prim or cand
+    if either is None:
+        return []
+
+    def server(c: envelope.Conversation | None) -> int | None:
+        return None if c is None else sum(f.side == "server" for f in c.frames)
+
+    return [
+        ConversationRow(
+            exchange_id=ex.id,
+            run_id=run_id,
+            kind=either.kind,
+            client_messages=sum(f.side == "client" for f in either.frames),
+            primary_messages=server(prim),
+            candidate_messages=server(cand),
+            primary_ended=prim.ended if prim else None,
+            candidate_ended=cand.ended if cand else None,
+            primary_close_code=prim.close_code if prim else None,
+            candidate_close_code=cand.close_code if cand else None,
+            dropped=(prim.dropped if prim else 0) + (cand.dropped if cand else 0),
+        )
+    ]
 
 
 def _error(text: str | None, redactor: Redactor) -> str | None:

@@ -13,7 +13,8 @@ import ipaddress
 import ssl
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -21,10 +22,27 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
+from comparators import envelope
+from comparators.decode import DEFAULT_DECODED_LIMIT, media_type
+from comparators.model import Payload
 from shadow.config.tls import BackendTls, client_context
 from shadow.model import DEFAULT_MAX_BODY, BackendResponse, BodyBuffer, Request
 
 MARK_HEADER = "x-shadow-copy"
+SSE_TYPE = "text/event-stream"
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """How much of one real-time answer is captured (per side), and how many at once."""
+
+    messages: int = 1000  # messages (or events) of a conversation; past it: "limit"
+    seconds: float = 60.0  # how long one conversation or stream is followed
+    # Bytes of one conversation's messages kept (per side); past them, each message is kept
+    # as its length and SHA-256 only.
+    message_bytes: int = DEFAULT_MAX_BODY
+    connections: int = 100  # conversations copied at once; past it, skipped and counted
+
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and those the client library sets itself.
 _DROP = frozenset(
@@ -276,11 +294,14 @@ class Sender:
         overrides: Sequence[tuple[str, str]] = (),
         max_body: int = DEFAULT_MAX_BODY,
         tls: BackendTls = PLAIN,
+        limits: StreamLimits | None = None,
     ) -> BackendResponse:
         """Send `request` to `base_url`; errors and timeouts become a failed response.
 
         The answer's body is held up to `max_body` bytes; a longer one is cut and
-        carries its full length and SHA-256 (memory stays bounded).
+        carries its full length and SHA-256 (memory stays bounded). With `limits`, an
+        event stream (`text/event-stream`) is followed for up to `limits.seconds` and
+        `limits.messages` events and comes back as a conversation (`stream="sse"`).
         """
         url = base_url.rstrip("/") + wire_target(request.target)
         headers: list[tuple[bytes, bytes]] = [
@@ -292,7 +313,7 @@ class Sender:
         try:
             transport, extensions = self._route(url, tls, headers, request.method)
             # The transport's timeouts are per phase; a server trickling bytes needs a total cap.
-            async with asyncio.timeout(timeout + 1):
+            async with asyncio.timeout(timeout + 1) as deadline:
                 req = httpx.Request(
                     request.method,
                     url,
@@ -301,6 +322,21 @@ class Sender:
                     extensions={"timeout": phases, **extensions},
                 )
                 resp = await transport.handle_async_request(req)
+                raw_headers = _pairs(resp.headers.raw)
+                if limits is not None and media_type(raw_headers) == SSE_TYPE:
+                    # A stream may last: followed for its own time, then cut (ended "limit").
+                    deadline.reschedule(asyncio.get_running_loop().time() + limits.seconds + 2)
+                    try:
+                        ms = (time.perf_counter() - start) * 1000
+                        raw, ended = await _follow(resp.stream, limits, max_body)  # type: ignore[arg-type]
+                    finally:
+                        await resp.aclose()
+                    conv = envelope.sse_conversation(
+                        raw_headers, raw, ended, DEFAULT_DECODED_LIMIT, limits.messages
+                    )
+                    body_bytes = envelope.encode(conv)
+                    payload = Payload(resp.status_code, raw_headers, body_bytes, stream="sse")
+                    return BackendResponse(payload, elapsed_ms=ms)
                 body = BodyBuffer(max_body)
                 try:
                     async for chunk in resp.stream:  # type: ignore[union-attr]
@@ -312,5 +348,36 @@ class Sender:
             ms = (time.perf_counter() - start) * 1000
             return BackendResponse.failed(describe_failure(exc, ms), ms)
         ms = (time.perf_counter() - start) * 1000
-        raw_headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers.raw)
         return BackendResponse(body.payload(resp.status_code, raw_headers), elapsed_ms=ms)
+
+
+def _pairs(raw: Sequence[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
+    return tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw)
+
+
+async def _follow(
+    chunks: AsyncIterator[bytes], limits: StreamLimits, max_body: int
+) -> tuple[bytes, str]:
+    """An event stream's bytes until it ends or a limit (time, events, bytes) is reached;
+    and how it ended: "closed" (by the server), "limit" or "error" (it broke)."""
+    kept = bytearray()
+    events = 0
+    stop = time.monotonic() + limits.seconds
+    it = aiter(chunks)
+    while True:
+        left = stop - time.monotonic()
+        if left <= 0:
+            return bytes(kept), "limit"
+        try:
+            chunk = await asyncio.wait_for(anext(it), left)
+        except StopAsyncIteration:
+            return bytes(kept), "closed"
+        except TimeoutError:
+            return bytes(kept), "limit"
+        except (httpx.HTTPError, aiohttp.ClientError, OSError):
+            return bytes(kept), "error"
+        kept += chunk[: max(0, max_body - len(kept))]
+        # Roughly (a separator split between chunks is missed): parsing counts exactly.
+        events += chunk.count(b"\n\n") + chunk.count(b"\r\n\r\n")
+        if len(kept) >= max_body or events >= limits.messages:
+            return bytes(kept), "limit"

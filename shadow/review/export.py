@@ -16,7 +16,14 @@ import duckdb
 
 from shadow.errors import ConfigError
 
-TABLES = ("runs", "exchanges", "differences", "noise_differences", "run_accepted")
+TABLES = (
+    "runs",
+    "exchanges",
+    "differences",
+    "noise_differences",
+    "run_accepted",
+    "conversations",
+)
 # Exported name -> the outcome macro it is read from (with the run id).
 OUTCOMES = {
     "exchange_outcomes": "shadow_exchange_outcomes",

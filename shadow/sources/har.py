@@ -20,7 +20,10 @@ Normalisation, all documented in README/FORMAT.md:
   with its declared Content-Encoding loses that header and Content-Length;
 - text bodies are encoded as UTF-8 whatever charset the server used;
 - response `status` 0 (or no response) means no answer: `response=None`;
-- `startedDateTime` gives `started_at`, `time` gives `elapsed_ms` (negative -> None).
+- `startedDateTime` gives `started_at`, `time` gives `elapsed_ms` (negative -> None);
+- an entry with `_webSocketMessages` (Chrome, mitmproxy, our HarWriter) answered
+  101 (or with no answer but messages) is a WebSocket conversation (see
+  `_websocket.har_conversation`); its ws(s): URL reads as http(s):.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from shadow.sources._base import (
     wire_consistent,
 )
 from shadow.sources._jsontext import Damage, JsonText, Unreadable
+from shadow.sources._websocket import har_conversation, websocket_payload
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -59,14 +63,14 @@ def read(path: str, *, max_entry_bytes: int = MAX_ENTRY_BYTES) -> Reader:
     try:
         if fh.read(len(_BOM)) != _BOM:
             fh.seek(0)
-        yield from _read_entries(path, JsonText(fh, max_entry_bytes))
+        yield from _read_entries(path, JsonText(fh, max_entry_bytes), max_entry_bytes)
     finally:
         fh.close()
 
 
-def _convert(index: int, entry: Any) -> Iterator[Recorded | BadEntry]:
+def _convert(index: int, entry: Any, limit: int) -> Iterator[Recorded | BadEntry]:
     try:
-        recorded = entry_to_recorded(index, entry)
+        recorded = entry_to_recorded(index, entry, limit)
     except EntryProblem as exc:
         yield BadEntry(index, str(exc))
         return
@@ -172,8 +176,36 @@ def _response(entry: dict[str, Any]) -> Payload | None:
     return Payload(status, wire_consistent(headers, body), body)
 
 
-def entry_to_recorded(index: int, entry: Any) -> Recorded | None:
-    """One HAR entry as a `Recorded`; None for entries that are not HTTP traffic."""
+def _origin(entry: dict[str, Any], started_at: float | None) -> float | None:
+    """When the answer (the 101) had come: `startedDateTime` plus the timings."""
+    if started_at is None:
+        return None
+    timings = entry.get("timings")
+    if isinstance(timings, dict):
+        spent = [timings.get(k) for k in ("blocked", "dns", "connect", "send", "wait", "receive")]
+        numbers = [v for v in spent if isinstance(v, int | float) and not isinstance(v, bool)]
+        return started_at + sum(v for v in numbers if v > 0) / 1000
+    return started_at + (_elapsed(entry) or 0.0) / 1000
+
+
+def _websocket(
+    entry: dict[str, Any], response: Payload | None, started_at: float | None, limit: int
+) -> Payload | None:
+    """The answer of an entry with `_webSocketMessages`: a conversation, if it was one."""
+    messages = entry["_webSocketMessages"]
+    if not isinstance(messages, list):
+        raise EntryProblem("_webSocketMessages is not a list")
+    if (response is None and not messages) or (response is not None and response.status != 101):
+        return response  # no answer, or a refused upgrade: an answer like any other
+    conv = har_conversation(messages, entry.get("_webSocketEnd"), _origin(entry, started_at), limit)
+    return websocket_payload(response.headers if response is not None else (), conv)
+
+
+def entry_to_recorded(index: int, entry: Any, limit: int = MAX_ENTRY_BYTES) -> Recorded | None:
+    """One HAR entry as a `Recorded`; None for entries that are not HTTP traffic.
+
+    `limit`: the most bytes of one WebSocket message kept (the rest: size and digest).
+    """
     entry = _obj(entry, "entry")
     request = _obj(entry.get("request"), "request")
     url = request.get("url")
@@ -183,7 +215,9 @@ def entry_to_recorded(index: int, entry: Any) -> Recorded | None:
         scheme = urlsplit(url).scheme.lower()
     except ValueError as exc:  # "Invalid IPv6 URL": an unbalanced "[" in the host
         raise EntryProblem(f"request.url is not a valid URL ({exc}): {short(url)}") from None
-    if scheme and scheme not in ("http", "https"):
+    if scheme in ("ws", "wss") and "_webSocketMessages" in entry:
+        url = "http" + url[2:]  # the handshake is an HTTP GET to the same place
+    elif scheme and scheme not in ("http", "https"):
         return None  # data:, blob:, ws: ... are not traffic to replay
     method = request.get("method")
     if not isinstance(method, str) or not method:
@@ -191,10 +225,14 @@ def entry_to_recorded(index: int, entry: Any) -> Recorded | None:
     path, query = split_url(url)
     headers = _headers(request.get("headers"), "request.headers")
     body = _post_data(request)
+    response = _response(entry)
+    started_at = _started_at(entry)
+    if "_webSocketMessages" in entry:
+        response = _websocket(entry, response, started_at, limit)
     return Recorded(
         request=Request(method.upper(), path, query, wire_consistent(headers, body), body),
-        response=_response(entry),
-        started_at=_started_at(entry),
+        response=response,
+        started_at=started_at,
         elapsed_ms=_elapsed(entry),
         url=url,
         index=index,
@@ -293,7 +331,7 @@ class _Walker:
             raise Damage("extra data after the HAR object", text.where())
 
 
-def _read_entries(path: str, text: JsonText) -> Reader:
+def _read_entries(path: str, text: JsonText, limit: int) -> Reader:
     walker = _Walker(text)
     index = 0
     try:
@@ -301,7 +339,7 @@ def _read_entries(path: str, text: JsonText) -> Reader:
             if isinstance(entry, _Skipped):
                 yield BadEntry(index, entry.reason)
             else:
-                yield from _convert(index, entry)
+                yield from _convert(index, entry, limit)
             index += 1
     except _NotHar as exc:
         raise InputError(f"{path}: not a HAR file ({exc})") from None

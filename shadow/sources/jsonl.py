@@ -1,7 +1,9 @@
 """JSON Lines reader: shadow's own traffic format, one exchange per line.
 
 The format is specified in FORMAT.md next to this module. Blank lines are
-allowed; `index` is the 0-based line number, so "entry 4" is line 5.
+allowed; `index` is the 0-based line number, so "entry 4" is line 5. A line
+with a `"websocket"` field is a WebSocket exchange: its response (the 101)
+answers with that conversation (`_websocket.jsonl_conversation`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from shadow.sources._base import (
     url_for_target,
     wire_consistent,
 )
+from shadow.sources._websocket import jsonl_conversation, websocket_payload
 
 _CHUNK = 1 << 20  # bytes read at a time while passing over a line that is too long
 
@@ -77,7 +80,16 @@ def _response(value: Any) -> Payload | None:
     return Payload(status, wire_consistent(headers, body), body)
 
 
-def line_to_recorded(index: int, obj: Any) -> Recorded:
+def _websocket(obj: dict[str, Any], limit: int) -> Payload:
+    response = obj.get("response")
+    if not isinstance(response, dict) or response.get("status") != 101:
+        raise EntryProblem("websocket needs a response with status 101 (the upgrade)")
+    headers = _headers(response.get("headers"), "response.headers")
+    return websocket_payload(headers, jsonl_conversation(obj["websocket"], limit))
+
+
+def line_to_recorded(index: int, obj: Any, limit: int = MAX_ENTRY_BYTES) -> Recorded:
+    """One line's object as a `Recorded`; `limit`: the most bytes of a message kept."""
     if not isinstance(obj, dict):
         raise EntryProblem("not a JSON object")
     method = obj.get("method")
@@ -93,9 +105,13 @@ def line_to_recorded(index: int, obj: Any) -> Recorded:
     else:
         raise EntryProblem("missing 'url' (or a 'path' starting with '/')")
     body = _body(obj, "")
+    if obj.get("websocket") is None:
+        response = _response(obj.get("response"))
+    else:
+        response = _websocket(obj, limit)
     return Recorded(
         request=Request(method.upper(), path, query, wire_consistent(headers, body), body),
-        response=_response(obj.get("response")),
+        response=response,
         started_at=_number(obj, "timestamp"),
         elapsed_ms=_number(obj, "elapsed_ms"),
         url=url,
@@ -138,7 +154,7 @@ def read(path: str, *, max_entry_bytes: int = MAX_ENTRY_BYTES) -> Reader:
                 yield BadEntry(index, f"not valid JSON: {exc}{cut}", where=where)
                 continue
             try:
-                yield line_to_recorded(index, obj)
+                yield line_to_recorded(index, obj, max_entry_bytes)
             except EntryProblem as exc:
                 yield BadEntry(index, str(exc), where=where)
     finally:

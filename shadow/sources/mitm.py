@@ -7,6 +7,13 @@ content-encoded); headers are decoded as latin-1 like the live addon does.
 export writes it); `elapsed_ms` runs from the end of the request (its start
 when missing) to the end of the response, as the live addon measures it.
 
+A WebSocket flow (`flow.websocket`) answers with its conversation
+(`_websocket.websocket_payload`): messages in order, `t_ms` from the end of the
+101 (the first message when unknown). It ended in an error when nobody closed it
+or the close code is 1006 (the connection broke); what mitmproxy cannot hold
+(a cut message, how our own recordings ended) comes from the flow's metadata
+`shadow-websocket`, written by `MitmWriter`.
+
 Flows are read one at a time: the file is split into its top-level tnetstrings
 here (so that one over `MAX_ENTRY_BYTES` can be read past unparsed, and a flow
 that does not parse does not stop the reading), and mitmproxy's `FlowReader`
@@ -21,10 +28,29 @@ from typing import BinaryIO
 from mitmproxy import http
 from mitmproxy.io import FlowReader
 
+from comparators import envelope
+from comparators.envelope import Conversation, Frame
 from comparators.model import Headers, Payload
 from shadow.errors import InputError
 from shadow.model import Request
-from shadow.sources._base import MAX_ENTRY_BYTES, BadEntry, Reader, Recorded, too_large
+from shadow.sources._base import (
+    MAX_ENTRY_BYTES,
+    BadEntry,
+    EntryProblem,
+    Reader,
+    Recorded,
+    short,
+    too_large,
+)
+from shadow.sources._websocket import (
+    META,
+    capped,
+    check_cut,
+    check_end,
+    marked,
+    t_ms,
+    websocket_payload,
+)
 
 _MAX_DIGITS = 12  # tnetstring's own bound on a length prefix
 
@@ -33,13 +59,18 @@ def _headers(headers: http.Headers) -> Headers:
     return tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in headers.fields)
 
 
-def flow_to_recorded(index: int, flow: http.HTTPFlow) -> Recorded:
+def flow_to_recorded(index: int, flow: http.HTTPFlow, limit: int = MAX_ENTRY_BYTES) -> Recorded:
+    """One HTTP flow as a `Recorded`; EntryProblem when its WebSocket part is malformed."""
     req, resp = flow.request, flow.response
     path, _, query = req.path.partition("?")
     response = None
     elapsed = None
     if resp is not None:
-        response = Payload(resp.status_code, _headers(resp.headers), resp.raw_content or b"")
+        if flow.websocket is not None:
+            conv = websocket_conversation(flow, limit)
+            response = websocket_payload(_headers(resp.headers), conv)
+        else:
+            response = Payload(resp.status_code, _headers(resp.headers), resp.raw_content or b"")
         start = req.timestamp_end or req.timestamp_start
         if resp.timestamp_end and start:
             elapsed = (resp.timestamp_end - start) * 1000
@@ -53,6 +84,45 @@ def flow_to_recorded(index: int, flow: http.HTTPFlow) -> Recorded:
         url=req.pretty_url,
         index=index,
     )
+
+
+def websocket_conversation(flow: http.HTTPFlow, limit: int) -> Conversation:
+    """The conversation of a WebSocket flow (see the module's docstring)."""
+    ws = flow.websocket
+    assert ws is not None
+    messages, more = capped(ws.messages)
+    ended = flow.response.timestamp_end if flow.response is not None else None
+    origin = ended or (messages[0].timestamp if messages else 0.0)
+    frames: list[Frame] = []
+    for m in messages:
+        side = "client" if m.from_client else "server"
+        item = envelope.frame(side, t_ms(m.timestamp, origin), m.content or b"", m.is_text, limit)
+        # mitmproxy's `dropped`: not passed on, so a client's message never reached the server
+        frames.append(marked(item, None, None, not (m.from_client and m.dropped)))
+    by = "" if ws.closed_by_client is None else "client" if ws.closed_by_client else "server"
+    broke = ws.closed_by_client is None or ws.close_code == 1006 or flow.error is not None
+    meta = flow.metadata.get(META, {})
+    if not isinstance(meta, dict):
+        raise EntryProblem(f"metadata {META} is not a dict")
+    _mark_cut(frames, meta.get("cut", []))
+    code, reason, by, how, dropped = check_end(
+        ws.close_code, ws.close_reason or "", meta.get("closed_by", by),
+        meta.get("ended", "error" if broke else "closed"), meta.get("dropped", 0),
+        f"metadata {META}:",
+    )  # fmt: skip
+    return Conversation(envelope.WEBSOCKET, tuple(frames), code, reason, by, how, dropped + more)
+
+
+def _mark_cut(frames: list[Frame], cuts: object) -> None:
+    """Mark the messages our writer kept cut: `cuts` is [[index, size, sha256], ...]."""
+    if not isinstance(cuts, list | tuple):
+        raise EntryProblem(f"metadata {META}: cut {short(cuts)} is not a list")
+    for cut in cuts:
+        if not isinstance(cut, list | tuple) or len(cut) != 3 or not isinstance(cut[0], int):
+            raise EntryProblem(f"metadata {META}: cut {short(cut)} is not [index, size, sha256]")
+        if 0 <= cut[0] < len(frames):  # past the cap: not kept
+            size, digest = check_cut(cut[1], cut[2], f"metadata {META}: message {cut[0]}")
+            frames[cut[0]] = marked(frames[cut[0]], size, digest, frames[cut[0]].sent)
 
 
 def read(path: str, *, max_entry_bytes: int = MAX_ENTRY_BYTES) -> Reader:
@@ -90,7 +160,13 @@ def read(path: str, *, max_entry_bytes: int = MAX_ENTRY_BYTES) -> Reader:
                     flows = []
                 for flow in flows:
                     if isinstance(flow, http.HTTPFlow):
-                        yield flow_to_recorded(index, flow)
+                        try:
+                            item: Recorded | BadEntry = flow_to_recorded(
+                                index, flow, max_entry_bytes
+                            )
+                        except EntryProblem as exc:
+                            item = BadEntry(index, str(exc))
+                        yield item
             index += 1
     finally:
         fh.close()

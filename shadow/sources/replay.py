@@ -16,6 +16,7 @@ shows the same endpoints and verdicts as the live run that made it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fnmatch
 import os
 import random
@@ -25,11 +26,16 @@ from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from comparators.envelope import WEBSOCKET, Conversation
+from comparators.envelope import decode as decode_conversation
+from comparators.errors import DecodeError
 from shadow.config.loader import load_config
 from shadow.config.tls import BackendTls
 from shadow.errors import ConfigError, InputError
 from shadow.model import BackendResponse
 from shadow.pipeline.core import Pipeline, PipelineSettings
+from shadow.pipeline.realtime import is_websocket
+from shadow.pipeline.sender import StreamLimits
 from shadow.sources import Recorded, detect_format, read_traffic
 from shadow.store import outcomes
 from shadow.store.writer import ensure_new_run, reading
@@ -63,6 +69,7 @@ class ReplayOptions:
     run_id: str = ""
     tls: dict[str, BackendTls] = field(default_factory=dict)  # per leg, over the config's
     copy_proxy: str | None = None  # None: the environment's; "": none
+    streams: StreamLimits = field(default_factory=StreamLimits)  # WebSocket and SSE limits
 
 
 @dataclass
@@ -137,6 +144,19 @@ def _selected(
         yield rec
 
 
+async def _talk(pipeline: Pipeline, key: str, rec: Recorded, ts: float, live: bool) -> None:
+    """A recorded WebSocket conversation, replayed (docs/realtime.md)."""
+    resp = rec.response
+    conv = Conversation(WEBSOCKET, closed_by="client", close_code=1000)
+    if resp is not None and resp.stream == WEBSOCKET:
+        try:
+            conv = decode_conversation(resp.body)
+        except DecodeError:
+            pass  # compared as recorded: the recorded answer says what it is
+    recorded = None if live or resp is None else BackendResponse(resp, rec.elapsed_ms)
+    await pipeline.talk(key, rec.request, ts, conv, recorded)
+
+
 def _check(o: ReplayOptions) -> None:
     if not 0 < o.sample <= 1:
         raise ConfigError(f"--sample {o.sample}: expected a fraction in (0, 1]")
@@ -155,8 +175,9 @@ def _run_options(o: ReplayOptions, fmt: str) -> dict[str, Any]:
     options: dict[str, Any] = {
         k: (sorted(v) if isinstance(v, frozenset) else v)
         for k, v in o.__dict__.items()
-        if k not in ("primary_headers", "candidate_headers", "tls")
+        if k not in ("primary_headers", "candidate_headers", "tls", "streams")
     }
+    options["streams"] = dataclasses.asdict(o.streams)
     options["tls"] = {leg: t.options() for leg, t in o.tls.items() if t.options()}
     options["path"] = os.path.abspath(o.path)
     options["fmt"] = fmt
@@ -212,6 +233,7 @@ async def replay(
             options=_run_options(o, fmt),
             tls=o.tls,
             copy_proxy=o.copy_proxy,
+            streams=o.streams,
         )
     )
     await pipeline.start()
@@ -231,7 +253,9 @@ async def replay(
         key = f"{run_id}-{rec.index}"
         ts = rec.started_at or time.time()
         try:
-            if o.primary:
+            if is_websocket(rec.request):
+                await _talk(pipeline, key, rec, ts, bool(o.primary))
+            elif o.primary:
                 await pipeline.exchange(key, rec.request, ts)
             else:
                 assert rec.response is not None

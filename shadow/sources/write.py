@@ -10,6 +10,13 @@ Content-Encoding is written decoded (headers unchanged) and reads back
 decoded without its Content-Encoding and Content-Length headers. Times:
 `startedDateTime` keeps microseconds; an unknown `elapsed_ms` is written as
 `"time": -1` and reads back as None.
+
+A WebSocket exchange (a 101 whose body is a conversation, `_websocket`) is
+written as each format holds one: HAR `_webSocketMessages` (Chrome's, times in
+unix seconds) with our `_webSocketEnd`; the JSON Lines `"websocket"` field
+(FORMAT.md); a mitmproxy flow with `flow.websocket`. The conversation began when
+the 101 came: `elapsed_ms` after `started_at`. It reads back equal, times to
+the microsecond (HAR, mitmproxy: within float precision of unix times).
 """
 
 from __future__ import annotations
@@ -21,13 +28,24 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
 from comparators import DecodeError, decode_body
+from comparators.envelope import Conversation
 from comparators.model import Headers, Payload
 from shadow.errors import InputError
 from shadow.model import Request
+from shadow.sources._websocket import (
+    META,
+    conversation_of,
+    har_websocket,
+    jsonl_websocket,
+    mitm_meta,
+)
+
+if TYPE_CHECKING:
+    from mitmproxy.http import HTTPFlow
 
 
 def _version() -> str:
@@ -131,9 +149,13 @@ def har_entry(
     url: str,
 ) -> dict[str, Any]:
     """One HAR 1.2 entry."""
-    started = datetime.fromtimestamp(started_at, UTC).isoformat(timespec="microseconds")
+    moment = datetime.fromtimestamp(started_at, UTC)
+    started = moment.isoformat(timespec="microseconds")
     wait = elapsed_ms if elapsed_ms is not None and elapsed_ms >= 0 else 0
-    return {
+    conv = conversation_of(response)
+    if conv is not None and response is not None:
+        response = Payload(101, response.headers)  # the conversation goes beside it
+    entry: dict[str, Any] = {
         "startedDateTime": started.replace("+00:00", "Z"),
         "time": elapsed_ms if elapsed_ms is not None else -1,
         "request": _har_request(request, url),
@@ -141,6 +163,10 @@ def har_entry(
         "cache": {},
         "timings": {"send": 0, "wait": wait, "receive": 0},
     }
+    if conv is not None:
+        # Counted from the start as written (to the microsecond), as the reader counts
+        entry.update(har_websocket(conv, moment.timestamp() + wait / 1000))
+    return entry
 
 
 def jsonl_record(
@@ -161,12 +187,15 @@ def jsonl_record(
     out["timestamp"] = started_at
     if elapsed_ms is not None:
         out["elapsed_ms"] = elapsed_ms
+    conv = conversation_of(response)
     if response is not None:
         out["response"] = {
             "status": response.status,
             "headers": [list(h) for h in response.headers],
-            **_body_fields(response.body),
+            **(_body_fields(response.body) if conv is None else {}),
         }
+    if conv is not None:
+        out["websocket"] = jsonl_websocket(conv)
     return out
 
 
@@ -345,8 +374,30 @@ class MitmWriter(TrafficWriter):
                 reason = HTTPStatus(response.status).phrase.encode()
             except ValueError:
                 reason = b""
+            conv = conversation_of(response)
             flow.response = http.Response(
                 b"HTTP/1.1", response.status, reason, http.Headers(_b(response.headers)),
-                response.body, None, started_at, end,
+                response.body if conv is None else b"", None, started_at, end,
             )  # fmt: skip
+            if conv is not None:
+                _add_websocket(flow, conv, end)
         return tnetstring.dumps(flow.get_state())
+
+
+def _add_websocket(flow: HTTPFlow, conv: Conversation, origin: float) -> None:
+    """Give `flow` the conversation, begun at unix time `origin`."""
+    from mitmproxy.websocket import WebSocketData, WebSocketMessage
+    from wsproto.frame_protocol import Opcode
+
+    messages = []
+    for f in conv.frames:
+        opcode = Opcode.BINARY if f.kind == "binary" else Opcode.TEXT
+        message = WebSocketMessage(opcode, f.side == "client", f.raw, dropped=not f.sent)
+        message.timestamp = origin + f.t_ms / 1000  # set apart: mitmproxy takes 0 for "now"
+        messages.append(message)
+    closed_by = {"client": True, "server": False}.get(conv.closed_by)
+    last = origin + (conv.frames[-1].t_ms / 1000 if conv.frames else 0.0)
+    flow.websocket = WebSocketData(
+        messages, closed_by, conv.close_code, conv.close_reason or None, last
+    )
+    flow.metadata[META] = mitm_meta(conv)

@@ -94,6 +94,22 @@ class NoiseRow(NamedTuple):
     cluster_first: bool | None
 
 
+class ConversationRow(NamedTuple):
+    """One row of `conversations`: a WebSocket conversation or event stream compared."""
+
+    exchange_id: str
+    run_id: str
+    kind: str  # websocket | sse
+    client_messages: int  # the client's messages (sent to both)
+    primary_messages: int | None  # the server's messages on each side; None: no answer
+    candidate_messages: int | None
+    primary_ended: str | None  # closed | limit | error
+    candidate_ended: str | None
+    primary_close_code: int | None
+    candidate_close_code: int | None
+    dropped: int  # messages past the cap (either side), counted and not kept
+
+
 class AcceptedRow(NamedTuple):
     """One row of `run_accepted`: an [[accepted]] entry of the config a run started with."""
 
@@ -164,11 +180,13 @@ TABLES: dict[str, type[tuple[object, ...]]] = {
     "noise_differences": NoiseRow,
     "run_accepted": AcceptedRow,
     "events": EventRow,
+    "conversations": ConversationRow,
 }
 
 __all__ = [
     "TABLES",
     "AcceptedRow",
+    "ConversationRow",
     "DifferenceRow",
     "EventRow",
     "ExchangeRow",

@@ -27,6 +27,7 @@ from shadow.errors import ConfigError, StoreError
 from shadow.store import outcomes
 from shadow.store.rows import (
     AcceptedRow,
+    ConversationRow,
     DifferenceRow,
     EventRow,
     ExchangeRow,
@@ -278,6 +279,7 @@ _TABLES: tuple[tuple[str, type[tuple[Any, ...]]], ...] = (
     ("noise_differences", NoiseRow),
     ("run_accepted", AcceptedRow),
     ("events", EventRow),
+    ("conversations", ConversationRow),
 )
 WRITER_MEMORY = "256MB"  # DuckDB's memory limit for the writer's connection
 _ARROW: dict[str, Any] = {}  # table -> Arrow schema, made by the first write
@@ -338,10 +340,12 @@ class StoreWriter:
         exchange_row: ExchangeRow,
         difference_rows: Sequence[DifferenceRow] = (),
         noise_rows: Sequence[NoiseRow] = (),
+        conversation_rows: Sequence[ConversationRow] = (),
     ) -> None:
         self._rows["exchanges"].append(exchange_row)
         self._rows["differences"].extend(difference_rows)
         self._rows["noise_differences"].extend(noise_rows)
+        self._rows["conversations"].extend(conversation_rows)
 
     def add_events(self, rows: Sequence[EventRow]) -> None:
         """Flag changes, rollbacks, notifications (shadow.control), written with the rows."""

@@ -2,6 +2,8 @@
 
 The apps are driven in-process through httpx's ASGI transport (starlette's
 TestClient warns about httpx under this Starlette version, and warnings are errors).
+The real-time routes (Socket.IO, server-sent events) are tested against real uvicorn
+servers on 127.0.0.1 (tests/conftest.py's `serve`), with real clients, no proxy.
 """
 
 from __future__ import annotations
@@ -13,20 +15,25 @@ import json
 import re
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
+import socketio
 from starlette.types import ASGIApp
 
 from examples import store
 from examples.candidate.app import app as candidate_app
 from examples.legacy.app import app as legacy_app
 from examples.legacy.app import to_fixed
+from examples.realtime import drive_realtime, summary_line
 from examples.traffic import SECRET_COOKIE, SECRET_TOKEN, DemoRequest, demo_requests
+from tests.conftest import Server, free_port, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 JS_ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -441,3 +448,218 @@ def test_script_entry_point_imports(which: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "--port" in result.stdout
+
+
+# --------------------------------------------------------------------------------------
+# Real-time routes: Socket.IO on /api/socketio, SSE on /api/process-updates/stream
+# (real uvicorn servers on 127.0.0.1, real clients, no proxy)
+# --------------------------------------------------------------------------------------
+
+STREAM = "/api/process-updates/stream"
+ACK = {"ok": True, "service": "analysis-api"}
+
+
+def _expected_progress(analysis_id: Any) -> list[dict[str, Any]]:
+    """The legacy's progress events for analysis 3 (dataset ds_0038) or an unknown id."""
+    row = store.analysis(int(analysis_id)) if str(analysis_id).isdigit() else None
+    loading = f"Loading dataset {row.dataset_id}" if row else "Loading dataset"
+    steps = [
+        (0, "Queued"),
+        (25, loading),
+        (50, "Crunching events"),
+        (75, "Computing metrics"),
+        (100, "Analysis finished"),
+    ]
+    return [{"analysisId": analysis_id, "progress": p, "message": m} for p, m in steps]
+
+
+@pytest.fixture(scope="module")
+def legacy_server() -> Iterator[Server]:
+    with serve(legacy_app) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def candidate_server() -> Iterator[Server]:
+    with serve(candidate_app) as server:
+        yield server
+
+
+def _talk(url: str, subscribe: Any, timeout: float = 5.0) -> tuple[list[tuple[str, Any]], Any]:
+    """One Socket.IO conversation: the events after `subscribe`, in order, and the
+    `status` ack."""
+
+    async def go() -> tuple[list[tuple[str, Any]], Any]:
+        client = socketio.AsyncClient(reconnection=False)
+        events: list[tuple[str, Any]] = []
+        finished = asyncio.Event()
+
+        def record(name: str) -> None:
+            async def handler(data: Any) -> None:
+                events.append((name, data))
+                if name != "progress":
+                    finished.set()
+
+            client.on(name, handler)
+
+        for name in ("progress", "complete", "error"):
+            record(name)
+        await client.connect(url, transports=["websocket"], socketio_path="api/socketio")
+        try:
+            await client.emit("subscribe", subscribe)
+            await asyncio.wait_for(finished.wait(), timeout)
+            ack = await client.call("status", timeout=timeout)
+        finally:
+            await client.disconnect()
+        return events, ack
+
+    return asyncio.run(go())
+
+
+def test_socketio_legacy_progress_then_complete(legacy_server: Server) -> None:
+    events, ack = _talk(legacy_server.url, {"analysisId": "3"})
+    assert events == [("progress", step) for step in _expected_progress("3")] + [
+        ("complete", {"analysisId": "3", "status": "completed"})
+    ]
+    assert all(type(data["progress"]) is int for name, data in events if name == "progress")
+    assert events[1][1]["message"] == "Loading dataset ds_0038"  # from examples/store.py
+    assert ack == ACK
+
+
+def test_slip_socketio_candidate_progress_string(
+    legacy_server: Server, candidate_server: Server
+) -> None:
+    legacy_events, legacy_ack = _talk(legacy_server.url, {"analysisId": "6"})
+    events, ack = _talk(candidate_server.url, {"analysisId": "6"})
+    assert [data["progress"] for name, data in events if name == "progress"] == [
+        0,
+        25,
+        "50",  # SLIP 12: a string in the third progress event
+        75,
+        100,
+    ]
+    assert events[-1] == ("complete", {"analysisId": "6", "status": "completed"})
+    assert ack == legacy_ack == ACK
+    # everything else is the legacy's conversation
+    third = events[2][1]
+    assert third["progress"] == "50"
+    patched = [*events[:2], ("progress", {**third, "progress": 50}), *events[3:]]
+    assert patched == legacy_events
+
+
+@pytest.mark.parametrize("which", ["legacy", "candidate"])
+def test_socketio_subscribe_without_analysis_id(
+    which: str, legacy_server: Server, candidate_server: Server
+) -> None:
+    server = legacy_server if which == "legacy" else candidate_server
+    events, ack = _talk(server.url, {"id": 3})
+    assert events == [("error", {"error": "analysisId is required"})]
+    assert ack == ACK
+
+
+def test_socketio_second_legacy_instance_agrees(legacy_server: Server) -> None:
+    with serve(_load_fresh_legacy().app) as secondary:
+        assert _talk(legacy_server.url, {"analysisId": 9}) == _talk(
+            secondary.url, {"analysisId": 9}
+        )
+    events, _ = _talk(legacy_server.url, {"analysisId": 9})
+    assert events[0] == ("progress", {"analysisId": 9, "progress": 0, "message": "Queued"})
+
+
+def _read_stream(
+    url: str, analysis_id: str = "3", headers: dict[str, str] | None = None
+) -> tuple[httpx.Response, list[tuple[str, Any, float]], float]:
+    """GET the SSE stream: the response, (event, data, seconds since the request) per
+    event, and the seconds until the stream ended."""
+
+    async def go() -> tuple[httpx.Response, list[tuple[str, Any, float]], float]:
+        events: list[tuple[str, Any, float]] = []
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            start = time.monotonic()
+            async with client.stream(
+                "GET", STREAM, params={"analysisId": analysis_id}, headers=headers
+            ) as response:
+                event, data = "message", ""
+                async for line in response.aiter_lines():
+                    if line.startswith("event: "):
+                        event = line[len("event: ") :]
+                    elif line.startswith("data: "):
+                        data = line[len("data: ") :]
+                    elif line == "" and data:
+                        events.append((event, json.loads(data), time.monotonic() - start))
+                        event, data = "message", ""
+            return response, events, time.monotonic() - start
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("which", ["legacy", "candidate"])
+def test_sse_streams_event_by_event(
+    which: str, legacy_server: Server, candidate_server: Server
+) -> None:
+    server = legacy_server if which == "legacy" else candidate_server
+    response, events, total = _read_stream(server.url, headers={"Accept-Encoding": "gzip"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert "content-encoding" not in response.headers  # GZipMiddleware leaves SSE alone
+    assert response.headers["cache-control"] == "no-cache, no-transform"
+    progress = [(name, data) for name, data, _ in events if name == "progress"]
+    assert progress == [("progress", step) for step in _expected_progress("3")]
+    # 100 ms apart: the first event arrives long before the stream ends (not buffered)
+    first_at = events[0][2]
+    assert total >= 0.35
+    assert first_at < total - 0.2, (first_at, total)
+
+
+def test_sse_legacy_ends_with_done(legacy_server: Server) -> None:
+    _, events, _ = _read_stream(legacy_server.url, "6")
+    assert [name for name, _, _ in events] == ["progress"] * 5 + ["done"]
+    assert events[-1][1] == {"analysisId": "6", "status": "completed"}
+    assert events[-1][2] - events[-2][2] > 0.05  # one more interval before `done`
+
+
+def test_slip_sse_candidate_never_sends_done(
+    legacy_server: Server, candidate_server: Server
+) -> None:
+    _, legacy_events, _ = _read_stream(legacy_server.url, "6")
+    _, events, _ = _read_stream(candidate_server.url, "6")
+    assert [name for name, _, _ in events] == ["progress"] * 5  # SLIP 13: no `done`
+    assert [(n, d) for n, d, _ in events] == [(n, d) for n, d, _ in legacy_events[:-1]]
+
+
+def test_sse_second_legacy_instance_agrees(legacy_server: Server) -> None:
+    with serve(_load_fresh_legacy().app) as secondary:
+        first = [(n, d) for n, d, _ in _read_stream(legacy_server.url, "12")[1]]
+        second = [(n, d) for n, d, _ in _read_stream(secondary.url, "12")[1]]
+    assert first == second and len(first) == 6
+
+
+def test_sse_without_analysis_id_agrees(legacy: Client, candidate: Client) -> None:
+    primary, copy = legacy.get(STREAM), candidate.get(STREAM)
+    assert primary.status_code == copy.status_code == 400
+    assert primary.json() == copy.json() == {"error": "analysisId is required"}
+    assert canonical(primary) == canonical(copy)
+
+
+def test_demo_realtime_driver(legacy_server: Server, candidate_server: Server) -> None:
+    result = asyncio.run(drive_realtime(legacy_server.url, conversations=3, streams=3))
+    assert not result.errors
+    assert [c.analysis_id for c in result.conversations] == ["3", "6", "9"]
+    assert all(c.completed and len(c.progress) == 5 and c.ack == ACK for c in result.conversations)
+    assert all(s.done and len(s.events) == 6 for s in result.streams)
+    assert summary_line(result) == (
+        "3 Socket.IO conversations (3 complete, 15 progress events, 3 acks), "
+        "3 SSE streams (18 events, 3 done)"
+    )
+    candidate_run = asyncio.run(drive_realtime(candidate_server.url, 1, 1))
+    assert not candidate_run.errors and not candidate_run.streams[0].done
+
+
+def test_demo_realtime_driver_tolerates_errors() -> None:
+    port = free_port()  # nothing listens there
+    start = time.monotonic()
+    result = asyncio.run(drive_realtime(f"http://127.0.0.1:{port}", 2, 2, timeout=2.0))
+    assert time.monotonic() - start < 10
+    assert len(result.errors) == 4
+    line = summary_line(result)
+    assert "\n" not in line and "4 errors" in line

@@ -21,11 +21,13 @@ WHERE (CAST(run AS VARCHAR) IS NULL OR run_id = run)
   AND shadow_usable_secondary(secondary_status, secondary_error, primary_status);
 
 -- Differences that secondary evidence can explain: a value that changes (or a keyed list
--- in another order) in the JSON body. Removed, added, retyped fields, the status, headers
+-- in another order) in the JSON body or in a message of a conversation (`$ws...`, `$sse[`).
+-- Removed, added, retyped fields, the status, headers
 -- and whole-body differences are never noise by secondary evidence.
 CREATE OR REPLACE TEMP MACRO shadow_noise_kind(kind, path) AS
 kind IN ('value_changed', 'reordered')
-AND (path = '$' OR starts_with(path, '$.') OR starts_with(path, '$['));
+AND (path = '$' OR starts_with(path, '$.') OR starts_with(path, '$[')
+     OR starts_with(path, '$sse[') OR starts_with(path, '$ws'));
 
 -- Per endpoint, clustered path and kind, over the usable exchanges in scope:
 -- n exchanges; k_s with the change primary-vs-secondary; k_c primary-vs-candidate;

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mitmproxy import exceptions, http
+from mitmproxy import exceptions, flow, http
 from mitmproxy.test import tflow, tutils
 
 from comparators.model import Payload
@@ -340,9 +340,8 @@ def test_hooks_do_nothing_when_disabled_after_configure(
 @pytest.mark.parametrize(
     ("content_type", "streamed"),
     [
-        ("text/event-stream", True),
-        ("text/event-stream; charset=utf-8", True),
         ("application/x-ndjson", True),
+        ("multipart/x-mixed-replace", True),
         ("application/json", False),
     ],
 )
@@ -363,6 +362,39 @@ def test_streamed_answers_pass_through_and_are_skipped(
     assert "not compared" in messages[1][2]
     answer = messages[2][2]
     assert answer.payload.status == 200 and answer.payload.body == b""
+
+
+@pytest.mark.parametrize("content_type", ["text/event-stream", "text/event-stream; charset=utf-8"])
+def test_an_event_stream_passes_through_and_a_copy_is_kept(
+    shadow: Shadow, content_type: str
+) -> None:
+    resp = tutils.tresp(headers=http.Headers(((b"content-type", content_type.encode()),)))
+    f = tflow.tflow(resp=resp)
+    shadow.request(f)
+    shadow.responseheaders(f)
+    tap = f.response.stream  # type: ignore[union-attr]
+    assert callable(tap)
+    chunks = [b"data: 1\n\n", b"event: x\ndata: ", b"2\n\n"]
+    assert [tap(c) for c in chunks] == chunks  # each chunk goes on as it came
+    assert drain(shadow.queue)[-1][0] == "req"  # nothing for the worker until the end
+    assert tap(b"") == b""
+    shadow.response(f)  # after a stream: adds nothing
+    [(kind, key, answer, ended)] = drain(shadow.queue)
+    assert (kind, key, ended) == ("sse", f.id, "closed")
+    assert answer.payload.body == b"".join(chunks) and answer.payload.status == 200
+
+
+def test_a_broken_event_stream_is_compared_as_far_as_it_came(shadow: Shadow) -> None:
+    resp = tutils.tresp(headers=http.Headers(((b"content-type", b"text/event-stream"),)))
+    f = tflow.tflow(resp=resp)
+    shadow.request(f)
+    shadow.responseheaders(f)
+    f.response.stream(b"data: 1\n\n")  # type: ignore[union-attr, operator]
+    f.error = flow.Error("connection reset")
+    shadow.error(f)
+    messages = drain(shadow.queue)
+    assert [m[0] for m in messages] == ["req", "sse"]
+    assert messages[1][2].payload.body == b"data: 1\n\n" and messages[1][3] == "error"
 
 
 def test_streams_pass_through_even_when_shadowing_is_off(ctx_addon: tuple[Any, Shadow]) -> None:
@@ -431,3 +463,15 @@ def test_the_primary_host_comes_from_mitmproxys_reading_of_the_mode(mode: str, h
     from shadow.live.addon import _reverse_host
 
     assert _reverse_host(mode) == host
+
+
+def test_an_event_stream_the_client_left_is_cut_not_broken(shadow: Shadow) -> None:
+    """The client going away is no failure of the primary: compared as far as it came."""
+    resp = tutils.tresp(headers=http.Headers(((b"content-type", b"text/event-stream"),)))
+    f = tflow.tflow(resp=resp)
+    shadow.request(f)
+    shadow.responseheaders(f)
+    f.response.stream(b"data: 1\n\n")  # type: ignore[union-attr, operator]
+    f.error = flow.Error("Client disconnected.")
+    shadow.error(f)
+    assert [m[3] for m in drain(shadow.queue) if m[0] == "sse"] == ["limit"]

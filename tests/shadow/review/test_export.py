@@ -54,6 +54,7 @@ def expected_rows(run: str | None = None) -> dict[str, int]:
         "differences": 2 * differ,
         "noise_differences": sum(i in SECONDARY for i in ids),
         "run_accepted": runs * len(CONFIG["accepted"]),
+        "conversations": 0,  # no WebSocket or event stream in this fixture
         "exchange_outcomes": len(ids),
         "difference_outcomes": 2 * differ,
         "endpoint_outcomes": 1,
@@ -167,6 +168,7 @@ def test_a_version_1_store_is_refused_until_migrated(tmp_path: Path) -> None:
         ("differences", 0),
         ("noise_differences", 0),
         ("run_accepted", 0),
+        ("conversations", 0),
         ("exchange_outcomes", 0),
         ("difference_outcomes", 0),
         ("endpoint_outcomes", 0),

@@ -57,12 +57,14 @@ def _compare_once() -> Iterator[None]:
     in another order reuse its results: the evaluator, writer and reader still run for every
     exchange of every store, and three orders cost little more than one."""
     real = getattr(evaluate_module, "compare", None)
-    seen: dict[tuple[Payload, Payload, Rules], Comparison] = {}
+    seen: dict[tuple[Payload, Payload, Rules, bool], Comparison] = {}
 
-    def compare(primary: Payload, candidate: Payload, rules: Rules) -> Comparison:
-        key = (primary, candidate, rules)
+    def compare(
+        primary: Payload, candidate: Payload, rules: Rules, *, socketio: bool = False
+    ) -> Comparison:
+        key = (primary, candidate, rules, socketio)
         if key not in seen:
-            seen[key] = real(primary, candidate, rules)  # type: ignore[misc]
+            seen[key] = real(primary, candidate, rules, socketio=socketio)  # type: ignore[misc]
         return seen[key]
 
     with pytest.MonkeyPatch.context() as mp:

@@ -1,0 +1,242 @@
+"""Real-time traffic under faults: floods, huge messages, garbage frames, open conversations.
+
+Whatever the candidate does, the client's conversation with the primary is untouched;
+what we hold stays bounded (measured: the peak RSS of the worker); every conversation
+ends as one row, and the run's accounting adds up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.asyncio.client import connect
+
+from shadow.store.writer import reading
+from tests.conftest import Server, run_proxy, serve
+from tests.faults.faultkit import (
+    PeakMemory,
+    RawServer,
+    accounting,
+    find_worker,
+    stop,
+    wait_ready,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of a query on a closed store, with the outcome macros (the one definition)."""
+    with reading(str(db)) as con:
+        return con.execute(sql).fetchall()
+
+
+FLOOD = 10_000  # 100,000: benchmarks/realtime_bench.py --flood (mitmproxy relays ~1,500/s here)
+BIG = 10 * 1024 * 1024
+MiB = 1024 * 1024
+
+
+def ws_app() -> Starlette:
+    """`flood N`: N small messages; `big`: one 10 MB message; `echo X`: X back; `hold`:
+    nothing more (the conversation stays open)."""
+
+    async def talk(ws: WebSocket) -> None:
+        await ws.accept()
+        try:
+            while True:
+                command = await ws.receive_text()
+                if command.startswith("flood "):
+                    for i in range(int(command.split()[1])):
+                        await ws.send_text(f'{{"n": {i}}}')
+                    await ws.send_text('{"done": true}')
+                elif command == "big":
+                    await ws.send_bytes(b"\x01" * BIG)
+                elif command.startswith("echo "):
+                    await ws.send_text(json.dumps({"echo": command[5:]}))
+        except WebSocketDisconnect:
+            pass
+
+    return Starlette(routes=[WebSocketRoute("/ws", talk)])
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[Server]:
+    with serve(ws_app()) as s:
+        yield s
+
+
+def ws(url: str) -> str:
+    return url.replace("http", "ws", 1) + "/ws"
+
+
+async def flood(url: str) -> int:
+    got = 0
+    async with connect(ws(url), proxy=None, max_size=None) as c:
+        await c.send(f"flood {FLOOD}")
+        while True:
+            message = await asyncio.wait_for(c.recv(), 60)
+            got += 1
+            if message == '{"done": true}':
+                return got
+
+
+def test_a_flood_of_messages_is_bounded(backend: Server, tmp_path: Path) -> None:
+    db = tmp_path / "flood.duckdb"
+    with run_proxy(backend.url, backend.url, db, tmp_path) as proxy:
+        worker = find_worker(proxy)
+        wait_ready(db)
+        asyncio.run(echo(proxy.url, 1))  # a conversation first: what any one costs is in
+        peak = PeakMemory(worker)
+        peak.sample()
+        before = peak.worker_peak
+        peak.start()
+        assert asyncio.run(flood(proxy.url)) == FLOOD + 1  # the client got every message
+        stop(proxy)
+        peak.finish()
+    # The copy followed 1000 messages (--stream-messages) and let the rest go: counted.
+    [(kind, client, primary, candidate, p_end, c_end, dropped)] = rows(
+        db,
+        "SELECT kind, client_messages, primary_messages, candidate_messages, primary_ended,"
+        " candidate_ended, dropped FROM conversations ORDER BY primary_messages DESC LIMIT 1",
+    )
+    assert (kind, client, p_end, c_end) == ("websocket", 1, "limit", "limit")
+    assert primary == 999 and candidate == 1000 - 1 and dropped > 0
+    assert rows(db, "SELECT verdict FROM shadow_exchange_outcomes(NULL)") == [("match",)] * 2
+    accounting(db).check(answered=2)
+    # 10,000 messages crossed the worker's side; what it held stayed bounded.
+    assert peak.worker_peak - before < 64 * MiB, (before, peak.worker_peak)
+
+
+async def big(url: str) -> bytes:
+    async with connect(ws(url), proxy=None, max_size=None) as c:
+        await c.send("big")
+        message = await asyncio.wait_for(c.recv(), 60)
+        await c.send("echo after")
+        await asyncio.wait_for(c.recv(), 10)
+        assert isinstance(message, bytes)
+        return message
+
+
+def test_a_10_mb_message_is_compared_by_digest(backend: Server, tmp_path: Path) -> None:
+    db = tmp_path / "big.duckdb"
+    with run_proxy(backend.url, backend.url, db, tmp_path) as proxy:
+        assert asyncio.run(big(proxy.url)) == b"\x01" * BIG  # whole, for the client
+        stop(proxy)
+    assert rows(db, "SELECT verdict FROM shadow_exchange_outcomes(NULL)") == [("match",)]
+    [(body,)] = rows(db, "SELECT primary_body FROM exchanges")
+    if body is not None:  # kept only when a reader may judge it `differ` (bodies="differ")
+        assert hashlib.sha256(b"\x01" * BIG).hexdigest() in body
+    accounting(db).check(answered=1)
+
+
+async def _garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A candidate that accepts the upgrade properly, then sends bytes that are no frame."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    key = next(
+        line.split(b":", 1)[1].strip()
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"sec-websocket-key:")
+    )
+    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    writer.write(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n" + b"\xff\x7fgarbage" * 100
+    )
+    await writer.drain()
+    await asyncio.sleep(2)
+
+
+async def echo(url: str, n: int = 3) -> list[Any]:
+    async with connect(ws(url), proxy=None) as c:
+        out = []
+        for i in range(n):
+            await c.send(f"echo {i}")
+            out.append(json.loads(await asyncio.wait_for(c.recv(), 10)))
+        return out
+
+
+def test_a_candidate_sending_garbage_frames_is_a_candidate_error(
+    backend: Server, tmp_path: Path
+) -> None:
+    db = tmp_path / "garbage.duckdb"
+    with (
+        RawServer(_garbage) as candidate,
+        run_proxy(backend.url, candidate.url, db, tmp_path) as proxy,
+    ):
+        assert asyncio.run(echo(proxy.url)) == [{"echo": str(i)} for i in range(3)]
+        stop(proxy)
+    [(verdict, error)] = rows(
+        db, "SELECT verdict, candidate_error FROM shadow_exchange_outcomes(NULL)"
+    )
+    assert verdict == "candidate_error" and "broke" in error
+    accounting(db).check(answered=1)
+
+
+async def hold(url: str, opened: asyncio.Event, release: asyncio.Event) -> None:
+    async with connect(ws(url), proxy=None) as c:
+        await c.send("echo 1")
+        await c.recv()
+        opened.set()
+        await release.wait()
+
+
+def test_conversations_open_at_shutdown_are_compared_as_far_as_they_got(
+    backend: Server, tmp_path: Path
+) -> None:
+    db = tmp_path / "open.duckdb"
+
+    async def run(proxy: Any) -> None:
+        opened = [asyncio.Event() for _ in range(3)]
+        release = asyncio.Event()
+        tasks = [asyncio.create_task(hold(proxy.url, o, release)) for o in opened]
+        await asyncio.wait_for(asyncio.gather(*(o.wait() for o in opened)), 20)
+        await asyncio.sleep(0.5)  # the copies' messages reach the candidate
+        await asyncio.to_thread(stop, proxy)  # SIGINT while the clients still talk
+        release.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    with run_proxy(backend.url, backend.url, db, tmp_path) as proxy:
+        asyncio.run(run(proxy))
+    found = rows(
+        db,
+        "SELECT o.verdict, c.primary_ended, c.candidate_ended, c.client_messages "
+        "FROM shadow_exchange_outcomes(NULL) o JOIN conversations c USING (exchange_id)",
+    )
+    assert found == [("match", "limit", "limit", 1)] * 3
+    accounting(db).check(answered=3)
+
+
+def test_past_stream_seconds_the_copy_ends_and_the_client_goes_on(
+    backend: Server, tmp_path: Path
+) -> None:
+    db = tmp_path / "seconds.duckdb"
+
+    async def talk(url: str) -> list[Any]:
+        async with connect(ws(url), proxy=None) as c:
+            out = []
+            for i in range(4):
+                await c.send(f"echo {i}")
+                out.append(json.loads(await asyncio.wait_for(c.recv(), 10)))
+                await asyncio.sleep(0.6)
+            return out
+
+    with run_proxy(backend.url, backend.url, db, tmp_path, "--stream-seconds", "1") as proxy:
+        assert asyncio.run(talk(proxy.url)) == [{"echo": str(i)} for i in range(4)]
+        stop(proxy)
+    [(verdict, p_end, c_end, client)] = rows(
+        db,
+        "SELECT o.verdict, c.primary_ended, c.candidate_ended, c.client_messages "
+        "FROM shadow_exchange_outcomes(NULL) o JOIN conversations c USING (exchange_id)",
+    )
+    assert (verdict, p_end, c_end) == ("match", "limit", "limit") and client == 2
+    accounting(db).check(answered=1)
