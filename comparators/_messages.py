@@ -56,6 +56,7 @@ class Message:
     id: str | None = None  # SSE, as sent
     id_key: str | None = None  # SSE, masked
     taken: bool = False  # paired while lining up a channel
+    t_ms: float = 0.0  # when it came (since the conversation began)
 
     def payload(self) -> Payload:
         """The message as a body for `compare_bodies`."""
@@ -115,6 +116,7 @@ class Side:
         self._pending: tuple[sio.Packet, int, int, list[Any]] | None = None
         socketio = socketio and conv.kind == WEBSOCKET
         read = self._socketio if socketio else self._plain
+        self._times: dict[int, float] = {}
         turn = index = -1
         for frame in conv.frames:
             if frame.side == "client":
@@ -122,6 +124,7 @@ class Side:
                 turn += not (socketio and is_noise(frame))
             else:
                 index += 1
+                self._times[index] = frame.t_ms
                 read(frame, index, turn)
         self._flush()
 
@@ -130,6 +133,7 @@ class Side:
         return Counter() if self.normalizing else self.counts
 
     def _add(self, msg: Message, counts: Counter[NoteKey]) -> None:
+        msg.t_ms = self._times.get(msg.index, 0.0)
         if counts and counts is not self.counts:
             msg.counts = counts
             self.counts.update(counts)
@@ -221,10 +225,13 @@ def channels(messages: list[Message]) -> dict[str, list[Message]]:
     return out
 
 
-def tail(messages: list[Message], since: int) -> int:
-    """How many messages at the end came after client message `since`."""
+def tail(messages: list[Message], since: int, after: float | None = None) -> int:
+    """How many messages at the end came after client message `since` (and, with `after`,
+    later than `after` ms into the conversation)."""
     n = 0
     while n < len(messages) and messages[-1 - n].turn >= since:
+        if after is not None and messages[-1 - n].t_ms <= after:
+            break
         n += 1
     return n
 

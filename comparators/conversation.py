@@ -208,6 +208,7 @@ def _compare(a: Conversation, b: Conversation, rules: Rules, socketio: bool) -> 
     limited = "limit" in (a.ended, b.ended)
     if not limited and _ending(a) != _ending(b):
         run.add(Difference(f"{root}.close", Kind.VALUE_CHANGED, _ending(a), _ending(b)))
+    after = _horizon(a, b) if limited else None
     sides = Side(a, rules, socketio), Side(b, rules, socketio)
     ga, gb = (channels(side.messages) for side in sides)
     pairs: list[Pair] = []
@@ -215,12 +216,20 @@ def _compare(a: Conversation, b: Conversation, rules: Rules, socketio: bool) -> 
     for name in dict.fromkeys([*ga, *gb]):
         xs, ys = ga.get(name, []), gb.get(name, [])
         if limited:
-            # We stopped listening: the side that heard less may simply not have
-            # heard the rest yet, so each channel's tail goes as far as the shorter.
-            ta, tb = tail(xs, since), tail(ys, since)
+            # We stopped listening: near that moment the side that heard less may simply
+            # not have heard the rest yet, so each channel's tail goes as far as the
+            # shorter. Only toward a side that stopped at the limit (one that closed heard
+            # all), and only for messages close to the stop (a silent side is no shorter
+            # tail: it missed what came long before it stopped).
+            ta, tb = tail(xs, since, after), tail(ys, since, after)
             keep = min(ta, tb)
-            left_out += ta + tb - 2 * keep
-            xs, ys = xs[: len(xs) - ta + keep], ys[: len(ys) - tb + keep]
+            if ta > tb and b.ended != "limit":
+                keep = ta  # the candidate closed: what it lacks is missing
+            if tb > ta and a.ended != "limit":
+                keep = tb
+            keep_a, keep_b = min(ta, keep), min(tb, keep)
+            left_out += ta - keep_a + tb - keep_b
+            xs, ys = xs[: len(xs) - ta + keep_a], ys[: len(ys) - tb + keep_b]
         found, positional = align(xs, ys)
         pairs += found
         if positional:
@@ -231,6 +240,21 @@ def _compare(a: Conversation, b: Conversation, rules: Rules, socketio: bool) -> 
         run.pair(x, y, moved)
     _finish(run, a, b, sides, limited, left_out)
     return run.result
+
+
+# Messages this close to where a side stopped listening may have come to one side and not
+# yet to the other (the copy runs 50 ms behind; timers and latencies vary).
+STOP_GRACE_MS = 1000.0
+
+
+def _horizon(a: Conversation, b: Conversation) -> float | None:
+    """Where the tolerance at a capture limit starts (ms): STOP_GRACE_MS before the earlier
+    stop of a side that ended at the limit; None when a stop time is unknown (all of the
+    tail is tolerated, as before stop times were recorded)."""
+    stops = [c.t_end_ms for c in (a, b) if c.ended == "limit"]
+    if not stops or any(t is None for t in stops):
+        return None
+    return min(t for t in stops if t is not None) - STOP_GRACE_MS
 
 
 def _order(pair: Pair) -> tuple[int, int]:
@@ -256,8 +280,8 @@ def _finish(
             notes.append(f"{who}: {n} frame(s) not Socket.IO ({why}): compared as plain messages")
     if limited and left_out:
         notes.append(
-            f"{left_out} message(s) after the last client message both sides sent not "
-            "compared (beyond the shorter side, at a capture limit)"
+            f"{left_out} message(s) near where a side stopped at a capture limit not "
+            "compared (beyond the shorter side)"
         )
     if run.more:
         notes.append(f"{run.more} more differing message pair(s) not diffed (max_diffs reached)")

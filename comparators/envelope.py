@@ -14,7 +14,11 @@ per dispatched event (https://html.spec.whatwg.org/multipage/server-sent-events.
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
+import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +78,7 @@ class Conversation:
     closed_by: str = ""  # "client" | "server" | "shadow" (we closed it) | ""
     ended: str = "closed"
     dropped: int = 0
+    t_end_ms: float | None = None  # when it ended (or we stopped listening), since it began
 
     def side(self, side: str) -> list[Frame]:
         return [f for f in self.frames if f.side == side]
@@ -123,6 +128,8 @@ def encode(conv: Conversation) -> bytes:
         doc["closed_by"] = conv.closed_by
     if conv.dropped:
         doc["dropped"] = conv.dropped
+    if conv.t_end_ms is not None:
+        doc["t_end_ms"] = round(conv.t_end_ms, 3)
     return orjson.dumps(doc)
 
 
@@ -157,6 +164,7 @@ def decode(body: bytes) -> Conversation:
             doc.get("closed_by", ""),
             doc.get("ended", "closed"),
             int(doc.get("dropped", 0)),
+            _time(doc.get("t_end_ms")),
         )
     except DecodeError:
         raise
@@ -164,38 +172,63 @@ def decode(body: bytes) -> Conversation:
         raise DecodeError(f"not a conversation: {exc}") from None
 
 
+def _time(value: Any) -> float | None:
+    if value is None:
+        return None
+    t = float(value)
+    if not math.isfinite(t):
+        raise ValueError(f"t_end_ms {value!r} is not a time")
+    return t
+
+
 # -- server-sent events ----------------------------------------------------------------
 
 
-def parse_sse(text: str, max_events: int | None = None) -> tuple[list[Frame], bool]:
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def parse_sse(
+    text: str, max_events: int | None = None, times: Sequence[tuple[int, float]] = ()
+) -> tuple[list[Frame], bool]:
     """The events dispatched by an event stream's text, and whether it was cut.
 
     Follows the WHATWG parsing rules: `data` lines joined with newlines, `event`
     names the type ("message" by default), `id` sets the last event id, comments
     and `retry` are no events; a block without data dispatches nothing; a last
     block without its blank line is not dispatched (the stream ended mid-event).
+    `times`: (bytes of the stream so far, ms) at the end of each chunk as it came
+    (the text's UTF-8 bytes): each event gets the time of the chunk that ended it.
     """
     frames: list[Frame] = []
     data: list[str] = []
     event = ""
     last_id: str | None = None
-    cut = False
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    if lines and lines[0].startswith("\ufeff"):
-        lines[0] = lines[0][1:]
-    # The text after the last newline is an unfinished line: not part of any event.
-    for line in lines[:-1]:
+    ends = [end for end, _ in times]
+    pos = 1 if text.startswith("\ufeff") else 0
+    offset, counted = 0, 0  # bytes up to text[counted:]
+    for match in _LINE_END.finditer(text):
+        line, start, pos = text[pos : match.start()], pos, match.end()
+        # (the text after the last line end is an unfinished line: no part of any event)
         if not line:
             if data:
                 value = "\n".join(data)
                 size = len(value.encode("utf-8", "surrogatepass"))
+                t_ms = 0.0
+                if times:
+                    offset += len(text[counted:pos].encode("utf-8", "surrogatepass"))
+                    counted = pos
+                    i = bisect.bisect_left(ends, offset)
+                    t_ms = times[min(i, len(times) - 1)][1]
                 frames.append(
-                    Frame("server", 0.0, "event", value, size, event=event or "message", id=last_id)
+                    Frame(
+                        "server", t_ms, "event", value, size, event=event or "message", id=last_id
+                    )
                 )
                 if max_events is not None and len(frames) >= max_events:
                     return frames, True
             data, event = [], ""
             continue
+        del start
         if line.startswith(":"):
             continue
         name, sep, value = line.partition(":")
@@ -207,7 +240,7 @@ def parse_sse(text: str, max_events: int | None = None) -> tuple[list[Frame], bo
             event = value
         elif name == "id" and "\x00" not in value:
             last_id = value
-    return frames, cut
+    return frames, False
 
 
 def sse_conversation(
@@ -216,8 +249,14 @@ def sse_conversation(
     ended: str,
     max_decoded: int,
     max_events: int | None = None,
+    times: Sequence[tuple[int, float]] = (),
+    t_end_ms: float | None = None,
 ) -> Conversation:
-    """An event stream's captured (wire) bytes as a Conversation of its events."""
+    """An event stream's captured (wire) bytes as a Conversation of its events.
+
+    `times`: (bytes so far, ms since the stream's headers) per chunk as it came, for the
+    events' times (not when the stream was content-encoded); `t_end_ms`: when the
+    capture ended."""
     try:
         body = decode_body(headers, raw, max_decoded)
     except DecodeError as exc:
@@ -227,5 +266,13 @@ def sse_conversation(
     else:
         text = body_text(headers, body) or body.decode("utf-8", "replace")
         reason = ""
-    frames, cut = parse_sse(text, max_events)
-    return Conversation(SSE, tuple(frames), close_reason=reason, ended="limit" if cut else ended)
+        if body is not raw and body != raw:
+            times = ()  # offsets of the decoded text are not those of the wire bytes
+    frames, cut = parse_sse(text, max_events, times)
+    return Conversation(
+        SSE,
+        tuple(frames),
+        close_reason=reason,
+        ended="limit" if cut else ended,
+        t_end_ms=t_end_ms,
+    )

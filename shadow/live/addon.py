@@ -24,7 +24,6 @@ import queue as queue_mod
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,7 +38,7 @@ from shadow.control import fallback
 from shadow.errors import COPIES_LOST, ShadowError
 from shadow.live import options, tls_options
 from shadow.live.cutover import Cutover, bad_gateway, response_from
-from shadow.live.streams import StreamTap, TalkTap
+from shadow.live.streams import StreamDone, StreamTap, TalkTap
 from shadow.model import DEFAULT_MAX_BODY, BackendResponse, Request, Served, capped_payload
 from shadow.pipeline.core import PipelineSettings
 from shadow.pipeline.lag import LoopLag
@@ -796,16 +795,16 @@ class Shadow:
         self._put(("skip", flow.id, f"streamed answer ({mtype}): passed through, not compared"))
         self._put(("resp", flow.id, _answer(flow, b"", resp.timestamp_start)))  # not timed
 
-    def _stream_done(self, flow: http.HTTPFlow) -> Callable[[bytes, str], None]:
+    def _stream_done(self, flow: http.HTTPFlow) -> StreamDone:
         """What to do with the primary's event stream once its copy ends."""
         key = flow.id
         assert flow.response is not None
         headers_at = flow.response.timestamp_start
         lag = self._primary_lag(flow)
 
-        def done(raw: bytes, ended: str) -> None:
+        def done(raw: bytes, ended: str, times: list[tuple[int, float]], t_end: float) -> None:
             answer = _answer(flow, raw, headers_at, len(raw) + 1, lag)  # timed to its headers
-            self._put(("sse", key, answer, ended))
+            self._put(("sse", key, answer, ended, times, t_end))
 
         return done
 

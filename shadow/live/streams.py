@@ -22,19 +22,23 @@ from typing import Any
 from shadow.pipeline.sender import StreamLimits
 
 Put = Callable[[tuple[Any, ...]], None]
+# What becomes of a stream's copy: (bytes, how it ended, chunk times, when it ended in ms).
+StreamDone = Callable[[bytes, str, list[tuple[int, float]], float], None]
+MAX_TIMES = 100_000  # chunk times kept per stream; later events take the last one's
 
 
 class StreamTap:
     """Passes an event stream's chunks through and keeps a bounded copy (see module)."""
 
-    def __init__(
-        self, limits: StreamLimits, max_body: int, done: Callable[[bytes, str], None]
-    ) -> None:
+    def __init__(self, limits: StreamLimits, max_body: int, done: StreamDone) -> None:
         self._limits = limits
         self._max = max_body
-        self._done: Callable[[bytes, str], None] | None = done
+        self._done: StreamDone | None = done
         self._kept = bytearray()
         self._events = 0
+        self._t0 = time.monotonic()
+        # (bytes kept so far, ms) per chunk: the events' times (bounded: see MAX_TIMES)
+        self._times: list[tuple[int, float]] = []
         self._timer: asyncio.TimerHandle | None = None
         try:
             loop = asyncio.get_running_loop()
@@ -49,6 +53,8 @@ class StreamTap:
                 self.finish("closed")
             else:
                 self._kept += chunk[: max(0, self._max - len(self._kept))]
+                if len(self._times) < MAX_TIMES:
+                    self._times.append((len(self._kept), (time.monotonic() - self._t0) * 1000))
                 self._events += chunk.count(b"\n\n") + chunk.count(b"\r\n\r\n")
                 full = len(self._kept) >= self._max or self._events >= self._limits.messages
                 if full or time.monotonic() >= self._stop:
@@ -61,8 +67,9 @@ class StreamTap:
         if self._timer is not None:
             self._timer.cancel()
         if done is not None:
-            done(bytes(self._kept), ended)
-            self._kept = bytearray()
+            t_end = (time.monotonic() - self._t0) * 1000
+            done(bytes(self._kept), ended, self._times, t_end)
+            self._kept, self._times = bytearray(), []
 
 
 @dataclass

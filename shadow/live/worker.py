@@ -13,7 +13,9 @@ The addon puts lists of messages (batches); each message is a tuple:
                                         proxy passed it on, the copy's pace starts there)
     ("resp", key, BackendResponse)      the primary answered or failed
     ("skip", key, reason)               not to be compared (a streamed answer): store as skipped
-    ("sse", key, BackendResponse, ended)  the primary's event stream as captured, how it ended
+    ("sse", key, BackendResponse, ended, times, t_end_ms)
+                                        the primary's event stream as captured, how it
+                                        ended, (bytes, ms) per chunk, when it ended
     ("wsopen", key, BackendResponse, t0)  the primary accepted a WebSocket upgrade (its 101)
     ("ws", key, from_client, text, data, at[, size, sha256])  one message of that conversation
     ("wsend", key, code, reason, by, ended, at)  the conversation (or its copy) ended
@@ -121,7 +123,7 @@ async def _serve(
             elif kind == "wsend":
                 pipeline.on_ws_end(*msg[1:])
             elif kind == "sse":
-                pipeline.on_primary_stream(msg[1], msg[2], msg[3])
+                pipeline.on_primary_stream(*msg[1:])
             elif kind == "stop":
                 stop = True
     if controller is not None:

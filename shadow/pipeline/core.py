@@ -186,6 +186,7 @@ class Pipeline:
         self._digest_only = 0  # answers whose body was let go (memory budget)
         self._pending: dict[str, _Pending] = {}
         self._talks: dict[str, _Talk] = {}  # WebSocket conversations being copied
+        self._streams_stop = asyncio.Event()  # set at close: event streams followed end
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sem = asyncio.Semaphore(settings.concurrency)
         self._waiting = 0
@@ -310,7 +311,9 @@ class Pipeline:
         self.begin_stop()
         assert self._stop_deadline is not None
         deadline = self._stop_deadline
-        for key in list(self._talks):  # conversations still open: compared as far as they got
+        # Conversations and event streams still open: compared as far as they got.
+        self._streams_stop.set()
+        for key in list(self._talks):
             self.on_ws_end(key, None, "", "", "limit")
         live: set[asyncio.Future[Any]] = {
             task
@@ -415,8 +418,18 @@ class Pipeline:
             request = replace(request, body=b"")
         size = _request_size(request)
         talk = skip_reason is None and is_websocket(request)
+        # Each conversation may hold a message being read and its kept messages, each up
+        # to message_bytes: that much of the memory budget is set aside for it.
+        reserve = (len(self._talks) + 1) * 2 * s.streams.message_bytes
         if talk and len(self._talks) >= s.streams.connections:
             skip_reason = f"dropped: {s.streams.connections} WebSocket conversations copied at once"
+            self.counters.dropped += 1
+            talk = False
+        elif talk and self._held + self._buffered + reserve > s.memory_budget:
+            skip_reason = (
+                f"dropped: worker memory budget full ({s.memory_budget} bytes; each "
+                "WebSocket conversation copied sets aside twice --max-body)"
+            )
             self.counters.dropped += 1
             talk = False
         pending = _Pending(request, started_at, endpoint, time.monotonic(), size, skip_reason)
@@ -495,6 +508,7 @@ class Pipeline:
                     s.max_body,
                     self.tls["primary"],
                     s.streams,
+                    self._streams_stop,
                 ),
                 time.monotonic(),
                 late,
@@ -705,20 +719,36 @@ class Pipeline:
         # The primary's connection broke (or was cut by us): the candidate's copy is cut
         # there too, compared as far as both got, not as a closing of its own.
         talk.copy.end(code, reason, by, "limit" if ended == "error" else ended, due)
+        stop = at if at is not None else time.time()
+        t_end = (stop - talk.t0) * 1000 if talk.t0 is not None else None
         conv = Conversation(
-            envelope.WEBSOCKET, tuple(talk.frames), code, reason, by, ended, talk.dropped
+            envelope.WEBSOCKET, tuple(talk.frames), code, reason, by, ended, talk.dropped, t_end
         )
         payload = Payload(
             talk.status, talk.headers, envelope.encode(conv), stream=envelope.WEBSOCKET
         )
         self.on_primary(key, BackendResponse(payload, talk.handshake_ms, lag_ms=talk.lag_ms))
 
-    def on_primary_stream(self, key: str, response: BackendResponse, ended: str) -> None:
-        """The primary's event stream, as captured (wire bytes), ended so: compare it."""
+    def on_primary_stream(
+        self,
+        key: str,
+        response: BackendResponse,
+        ended: str,
+        times: Sequence[tuple[int, float]] = (),
+        t_end_ms: float | None = None,
+    ) -> None:
+        """The primary's event stream, as captured (wire bytes), ended so: compare it.
+        `times`: (bytes so far, ms) per chunk; `t_end_ms`: when the capture ended."""
         p = response.payload
         if p is not None and not p.stream:
             conv = envelope.sse_conversation(
-                p.headers, p.body, ended, DEFAULT_DECODED_LIMIT, self.settings.streams.messages
+                p.headers,
+                p.body,
+                ended,
+                DEFAULT_DECODED_LIMIT,
+                self.settings.streams.messages,
+                times,
+                t_end_ms,
             )
             p = Payload(p.status, p.headers, envelope.encode(conv), stream=envelope.SSE)
             response = replace(response, payload=p)
@@ -744,6 +774,7 @@ class Pipeline:
                     s.max_body,
                     self.tls["primary"],
                     s.streams,
+                    self._streams_stop,
                 ),
                 time.monotonic(),
                 0.0,
@@ -827,6 +858,7 @@ class Pipeline:
                     s.max_body,
                     self.tls["candidate"],
                     s.streams,
+                    self._streams_stop,
                 ),
                 sent,
                 late,
@@ -847,6 +879,7 @@ class Pipeline:
                     s.max_body,
                     self.tls["secondary"],
                     s.streams,
+                    self._streams_stop,
                 )
                 candidate, secondary = await asyncio.gather(to_candidate, to_secondary)
             if key in self._sizes:

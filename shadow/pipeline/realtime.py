@@ -50,7 +50,6 @@ _OWN = frozenset(
 )  # fmt: skip
 SETTLE = 0.2  # seconds without a message after which a closing conversation is done
 CLOSE_GRACE = 2.0  # seconds the backend may take to answer and close after the primary did
-MAX_MESSAGE = 64 * 1024 * 1024  # bytes of one message read at most; larger ones break it
 
 
 def is_websocket(request: Request) -> bool:
@@ -97,6 +96,7 @@ class TalkCopy:
     origin: float | None = field(default=None, init=False)
     shift: float = field(default=0.0, init=False)  # seconds it opened late
     kept: int = field(default=0, init=False)  # bytes of the backend's messages held
+    _gone: bool = field(default=False, init=False)  # a send found the connection closed
 
     def client(self, message: Frame, due: float, data: str | bytes | None = None) -> None:
         """The client sent `message` to the primary: send it at unix time `due`.
@@ -130,7 +130,8 @@ class TalkCopy:
                 open_timeout=self.timeout,
                 ping_interval=None,  # the client's own pings are not ours to add
                 close_timeout=CLOSE_GRACE,
-                max_size=MAX_MESSAGE,
+                # A longer message breaks the copy (a candidate error), never our memory.
+                max_size=self.limits.message_bytes,
                 proxy=proxy_for(url.replace("ws", "http", 1), self.proxy),
                 compression="deflate" if self._deflate() else None,
                 **kwargs,
@@ -156,6 +157,7 @@ class TalkCopy:
             self.shift = max(0.0, time.time() - self.origin)
         reader = asyncio.create_task(self._read(ws, t0))
         closing = await self._talk(ws, t0, reader)
+        t_end = (time.monotonic() - t0) * 1000
         conv = Conversation(
             envelope.WEBSOCKET,
             tuple(sorted(self.frames, key=lambda f: f.t_ms)),
@@ -164,7 +166,16 @@ class TalkCopy:
             closing.by,
             closing.ended,
             self.dropped,
+            t_end,
         )
+        sent_close = getattr(ws.protocol, "close_sent", None)
+        too_big = 1009 in (ws.close_code, getattr(sent_close, "code", None))
+        if closing.ended == "error" and too_big:
+            return BackendResponse.failed(
+                f"sent a WebSocket message over {self.limits.message_bytes} bytes "
+                "(--max-body): not followed further",
+                handshake_ms,
+            )
         if closing.ended == "error":
             return BackendResponse.failed(
                 f"the WebSocket connection broke after {len(self.frames)} messages "
@@ -177,9 +188,10 @@ class TalkCopy:
     def _headers(self) -> tuple[list[tuple[str, str]], list[str]]:
         out = outgoing_headers(self.request, self.base_url, self.mark, self.overrides)
         headers = [(k, v) for k, v in out if k.lower() not in _OWN]
+        # From the headers as sent, so a per-target header can replace a redacted one.
         protocols = [
             p.strip()
-            for k, v in self.request.headers
+            for k, v in out
             if k.lower() == "sec-websocket-protocol"
             for p in v.split(",")
             if p.strip()
@@ -216,6 +228,10 @@ class TalkCopy:
                 break
             due, what, whole = item
             if (wait := due + self.shift - time.time()) > 0:
+                left = deadline - time.monotonic()
+                if wait > left:  # due after the time limit (a replay's long pause): stop
+                    await asyncio.sleep(max(0.0, left))
+                    break
                 await asyncio.sleep(wait)
             if isinstance(what, _Closing):
                 end = what
@@ -228,6 +244,7 @@ class TalkCopy:
                     await ws.send(whole if whole is not None else data)
                 except ConnectionClosed:
                     sent = False
+                    self._gone = True  # closed under us (its reader may not know yet)
             self.frames.append(replace(what, side="client", t_ms=t_ms, sent=sent))
         return await self._close(ws, t0, reader, end)
 
@@ -256,7 +273,9 @@ class TalkCopy:
         self, ws: Any, t0: float, reader: asyncio.Task[None], end: _Closing | None
     ) -> _Closing:
         """Let the backend finish, close like the primary's conversation closed."""
-        if reader.done():  # the backend closed first (or broke the connection)
+        if reader.done() or self._gone:  # the backend closed first (or it broke)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(reader), CLOSE_GRACE)
             rcvd = getattr(ws.protocol, "close_rcvd", None)
             broke = rcvd is None or ws.close_code == 1006
             ended = "error" if broke else "closed"

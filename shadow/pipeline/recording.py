@@ -125,7 +125,8 @@ class RedactingRecorder:
             if response.stream:
                 # A conversation: each message redacted, the whole kept (not cut).
                 resp_headers = r.headers(response.headers)
-                text, _ = conversation_for_review(response.body, len(response.body) * 4 + 1, r)
+                cap = len(response.body) * 4 + 1
+                text, _ = conversation_for_review(response.body, cap, r, keep_binary=True)
                 resp_body = (text or "").encode("utf-8")
             else:
                 resp_headers, resp_body = redact_body(r.headers(response.headers), response.body, r)

@@ -7,6 +7,7 @@ decoded for the reviewer and cut to a size cap, with a flag when cut.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
@@ -101,9 +102,14 @@ def _frame_text(data: str, redactor: Redactor) -> str:
     return redactor.body_text(data, None)
 
 
-def conversation_for_review(body: bytes, cap: int, redactor: Redactor) -> tuple[str | None, bool]:
+def conversation_for_review(
+    body: bytes, cap: int, redactor: Redactor, keep_binary: bool = False
+) -> tuple[str | None, bool]:
     """A conversation (comparators.envelope) with each message redacted, kept whole as JSON:
-    frames past `cap` bytes are left out (and it is marked cut), never cut mid-document."""
+    frames past `cap` bytes are left out (and it is marked cut), never cut mid-document.
+
+    Binary messages keep only their length and digest, unless `keep_binary` (a recording
+    for replay: its client messages must be sent again as they were)."""
     if cap <= 0 or not body:
         return None, False
     try:
@@ -114,6 +120,11 @@ def conversation_for_review(body: bytes, cap: int, redactor: Redactor) -> tuple[
     used = 0
     cut = False
     for f in conv.frames:
+        if f.kind == "binary" and not keep_binary:
+            # Like a binary body: its length and digest, never its bytes (they may hold
+            # anything, secrets included, and no redaction can read them).
+            digest = f.sha256 or hashlib.sha256(f.raw).hexdigest()
+            f = dataclasses.replace(f, data="", cut=True, sha256=digest)
         data = f.data if f.kind == "binary" else _frame_text(f.data, redactor)
         used += len(data) + 80  # the frame's own fields, roughly
         if used > cap:
@@ -305,6 +316,11 @@ def difference_rows(
             p, c = (REDACTED if v is not None else None for v in (p, c))
         elif d.path == "$body":
             p, c = (redactor.body_text(v) if isinstance(v, str) else v for v in (p, c))
+        elif d.path.startswith(("$ws", "$sse")):
+            # A whole message as text (Socket.IO framing, STOMP, XML...): redacted as the
+            # stored conversation's messages are; values inside one: as JSON values.
+            p, c = (_frame_text(v, redactor) if isinstance(v, str) else redactor.value(v)
+                    for v in (p, c))  # fmt: skip
         else:
             # Objects and lists may hold secret members below the path, strings URLs.
             p, c = (redactor.value(v) for v in (p, c))

@@ -45,7 +45,16 @@ _QUOTED = f'"{REDACTED}"'
 # Header names secret in any case (the word rules below find them too; the list is
 # public, for readers who want the obvious ones by name).
 SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"}
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "api-key",
+        # Browsers cannot set headers on a WebSocket: tokens travel as a "subprotocol".
+        "sec-websocket-protocol",
+    }
 )
 
 # --- names -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ decoded by the same comparator code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import ssl
 import time
@@ -30,6 +31,7 @@ from shadow.model import DEFAULT_MAX_BODY, BackendResponse, BodyBuffer, Request
 
 MARK_HEADER = "x-shadow-copy"
 SSE_TYPE = "text/event-stream"
+MAX_CHUNK_TIMES = 100_000  # chunk times kept per followed stream (the events' times)
 
 
 @dataclass(frozen=True)
@@ -295,13 +297,15 @@ class Sender:
         max_body: int = DEFAULT_MAX_BODY,
         tls: BackendTls = PLAIN,
         limits: StreamLimits | None = None,
+        stop: asyncio.Event | None = None,
     ) -> BackendResponse:
         """Send `request` to `base_url`; errors and timeouts become a failed response.
 
         The answer's body is held up to `max_body` bytes; a longer one is cut and
         carries its full length and SHA-256 (memory stays bounded). With `limits`, an
         event stream (`text/event-stream`) is followed for up to `limits.seconds` and
-        `limits.messages` events and comes back as a conversation (`stream="sse"`).
+        `limits.messages` events (or until `stop` is set: the pipeline is closing) and
+        comes back as a conversation (`stream="sse"`).
         """
         url = base_url.rstrip("/") + wire_target(request.target)
         headers: list[tuple[bytes, bytes]] = [
@@ -328,11 +332,22 @@ class Sender:
                     deadline.reschedule(asyncio.get_running_loop().time() + limits.seconds + 2)
                     try:
                         ms = (time.perf_counter() - start) * 1000
-                        raw, ended = await _follow(resp.stream, limits, max_body)  # type: ignore[arg-type]
+                        raw, ended, times, t_end = await _follow(
+                            resp.stream,  # type: ignore[arg-type]
+                            limits,
+                            max_body,
+                            stop,
+                        )
                     finally:
                         await resp.aclose()
                     conv = envelope.sse_conversation(
-                        raw_headers, raw, ended, DEFAULT_DECODED_LIMIT, limits.messages
+                        raw_headers,
+                        raw,
+                        ended,
+                        DEFAULT_DECODED_LIMIT,
+                        limits.messages,
+                        times,
+                        t_end,
                     )
                     body_bytes = envelope.encode(conv)
                     payload = Payload(resp.status_code, raw_headers, body_bytes, stream="sse")
@@ -356,28 +371,51 @@ def _pairs(raw: Sequence[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
 
 
 async def _follow(
-    chunks: AsyncIterator[bytes], limits: StreamLimits, max_body: int
-) -> tuple[bytes, str]:
-    """An event stream's bytes until it ends or a limit (time, events, bytes) is reached;
-    and how it ended: "closed" (by the server), "limit" or "error" (it broke)."""
+    chunks: AsyncIterator[bytes],
+    limits: StreamLimits,
+    max_body: int,
+    stop: asyncio.Event | None = None,
+) -> tuple[bytes, str, list[tuple[int, float]], float]:
+    """An event stream's bytes until it ends, a limit (time, events, bytes) is reached or
+    `stop` is set; how it ended: "closed" (by the server), "limit" or "error" (it broke);
+    (bytes so far, ms) per chunk, and when it ended (ms since its headers)."""
     kept = bytearray()
+    times: list[tuple[int, float]] = []
     events = 0
-    stop = time.monotonic() + limits.seconds
+    t0 = time.monotonic()
+    end = t0 + limits.seconds
     it = aiter(chunks)
-    while True:
-        left = stop - time.monotonic()
-        if left <= 0:
-            return bytes(kept), "limit"
-        try:
-            chunk = await asyncio.wait_for(anext(it), left)
-        except StopAsyncIteration:
-            return bytes(kept), "closed"
-        except TimeoutError:
-            return bytes(kept), "limit"
-        except (httpx.HTTPError, aiohttp.ClientError, OSError):
-            return bytes(kept), "error"
-        kept += chunk[: max(0, max_body - len(kept))]
-        # Roughly (a separator split between chunks is missed): parsing counts exactly.
-        events += chunk.count(b"\n\n") + chunk.count(b"\r\n\r\n")
-        if len(kept) >= max_body or events >= limits.messages:
-            return bytes(kept), "limit"
+    stopped = asyncio.ensure_future(stop.wait()) if stop is not None else None
+
+    def result(ended: str) -> tuple[bytes, str, list[tuple[int, float]], float]:
+        return bytes(kept), ended, times, (time.monotonic() - t0) * 1000
+
+    try:
+        while True:
+            left = end - time.monotonic()
+            if left <= 0 or (stopped is not None and stopped.done()):
+                return result("limit")
+            step = asyncio.ensure_future(anext(it))
+            waiting = {step} if stopped is None else {step, stopped}
+            await asyncio.wait(waiting, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            if not step.done():
+                step.cancel()
+                with contextlib.suppress(BaseException):
+                    await step
+                return result("limit")
+            try:
+                chunk = step.result()
+            except StopAsyncIteration:
+                return result("closed")
+            except (httpx.HTTPError, aiohttp.ClientError, OSError):
+                return result("error")
+            kept += chunk[: max(0, max_body - len(kept))]
+            if len(times) < MAX_CHUNK_TIMES:
+                times.append((len(kept), (time.monotonic() - t0) * 1000))
+            # Roughly (a separator split between chunks is missed): parsing counts exactly.
+            events += chunk.count(b"\n\n") + chunk.count(b"\r\n\r\n")
+            if len(kept) >= max_body or events >= limits.messages:
+                return result("limit")
+    finally:
+        if stopped is not None:
+            stopped.cancel()

@@ -67,9 +67,15 @@ def text_bytes(text: str) -> bytes:
         return text.encode("utf-8", "surrogatepass")
 
 
-def t_ms(moment: float, origin: float) -> float:
+MAX_T_MS = 1e12  # about 31 years: a message time beyond it is no time
+
+
+def t_ms(moment: float, origin: float, what: str = "a message") -> float:
     """Milliseconds from `origin` to `moment` (unix seconds), to the microsecond, never < 0."""
-    return max(0.0, float(round((moment - origin) * 1000, 3)))
+    value = (moment - origin) * 1000
+    if not math.isfinite(value) or value > MAX_T_MS:
+        raise EntryProblem(f"{what}: time {short(moment)} is not within the conversation")
+    return max(0.0, float(round(value, 3)))
 
 
 def marked(item: Frame, size: int | None, sha256: str | None, sent: bool) -> Frame:
@@ -100,8 +106,12 @@ def check_end(
     close_code: Any, close_reason: Any, closed_by: Any, ended: Any, dropped: Any, what: str
 ) -> tuple[int | None, str, str, str, int]:
     """How a conversation ended, as a file states it, checked."""
-    if close_code is not None and (isinstance(close_code, bool) or not isinstance(close_code, int)):
-        raise EntryProblem(f"{what} close code {short(close_code)} is not an integer")
+    if close_code is not None and (
+        isinstance(close_code, bool)
+        or not isinstance(close_code, int)
+        or not 0 <= close_code < 65536
+    ):
+        raise EntryProblem(f"{what} close code {short(close_code)} is not a WebSocket close code")
     if not isinstance(close_reason, str):
         raise EntryProblem(f"{what} close reason {short(close_reason)} is not a string")
     if closed_by not in CLOSED_BY:
@@ -163,8 +173,8 @@ def _jsonl_frame(index: int, item: Any, limit: int) -> Frame:
     if side not in SIDES:
         raise EntryProblem(f"{what}.side {short(side)} is not client or server")
     moment = _number(item.get("t_ms"), f"{what}.t_ms")
-    if moment < 0:
-        raise EntryProblem(f"{what}.t_ms {moment:g} is negative")
+    if not 0 <= moment <= MAX_T_MS:
+        raise EntryProblem(f"{what}.t_ms {moment:g} is not a time within the conversation")
     text, b64 = item.get("text"), item.get("base64")
     if (text is None) == (b64 is None):
         raise EntryProblem(f"{what} needs one of text or base64")
@@ -253,7 +263,8 @@ class _Message:
 
 
 def _har_frame(m: _Message, origin: float, limit: int) -> Frame:
-    built = envelope.frame(m.side, t_ms(m.time, origin), m.data, m.opcode == 1, limit)
+    moment = t_ms(m.time, origin, "_webSocketMessages")
+    built = envelope.frame(m.side, moment, m.data, m.opcode == 1, limit)
     return marked(built, m.size, m.sha256, m.sent)
 
 

@@ -301,7 +301,47 @@ def test_limit_compares_the_tail_up_to_the_shorter_side() -> None:
     assert result.verdict is Verdict.MATCH
     assert "candidate stopped at a capture limit: how it ended is not compared" in result.notes
     assert "candidate: 3 message(s) past the capture limit not kept" in result.notes
-    assert any(n.startswith("2 message(s) after the last client message") for n in result.notes)
+    assert any(n.startswith("2 message(s) near where a side stopped") for n in result.notes)
+
+
+def _timed(t: float, value: Any) -> Frame:
+    return server(value, t)
+
+
+def test_a_silent_side_at_the_limit_is_missing_what_came_long_before() -> None:
+    """Both stopped at the time limit (60 s): the candidate heard nothing after the
+    subscription although the primary's messages came long before: they are missing."""
+    primary = ws(
+        client("go"), *(_timed(1000.0 * i, {"n": i}) for i in range(1, 4)),
+        ended="limit", close_code=None, t_end_ms=60_000.0,
+    )  # fmt: skip
+    candidate = ws(client("go"), ended="limit", close_code=None, t_end_ms=60_050.0)
+    assert [d[:2] for d in diffs(compare(primary, candidate))] == [
+        ("$ws[0]", Kind.REMOVED), ("$ws[1]", Kind.REMOVED), ("$ws[2]", Kind.REMOVED),
+    ]  # fmt: skip
+
+
+def test_near_the_stop_the_shorter_side_is_tolerated() -> None:
+    primary = ws(
+        client("go"), _timed(1000.0, {"n": 1}), _timed(59_900.0, {"n": 2}),
+        ended="limit", close_code=None, t_end_ms=60_000.0,
+    )  # fmt: skip
+    candidate = ws(
+        client("go"), _timed(1050.0, {"n": 1}), ended="limit", close_code=None, t_end_ms=60_050.0
+    )
+    result = compare(primary, candidate)
+    assert result.verdict is Verdict.MATCH
+    assert any(n.startswith("1 message(s) near where a side stopped") for n in result.notes)
+
+
+def test_a_side_that_closed_is_not_a_shorter_tail() -> None:
+    """The primary stopped at the limit, the candidate closed: what it lacks is missing."""
+    primary = ws(
+        client("go"), _timed(59_900.0, {"n": 1}),
+        ended="limit", close_code=None, t_end_ms=60_000.0,
+    )  # fmt: skip
+    candidate = ws(client("go"), close_code=1000, closed_by="server")
+    assert diffs(compare(primary, candidate)) == [("$ws[0]", Kind.REMOVED, {"n": 1}, None)]
 
 
 def test_limit_still_compares_what_both_heard() -> None:

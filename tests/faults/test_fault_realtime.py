@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from starlette.applications import Starlette
-from starlette.routing import WebSocketRoute
+from starlette.responses import StreamingResponse
+from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import connect
 
@@ -127,16 +130,69 @@ async def big(url: str) -> bytes:
         return message
 
 
-def test_a_10_mb_message_is_compared_by_digest(backend: Server, tmp_path: Path) -> None:
+def test_a_10_mb_message_is_a_candidate_error_the_client_never_sees(
+    backend: Server, tmp_path: Path
+) -> None:
+    """The client gets it whole from the primary; the candidate's copy of the conversation
+    stops at the message over --max-body (8 MiB): a candidate error, memory bounded."""
     db = tmp_path / "big.duckdb"
     with run_proxy(backend.url, backend.url, db, tmp_path) as proxy:
         assert asyncio.run(big(proxy.url)) == b"\x01" * BIG  # whole, for the client
         stop(proxy)
-    assert rows(db, "SELECT verdict FROM shadow_exchange_outcomes(NULL)") == [("match",)]
-    [(body,)] = rows(db, "SELECT primary_body FROM exchanges")
-    if body is not None:  # kept only when a reader may judge it `differ` (bodies="differ")
-        assert hashlib.sha256(b"\x01" * BIG).hexdigest() in body
+    [(verdict, error)] = rows(
+        db, "SELECT verdict, candidate_error FROM shadow_exchange_outcomes(NULL)"
+    )
+    assert verdict == "candidate_error"
+    assert f"message over {8 * MiB} bytes (--max-body)" in error
     accounting(db).check(answered=1)
+
+
+def test_event_streams_open_at_shutdown_are_compared_and_do_not_hold_it(
+    tmp_path: Path,
+) -> None:
+    """Streams of a minute, the proxy stopped after a second: compared as far as they got
+    (`limit`), and the stop does not wait for the streams' end."""
+
+    async def slow(request: Any) -> StreamingResponse:
+        async def gen() -> AsyncIterator[bytes]:
+            for i in range(300):
+                yield f"data: {i}\n\n".encode()
+                await asyncio.sleep(0.2)
+
+        return StreamingResponse(gen(), media_type="text/event-stream")
+
+    async def read(url: str, got: list[int]) -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            async with (
+                httpx.AsyncClient(timeout=30, trust_env=False) as client,
+                client.stream("GET", f"{url}/events") as resp,
+            ):
+                async for line in resp.aiter_lines():
+                    if line.startswith("data:"):
+                        got.append(int(line[5:]))
+
+    db = tmp_path / "sse-stop.duckdb"
+    app = Starlette(routes=[Route("/events", slow)])
+    with serve(app) as server, run_proxy(server.url, server.url, db, tmp_path) as proxy:
+
+        async def run() -> float:
+            got: list[list[int]] = [[], []]
+            tasks = [asyncio.create_task(read(proxy.url, g)) for g in got]
+            await asyncio.sleep(1.5)
+            assert all(g for g in got)  # both streams flow
+            seconds = await asyncio.to_thread(stop, proxy)
+            await asyncio.gather(*tasks)
+            return seconds
+
+        seconds = asyncio.run(run())
+    assert seconds < 15, seconds  # not the 30 s drain timeout
+    found = rows(
+        db,
+        "SELECT o.verdict, c.kind, c.primary_ended, c.candidate_ended "
+        "FROM shadow_exchange_outcomes(NULL) o JOIN conversations c USING (exchange_id)",
+    )
+    assert found == [("match", "sse", "limit", "limit")] * 2
+    accounting(db).check(answered=2)
 
 
 async def _garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -178,7 +234,9 @@ def test_a_candidate_sending_garbage_frames_is_a_candidate_error(
     [(verdict, error)] = rows(
         db, "SELECT verdict, candidate_error FROM shadow_exchange_outcomes(NULL)"
     )
-    assert verdict == "candidate_error" and "broke" in error
+    assert verdict == "candidate_error" and "broke" in error, rows(
+        db, "SELECT candidate_body, candidate_error, notes FROM exchanges"
+    )
     accounting(db).check(answered=1)
 
 

@@ -379,9 +379,11 @@ def test_an_event_stream_passes_through_and_a_copy_is_kept(
     assert drain(shadow.queue)[-1][0] == "req"  # nothing for the worker until the end
     assert tap(b"") == b""
     shadow.response(f)  # after a stream: adds nothing
-    [(kind, key, answer, ended)] = drain(shadow.queue)
+    [(kind, key, answer, ended, times, t_end)] = drain(shadow.queue)
     assert (kind, key, ended) == ("sse", f.id, "closed")
     assert answer.payload.body == b"".join(chunks) and answer.payload.status == 200
+    # each chunk's end (bytes so far) and time: the events' times
+    assert [n for n, _ in times] == [9, 24, 27] and t_end >= times[-1][1] >= 0
 
 
 def test_a_broken_event_stream_is_compared_as_far_as_it_came(shadow: Shadow) -> None:

@@ -147,7 +147,9 @@ def test_talk_tap_time_limit() -> None:
 
 def test_stream_tap_keeps_a_bounded_copy_and_stops_at_its_limits() -> None:
     done: list[tuple[bytes, str]] = []
-    tap = StreamTap(StreamLimits(messages=2), max_body=1000, done=lambda b, e: done.append((b, e)))
+    tap = StreamTap(
+        StreamLimits(messages=2), max_body=1000, done=lambda b, e, *_: done.append((b, e))
+    )
     assert tap(b"data: 1\n\n") == b"data: 1\n\n"
     assert tap(b"data: 2\n\ndata: 3\n\n") == b"data: 2\n\ndata: 3\n\n"  # passed on regardless
     assert done == [(b"data: 1\n\ndata: 2\n\ndata: 3\n\n", "limit")]
@@ -155,12 +157,14 @@ def test_stream_tap_keeps_a_bounded_copy_and_stops_at_its_limits() -> None:
     assert len(done) == 1  # handed on once
 
     small: list[tuple[bytes, str]] = []
-    tap = StreamTap(StreamLimits(), max_body=5, done=lambda b, e: small.append((b, e)))
+    tap = StreamTap(StreamLimits(), 5, lambda b, e, *_: small.append((b, e)))
     tap(b"data: long\n\n")
     assert small == [(b"data:", "limit")]
 
     late: list[tuple[bytes, str]] = []
-    tap = StreamTap(StreamLimits(seconds=0.01), max_body=100, done=lambda b, e: late.append((b, e)))
+    tap = StreamTap(
+        StreamLimits(seconds=0.01), max_body=100, done=lambda b, e, *_: late.append((b, e))
+    )
     time.sleep(0.02)
     tap(b"data: 1\n\n")  # no event loop here: the time is checked per chunk
     assert late == [(b"data: 1\n\n", "limit")]

@@ -317,6 +317,16 @@ def message(**changes: Any) -> list[dict[str, Any]]:
         (message(_size=3), {}, "_webSocketMessages[0] sha256 None is not a hex SHA-256"),
         ([], {"_webSocketEnd": {"closedBy": "moon"}}, "_webSocketEnd: closed by 'moon'"),
         ([], {"_webSocketEnd": []}, "_webSocketEnd is not an object"),
+        (
+            [],
+            {"_webSocketEnd": {"closeCode": 10**30, "closedBy": "client", "ended": "closed"}},
+            "_webSocketEnd: close code 1000000000000000000000000000000 is not a WebSocket close",
+        ),
+        (
+            [*message(time=1e308), *message(time=-1e308)],
+            {},
+            "_webSocketMessages: time",
+        ),
     ],
 )
 def test_malformed_websocket_messages_are_bad_entries(
@@ -400,7 +410,8 @@ def frames(**changes: Any) -> dict[str, Any]:
         (jsonl_line([]), "websocket is not an object"),
         (jsonl_line({"frames": {}}), "websocket.frames is not a list"),
         (jsonl_line(frames(side="proxy")), "websocket.frames[0].side 'proxy' is not client or"),
-        (jsonl_line(frames(t_ms=-1)), "websocket.frames[0].t_ms -1 is negative"),
+        (jsonl_line(frames(t_ms=-1)), "websocket.frames[0].t_ms -1 is not a time within"),
+        (jsonl_line(frames(t_ms=1e300)), "websocket.frames[0].t_ms 1e+300 is not a time"),
         (jsonl_line(frames(t_ms="0")), "websocket.frames[0].t_ms '0' is not a number"),
         (jsonl_line(frames(base64="")), "websocket.frames[0] needs one of text or base64"),
         (jsonl_line(frames(size=3)), "websocket.frames[0] sha256 None is not a hex SHA-256"),
