@@ -222,14 +222,12 @@ def _compare(a: Conversation, b: Conversation, rules: Rules, socketio: bool) -> 
             # all), and only for messages close to the stop (a silent side is no shorter
             # tail: it missed what came long before it stopped).
             ta, tb = tail(xs, since, after), tail(ys, since, after)
-            keep = min(ta, tb)
-            if ta > tb and b.ended != "limit":
-                keep = ta  # the candidate closed: what it lacks is missing
-            if tb > ta and a.ended != "limit":
-                keep = tb
-            keep_a, keep_b = min(ta, keep), min(tb, keep)
-            left_out += ta - keep_a + tb - keep_b
-            xs, ys = xs[: len(xs) - ta + keep_a], ys[: len(ys) - tb + keep_b]
+            # What one side has more of, as far as it came close to the stop, is what the
+            # other (that stopped at the limit) may not have heard yet.
+            drop_a = min(ta, max(0, len(xs) - len(ys))) if b.ended == "limit" else 0
+            drop_b = min(tb, max(0, len(ys) - len(xs))) if a.ended == "limit" else 0
+            left_out += drop_a + drop_b
+            xs, ys = xs[: len(xs) - drop_a], ys[: len(ys) - drop_b]
         found, positional = align(xs, ys)
         pairs += found
         if positional:
@@ -248,13 +246,15 @@ STOP_GRACE_MS = 1000.0
 
 
 def _horizon(a: Conversation, b: Conversation) -> float | None:
-    """Where the tolerance at a capture limit starts (ms): STOP_GRACE_MS before the earlier
-    stop of a side that ended at the limit; None when a stop time is unknown (all of the
-    tail is tolerated, as before stop times were recorded)."""
+    """Where the tolerance at a capture limit starts (ms): STOP_GRACE_MS (at most a quarter
+    of the capture) before the earlier stop of a side that ended at the limit; None when a
+    stop time is unknown (all of the tail is tolerated, as before stop times were kept)."""
     stops = [c.t_end_ms for c in (a, b) if c.ended == "limit"]
     if not stops or any(t is None for t in stops):
         return None
-    return min(t for t in stops if t is not None) - STOP_GRACE_MS
+    stop = min(t for t in stops if t is not None)
+    # A short capture gets a shorter grace: a quarter of it at most.
+    return stop - min(STOP_GRACE_MS, stop / 4)
 
 
 def _order(pair: Pair) -> tuple[int, int]:

@@ -18,6 +18,7 @@ import bisect
 import hashlib
 import math
 import re
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -243,6 +244,28 @@ def parse_sse(
     return frames, False
 
 
+def _partial(headers: tuple[tuple[str, str], ...], raw: bytes, limit: int) -> bytes | None:
+    """The start of a gzip or deflate stream that was cut off (as a stream followed up to a
+    limit is), decoded up to `limit` bytes; None for other encodings or no such stream."""
+    encodings = [
+        token.strip().lower()
+        for key, value in headers
+        if key.lower() == "content-encoding"
+        for token in value.split(",")
+        if token.strip()
+    ]
+    if len(encodings) != 1 or encodings[0] not in ("gzip", "x-gzip", "deflate"):
+        return None
+    wbits = 47 if encodings[0] != "deflate" else 15  # gzip (auto header) or zlib
+    try:
+        return zlib.decompressobj(wbits).decompress(raw, limit)
+    except zlib.error:
+        try:  # raw deflate, as some servers send it
+            return zlib.decompressobj(-15).decompress(raw, limit)
+        except zlib.error:
+            return None
+
+
 def sse_conversation(
     headers: tuple[tuple[str, str], ...],
     raw: bytes,
@@ -260,9 +283,12 @@ def sse_conversation(
     try:
         body = decode_body(headers, raw, max_decoded)
     except DecodeError as exc:
-        text = ""
-        ended = "error"
-        reason = str(exc)
+        start = _partial(headers, raw, max_decoded)
+        if start is None:
+            text, ended, reason = "", "error", str(exc)
+        else:  # a compressed stream cut where we stopped listening: what came, decoded
+            text = body_text(headers, start) or start.decode("utf-8", "replace")
+            reason, times = "", ()
     else:
         text = body_text(headers, body) or body.decode("utf-8", "replace")
         reason = ""

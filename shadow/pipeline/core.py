@@ -187,6 +187,7 @@ class Pipeline:
         self._pending: dict[str, _Pending] = {}
         self._talks: dict[str, _Talk] = {}  # WebSocket conversations being copied
         self._streams_stop = asyncio.Event()  # set at close: event streams followed end
+        self._stream_stops: dict[str, asyncio.Event] = {}  # per copy: its stream ends now
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sem = asyncio.Semaphore(settings.concurrency)
         self._waiting = 0
@@ -313,6 +314,8 @@ class Pipeline:
         deadline = self._stop_deadline
         # Conversations and event streams still open: compared as far as they got.
         self._streams_stop.set()
+        for stop in self._stream_stops.values():
+            stop.set()
         for key in list(self._talks):
             self.on_ws_end(key, None, "", "", "limit")
         live: set[asyncio.Future[Any]] = {
@@ -716,9 +719,12 @@ class Pipeline:
         if talk is None:
             return
         due = (at if at is not None else time.time()) + (self.settings.pace or 0.0)
-        # The primary's connection broke (or was cut by us): the candidate's copy is cut
-        # there too, compared as far as both got, not as a closing of its own.
-        talk.copy.end(code, reason, by, "limit" if ended == "error" else ended, due)
+        if ended == "error":
+            # The connection was lost without a close (mostly the client going away): both
+            # sides are compared as far as they got, as when we stop listening.
+            ended, reason = "limit", reason or "connection lost"
+        server_frames = sum(f.side == "server" for f in talk.frames)
+        talk.copy.end(code, reason, by, ended, due, server_frames)
         stop = at if at is not None else time.time()
         t_end = (stop - talk.t0) * 1000 if talk.t0 is not None else None
         conv = Conversation(
@@ -739,6 +745,8 @@ class Pipeline:
     ) -> None:
         """The primary's event stream, as captured (wire bytes), ended so: compare it.
         `times`: (bytes so far, ms) per chunk; `t_end_ms`: when the capture ended."""
+        if ended != "closed" and (stop := self._stream_stops.get(key)) is not None:
+            stop.set()  # the client left (or we stopped): the candidate's copy stops too
         p = response.payload
         if p is not None and not p.stream:
             conv = envelope.sse_conversation(
@@ -825,6 +833,7 @@ class Pipeline:
     def _settle(self, key: str) -> None:
         """`key` is stored (or given up): free what it held, wake whoever waits for it."""
         self._held -= self._sizes.pop(key, 0)
+        self._stream_stops.pop(key, None)
         waiter = self._waiters.pop(key, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -841,6 +850,10 @@ class Pipeline:
         self, key: str, request: Request, paced: float | None = None
     ) -> tuple[BackendResponse, BackendResponse | None]:
         s = self.settings
+        # Set when the primary's event stream ends early, or at close: the copy ends too.
+        stop = self._stream_stops.setdefault(key, asyncio.Event())
+        if self._streams_stop.is_set():
+            stop.set()
         due = await self._pace(paced)
         async with self._slot():
             # Timed from here (sent) to the answer's last byte, as the primary is; what the
@@ -858,7 +871,7 @@ class Pipeline:
                     s.max_body,
                     self.tls["candidate"],
                     s.streams,
-                    self._streams_stop,
+                    stop,
                 ),
                 sent,
                 late,
@@ -879,7 +892,7 @@ class Pipeline:
                     s.max_body,
                     self.tls["secondary"],
                     s.streams,
-                    self._streams_stop,
+                    stop,
                 )
                 candidate, secondary = await asyncio.gather(to_candidate, to_secondary)
             if key in self._sizes:

@@ -71,6 +71,7 @@ class _Closing:
     reason: str
     by: str  # "client" | "server" | "" (broken)
     ended: str  # "closed" | "limit" | "error"
+    expect: int | None = None  # server messages the primary's side had
 
 
 @dataclass
@@ -97,6 +98,7 @@ class TalkCopy:
     shift: float = field(default=0.0, init=False)  # seconds it opened late
     kept: int = field(default=0, init=False)  # bytes of the backend's messages held
     _gone: bool = field(default=False, init=False)  # a send found the connection closed
+    closed_at: float | None = field(default=None, init=False)  # monotonic: the end was due
 
     def client(self, message: Frame, due: float, data: str | bytes | None = None) -> None:
         """The client sent `message` to the primary: send it at unix time `due`.
@@ -105,9 +107,20 @@ class TalkCopy:
         digest of it (past the conversation's byte budget): the backend gets it whole."""
         self._inbox.put_nowait((due, message, data))
 
-    def end(self, code: int | None, reason: str, by: str, ended: str, due: float) -> None:
-        """The primary's conversation ended (`by` whom, how): end this one so at `due`."""
-        self._inbox.put_nowait((due, _Closing(code, reason, by, ended), None))
+    def end(
+        self,
+        code: int | None,
+        reason: str,
+        by: str,
+        ended: str,
+        due: float,
+        expect: int | None = None,
+    ) -> None:
+        """The primary's conversation ended (`by` whom, how): end this one so at `due`.
+
+        `expect`: how many server messages the primary's side had; when the client closed,
+        what comes after `due` counts only until this one has as many."""
+        self._inbox.put_nowait((due, _Closing(code, reason, by, ended, expect), None))
 
     def abort(self) -> None:
         """The primary's conversation never started (refused) or is given up: stop now."""
@@ -228,13 +241,14 @@ class TalkCopy:
                 break
             due, what, whole = item
             if (wait := due + self.shift - time.time()) > 0:
-                left = deadline - time.monotonic()
+                left = deadline - CLOSE_GRACE - time.monotonic()
                 if wait > left:  # due after the time limit (a replay's long pause): stop
                     await asyncio.sleep(max(0.0, left))
                     break
                 await asyncio.sleep(wait)
             if isinstance(what, _Closing):
                 end = what
+                self.closed_at = time.monotonic()
                 break
             t_ms = (time.monotonic() - t0) * 1000
             sent = not reader.done()
@@ -289,7 +303,9 @@ class TalkCopy:
             if reader.done():
                 return _Closing(ws.close_code, ws.close_reason or "", "server", "closed")
         else:
-            await self._settle(reader)
+            await self._settle(reader, end.expect)
+        if end.by == "client" and end.expect is not None:
+            self._after_close(t0, end.expect)
         code = end.code if end.by == "client" and end.code not in (None, 1005, 1006) else 1000
         with contextlib.suppress(Exception):
             await ws.close(code, end.reason if end.by == "client" else "")
@@ -300,13 +316,36 @@ class TalkCopy:
         ended = "limit" if end.ended == "limit" else "closed"
         return _Closing(ws.close_code, ws.close_reason or "", by, ended)
 
-    async def _settle(self, reader: asyncio.Task[None]) -> None:
-        """Wait until the backend has been quiet for SETTLE seconds (at most CLOSE_GRACE)."""
+    async def _settle(self, reader: asyncio.Task[None], expect: int | None = None) -> None:
+        """Wait until the backend has been quiet for SETTLE seconds (at most CLOSE_GRACE), or
+        has sent the `expect` server messages the primary did."""
         stop = time.monotonic() + CLOSE_GRACE
         seen = -1
         while time.monotonic() < stop and not reader.done() and seen != len(self.frames):
+            if expect is not None and self._server_count() >= expect:
+                return
             seen = len(self.frames)
             await asyncio.sleep(SETTLE)
+
+    def _server_count(self) -> int:
+        return sum(f.side == "server" for f in self.frames)
+
+    def _after_close(self, t0: float, expect: int) -> None:
+        """The client closed at `self.closed_at`: what the backend sent after that moment
+        never reached the primary's client either; kept only up to the primary's count
+        (a slower backend's last answers), the rest left out."""
+        if self.closed_at is None:
+            return
+        cut = (self.closed_at - t0) * 1000
+        kept: list[Frame] = []
+        count = 0
+        for f in self.frames:
+            if f.side == "server":
+                if f.t_ms > cut and count >= expect:
+                    continue
+                count += 1
+            kept.append(f)
+        self.frames = kept
 
 
 def _pairs(headers: Any) -> tuple[tuple[str, str], ...]:

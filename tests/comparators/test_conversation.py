@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -543,3 +544,29 @@ def test_removing_one_message_is_one_removed(items: list[Any], data: st.DataObje
     gone = data.draw(st.integers(0, len(frames) - 1))
     result = compare(ws(*frames), ws(*frames[:gone], *frames[gone + 1 :]))
     assert [(d.path, d.kind) for d in result.differences] == [(f"$ws[{gone}]", Kind.REMOVED)]
+
+
+def test_a_candidate_running_late_at_the_time_limit_is_not_missing_its_last_events() -> None:
+    """The same events every 100 ms, the candidate's 300 ms later: at the 2 s limit it has
+    heard 3 fewer; they are the not-yet-heard tail, not missing events."""
+    primary = sse(
+        *(replace(event(i), t_ms=100.0 * i) for i in range(20)),
+        ended="limit", t_end_ms=2000.0,
+    )  # fmt: skip
+    candidate = sse(
+        *(replace(event(i), t_ms=300.0 + 100.0 * i) for i in range(17)),
+        ended="limit", t_end_ms=2000.0,
+    )  # fmt: skip
+    result = compare(primary, candidate)
+    assert result.verdict is Verdict.MATCH
+    assert any(n.startswith("3 message(s) near where a side stopped") for n in result.notes)
+
+
+def test_a_short_capture_still_finds_a_silent_candidate() -> None:
+    primary = sse(
+        *(replace(event(i), t_ms=100.0 * i) for i in range(10)),
+        ended="limit", t_end_ms=1000.0,
+    )  # fmt: skip
+    candidate = sse(ended="limit", t_end_ms=1000.0)
+    removed = [d for d in compare(primary, candidate).differences if d.kind is Kind.REMOVED]
+    assert len(removed) >= 7  # only the last quarter of the capture is tolerated

@@ -97,3 +97,14 @@ def test_any_data_lines_come_back(lines: list[str]) -> None:
     text = "".join(f"data: {line}\n\n" for line in lines)
     events, _ = parse_sse(text)
     assert [e.data for e in events] == lines
+
+
+def test_a_compressed_stream_cut_where_we_stopped_is_read_as_far_as_it_came() -> None:
+    packer = __import__("zlib").compressobj(wbits=31)  # gzip, flushed per event
+    raw = b"".join(
+        packer.compress(f"data: {i}\n\n".encode()) + packer.flush(2) for i in range(5)
+    )  # no gzip trailer: cut off
+    conv = sse_conversation((("content-encoding", "gzip"),), raw, "limit", 1 << 20)
+    assert [e.data for e in conv.frames] == ["0", "1", "2", "3", "4"] and conv.ended == "limit"
+    broken = sse_conversation((("content-encoding", "br"),), b"\x00junk", "closed", 1 << 20)
+    assert broken.frames == () and broken.ended == "error"

@@ -12,6 +12,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,10 @@ def ws_app() -> Starlette:
                     await ws.send_bytes(b"\x01" * BIG)
                 elif command.startswith("echo "):
                     await ws.send_text(json.dumps({"echo": command[5:]}))
+                elif command == "push":  # a tick every 50 ms until the client goes
+                    for i in range(400):
+                        await ws.send_text(json.dumps({"type": "tick", "n": i}))
+                        await asyncio.sleep(0.05)
         except WebSocketDisconnect:
             pass
 
@@ -114,7 +119,10 @@ def test_a_flood_of_messages_is_bounded(backend: Server, tmp_path: Path) -> None
     )
     assert (kind, client, p_end, c_end) == ("websocket", 1, "limit", "limit")
     assert primary == 999 and candidate == 1000 - 1 and dropped > 0
-    assert rows(db, "SELECT verdict FROM shadow_exchange_outcomes(NULL)") == [("match",)] * 2
+    assert rows(db, "SELECT verdict FROM shadow_exchange_outcomes(NULL)") == [("match",)] * 2, (
+        rows(db, "SELECT path, kind, primary_value, candidate_value FROM differences LIMIT 5"),
+        rows(db, "SELECT notes FROM exchanges"),
+    )
     accounting(db).check(answered=2)
     # 10,000 messages crossed the worker's side; what it held stayed bounded.
     assert peak.worker_peak - before < 64 * MiB, (before, peak.worker_peak)
@@ -298,3 +306,31 @@ def test_past_stream_seconds_the_copy_ends_and_the_client_goes_on(
     )
     assert (verdict, p_end, c_end) == ("match", "limit", "limit") and client == 2
     accounting(db).check(answered=1)
+
+
+@pytest.mark.parametrize("how", ["close", "reset"])
+def test_a_client_leaving_a_pushing_server_is_no_difference(
+    backend: Server, tmp_path: Path, how: str
+) -> None:
+    """The server pushes until the client goes: what the candidate pushed after the client
+    had gone (closed, or the connection reset) never reached anyone: no difference."""
+
+    async def talk(url: str) -> int:
+        async with connect(ws(url), proxy=None) as c:
+            await c.send("push")
+            for _ in range(10):
+                await asyncio.wait_for(c.recv(), 10)
+            if how == "reset":
+                c.transport.abort()  # a TCP reset: no closing handshake
+                return 10
+        return 10
+
+    db = tmp_path / f"push-{how}.duckdb"
+    with run_proxy(backend.url, backend.url, db, tmp_path) as proxy:
+        for _ in range(2):
+            asyncio.run(talk(proxy.url))
+        time.sleep(1.0)
+        stop(proxy)
+    assert rows(db, "SELECT verdict FROM shadow_exchange_outcomes(NULL)") == [("match",)] * 2
+    assert rows(db, "SELECT count(*) FROM differences") == [(0,)]
+    accounting(db).check(answered=2)
