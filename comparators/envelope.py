@@ -288,12 +288,14 @@ def sse_conversation(
             text, ended, reason = "", "error", str(exc)
         else:  # a compressed stream cut where we stopped listening: what came, decoded
             text = body_text(headers, start) or start.decode("utf-8", "replace")
-            reason, times = "", ()
+            reason, times, t_end_ms = "", (), None
     else:
         text = body_text(headers, body) or body.decode("utf-8", "replace")
         reason = ""
         if body is not raw and body != raw:
-            times = ()  # offsets of the decoded text are not those of the wire bytes
+            # Offsets of the decoded text are not those of the wire bytes: no event times,
+            # and no stop time either (near a limit, the whole tail is then tolerated).
+            times, t_end_ms = (), None
     frames, cut = parse_sse(text, max_events, times)
     return Conversation(
         SSE,
