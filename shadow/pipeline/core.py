@@ -663,6 +663,11 @@ class Pipeline:
     ) -> None:
         """The primary accepted the upgrade of `key` at unix time `t0` (its 101)."""
         talk = self._talks.get(key)
+        if talk is None:
+            # Not copied (skipped: a limit, the route's mode): stored now, with the 101.
+            if key in self._pending:
+                self.on_primary(key, BackendResponse(Payload(status, headers), handshake_ms))
+            return
         if talk is not None:
             talk.status, talk.headers, talk.handshake_ms = status, headers, handshake_ms
             talk.t0, talk.lag_ms = t0, lag_ms

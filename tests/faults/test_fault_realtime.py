@@ -32,8 +32,10 @@ from tests.faults.faultkit import (
     RawServer,
     accounting,
     find_worker,
+    live_count,
     stop,
     wait_ready,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -333,4 +335,45 @@ def test_a_client_leaving_a_pushing_server_is_no_difference(
         stop(proxy)
     assert rows(db, "SELECT verdict FROM shadow_exchange_outcomes(NULL)") == [("match",)] * 2
     assert rows(db, "SELECT count(*) FROM differences") == [(0,)]
+    accounting(db).check(answered=2)
+
+
+def test_a_conversation_past_the_cap_is_stored_at_once_as_skipped(
+    backend: Server, tmp_path: Path
+) -> None:
+    """--stream-connections 1: a second conversation is not copied; its row (the 101, the
+    reason) is stored right away, not when the proxy stops."""
+    db = tmp_path / "cap.duckdb"
+
+    async def run(url: str) -> None:
+        async with connect(ws(url), proxy=None) as first:
+            await first.send("echo 1")
+            await first.recv()
+            async with connect(ws(url), proxy=None) as second:
+                await second.send("echo 2")
+                assert json.loads(await second.recv()) == {"echo": "2"}
+            found = await asyncio.to_thread(
+                wait_until,
+                lambda: (
+                    live_count(
+                        db,
+                        "SELECT count(*) FROM exchanges WHERE skip_reason "
+                        "LIKE 'dropped: 1 WebSocket%'",
+                    )
+                    == 1
+                ),
+                15,
+            )
+            assert found, "the skipped conversation was not stored while the proxy ran"
+
+    with run_proxy(backend.url, backend.url, db, tmp_path, "--stream-connections", "1") as proxy:
+        wait_ready(db)
+        asyncio.run(run(proxy.url))
+        stop(proxy)
+    assert sorted(
+        rows(db, "SELECT verdict, primary_status FROM shadow_exchange_outcomes(NULL)")
+    ) == [
+        ("match", 101),
+        ("skipped", 101),
+    ]
     accounting(db).check(answered=2)
