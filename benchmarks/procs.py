@@ -58,6 +58,18 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def peak_rss(pid: int) -> int:
+    """Peak resident set size (VmHWM) of process `pid` in bytes (0 if gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 class Procs:
     """Owns every subprocess of a benchmark run; `close()` kills whatever is left."""
 

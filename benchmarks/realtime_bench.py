@@ -39,7 +39,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import report  # noqa: E402
-from benchmarks.procs import Procs, cpu_seconds, descendants, free_port, tool  # noqa: E402
+from benchmarks.procs import Procs, cpu_seconds, descendants, free_port, peak_rss, tool  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "realtime.json"
 WARMUP = 0.3
@@ -94,18 +94,6 @@ def one_slice(url: str, clients: int, per: int, seconds: float) -> float:
         return counts[0] / (time.monotonic() - t0)
 
     return asyncio.run(run())
-
-
-def _rss_peak(pid: int) -> int:
-    """VmHWM of `pid` in bytes (0 when gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def flood(url: str, n: int) -> float:
@@ -220,9 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         floods: dict[str, Any] = {}
         for target in ("mitmdump", "shadow") if args.flood else ():
             pid = pids[target]
-            before = {"proxy": _rss_peak(pid), "worker": sum(map(_rss_peak, descendants(pid)))}
+            before = {"proxy": peak_rss(pid), "worker": sum(map(peak_rss, descendants(pid)))}
             seconds = flood(urls[target], args.flood)
-            after = {"proxy": _rss_peak(pid), "worker": sum(map(_rss_peak, descendants(pid)))}
+            after = {"proxy": peak_rss(pid), "worker": sum(map(peak_rss, descendants(pid)))}
             floods[target] = {
                 "seconds": round(seconds, 1),
                 "rss_peak_growth_mib": {

@@ -497,22 +497,11 @@ class Pipeline:
         self, key: str, url: str, request: Request, paced: float | None = None
     ) -> None:
         """Reverse shadow: the legacy's answer to a request the candidate served."""
-        s = self.settings
         due = await self._pace(paced)
         async with self._slot():
             late = 0.0 if due is None else max(0.0, time.time() - due)
             answer = await self._timed(
-                self.sender.send(
-                    url,
-                    request,
-                    "1",
-                    s.timeout,
-                    s.primary_headers,
-                    s.max_body,
-                    self.tls["primary"],
-                    s.streams,
-                    self._streams_stop,
-                ),
+                self._send("primary", url, request, "1", self._streams_stop),
                 time.monotonic(),
                 late,
             )
@@ -778,17 +767,7 @@ class Pipeline:
         self.on_request(key, request, started_at)
         async with self._sem:
             primary = await self._timed(
-                self.sender.send(
-                    s.primary,
-                    request,
-                    None,
-                    s.timeout,
-                    s.primary_headers,
-                    s.max_body,
-                    self.tls["primary"],
-                    s.streams,
-                    self._streams_stop,
-                ),
+                self._send("primary", s.primary, request, None, self._streams_stop),
                 time.monotonic(),
                 0.0,
             )
@@ -867,19 +846,7 @@ class Pipeline:
             self.late.add(late)
             sent = time.monotonic()
             to_candidate = self._timed(
-                self.sender.send(
-                    s.candidate,
-                    request,
-                    "1",
-                    s.timeout,
-                    s.candidate_headers,
-                    s.max_body,
-                    self.tls["candidate"],
-                    s.streams,
-                    stop,
-                ),
-                sent,
-                late,
+                self._send("candidate", s.candidate, request, "1", stop), sent, late
             )
             if s.secondary is None or request.method.upper() not in SAFE_METHODS:
                 # The secondary is a legacy instance with its own data: an unsafe
@@ -888,22 +855,24 @@ class Pipeline:
             else:
                 # The secondary is a second legacy instance: what differs between it
                 # and the primary is nondeterminism, not migration (noise).
-                to_secondary = self.sender.send(
-                    s.secondary,
-                    request,
-                    "1",
-                    s.timeout,
-                    s.primary_headers,
-                    s.max_body,
-                    self.tls["secondary"],
-                    s.streams,
-                    stop,
-                )
+                to_secondary = self._send("secondary", s.secondary, request, "1", stop)
                 candidate, secondary = await asyncio.gather(to_candidate, to_secondary)
             if key in self._sizes:
                 candidate = self._bounded(key, candidate)
                 secondary = self._bounded(key, secondary) if secondary is not None else None
             return candidate, secondary
+
+    def _send(
+        self, leg: str, url: str, request: Request, mark: str | None, stop: asyncio.Event
+    ) -> Awaitable[BackendResponse]:
+        """`request` to the backend of `leg` at `url`: that leg's header overrides (the
+        legacy's for the secondary) and TLS; bodies cut at max_body, event streams followed
+        within the stream limits or until `stop`."""
+        s = self.settings
+        headers = s.candidate_headers if leg == "candidate" else s.primary_headers
+        return self.sender.send(
+            url, request, mark, s.timeout, headers, s.max_body, self.tls[leg], s.streams, stop
+        )
 
     async def _timed(
         self, answer: Awaitable[BackendResponse], sent: float, late: float

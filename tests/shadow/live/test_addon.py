@@ -386,17 +386,26 @@ def test_an_event_stream_passes_through_and_a_copy_is_kept(
     assert [n for n, _ in times] == [9, 24, 27] and t_end >= times[-1][1] >= 0
 
 
-def test_a_broken_event_stream_is_compared_as_far_as_it_came(shadow: Shadow) -> None:
+@pytest.mark.parametrize(
+    ("error", "ended"),
+    [
+        ("connection reset", "error"),  # the primary broke it
+        ("Client disconnected.", "limit"),  # the client left: no failure of the primary
+    ],
+)
+def test_an_event_stream_ended_early_is_compared_as_far_as_it_came(
+    shadow: Shadow, error: str, ended: str
+) -> None:
     resp = tutils.tresp(headers=http.Headers(((b"content-type", b"text/event-stream"),)))
     f = tflow.tflow(resp=resp)
     shadow.request(f)
     shadow.responseheaders(f)
     f.response.stream(b"data: 1\n\n")  # type: ignore[union-attr, operator]
-    f.error = flow.Error("connection reset")
+    f.error = flow.Error(error)
     shadow.error(f)
     messages = drain(shadow.queue)
     assert [m[0] for m in messages] == ["req", "sse"]
-    assert messages[1][2].payload.body == b"data: 1\n\n" and messages[1][3] == "error"
+    assert messages[1][2].payload.body == b"data: 1\n\n" and messages[1][3] == ended
 
 
 def test_streams_pass_through_even_when_shadowing_is_off(ctx_addon: tuple[Any, Shadow]) -> None:
@@ -465,15 +474,3 @@ def test_the_primary_host_comes_from_mitmproxys_reading_of_the_mode(mode: str, h
     from shadow.live.addon import _reverse_host
 
     assert _reverse_host(mode) == host
-
-
-def test_an_event_stream_the_client_left_is_cut_not_broken(shadow: Shadow) -> None:
-    """The client going away is no failure of the primary: compared as far as it came."""
-    resp = tutils.tresp(headers=http.Headers(((b"content-type", b"text/event-stream"),)))
-    f = tflow.tflow(resp=resp)
-    shadow.request(f)
-    shadow.responseheaders(f)
-    f.response.stream(b"data: 1\n\n")  # type: ignore[union-attr, operator]
-    f.error = flow.Error("Client disconnected.")
-    shadow.error(f)
-    assert [m[3] for m in drain(shadow.queue) if m[0] == "sse"] == ["limit"]
