@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/monitoring_bench.py
 	$(PY) benchmarks/latency_fairness.py
 	$(PY) benchmarks/realtime_bench.py
+	$(PY) benchmarks/pytest_bench.py
 
 soak: $(STAMP)
 	$(PY) benchmarks/soak.py

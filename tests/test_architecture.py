@@ -37,6 +37,12 @@ ALLOWED: dict[str, set[str]] = {
         "shadow.control", "shadow.monitoring",
     },
     "shadow.review": {"comparators", "shadow.base", "shadow.config", "shadow.store"},
+    # the pytest plugin: an application like the CLI, built on the pipeline's evaluate, the
+    # store's writer, the traffic readers, the flag stores and the reports' curl commands
+    "shadow.testing": {
+        "comparators", "shadow.base", "shadow.config", "shadow.store", "shadow.pipeline",
+        "shadow.sources", "shadow.control", "reports",
+    },
     "reports": {"comparators", "shadow.base", "shadow.config", "shadow.store"},
 }  # fmt: skip
 BASE = {"shadow", "shadow.model", "shadow.errors", "shadow.urls"}

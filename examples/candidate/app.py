@@ -148,6 +148,8 @@ class AnalysisOut(CamelModel):
 class StartAnalysisIn(CamelModel):
     name: str = Field(min_length=1)
     dataset_id: str
+    # SLIP 14: an empty list stays empty here; the legacy's `metrics || DEFAULT`-style
+    # fallback replaces it (and the estimate follows). Found by `pytest --shadow-openapi`.
     metrics: list[str] = Field(default_factory=lambda: ["conversionRate", "avgOrderValue"])
     priority: Literal["normal", "high"] = "normal"
 

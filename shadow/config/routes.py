@@ -120,6 +120,10 @@ def _parse_document(text: str, source: str) -> Mapping[str, Any]:
     return doc
 
 
+read_document = _read  # the text of a local OpenAPI file (InputError: one line)
+parse_document = _parse_document  # JSON or YAML text as a mapping (InputError: one line)
+
+
 def _server_prefix(doc: Mapping[str, Any]) -> str:
     """Path part of `servers[0].url` (variables at their defaults) or of `basePath`."""
     servers = doc.get("servers")

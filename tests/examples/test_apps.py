@@ -235,6 +235,15 @@ def test_slip_start_analysis(legacy: Client, candidate: Client) -> None:
     assert canonical(primary, drop) == canonical(copy, drop)  # everything else agrees
 
 
+def test_slip_start_analysis_empty_metrics(legacy: Client, candidate: Client) -> None:
+    # SLIP 14, found by the plugin's differential run (docs/pytest.md), not planted on purpose.
+    body = {"name": "x", "datasetId": "ds_1", "metrics": []}
+    p = legacy.post("/api/start-analysis", body).json()
+    c = candidate.post("/api/start-analysis", body).json()
+    assert p["metrics"] == ["conversionRate", "avgOrderValue"] and c["metrics"] == []
+    assert p["estimatedDurationSec"] != c["estimatedDurationSec"]
+
+
 def test_slip_start_analysis_invalid_body_status(legacy: Client, candidate: Client) -> None:
     body = {"datasetId": "ds_0042"}
     primary = legacy.post("/api/start-analysis", body)

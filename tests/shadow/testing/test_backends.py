@@ -1,0 +1,132 @@
+"""The plugin's backends: base URLs and in-process ASGI / WSGI apps, bounded and faithful."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from shadow.model import Request
+from shadow.testing.backends import Backend, BackendError, asgi, resolve, wsgi
+from tests.conftest import free_port
+
+
+def _echo_asgi(log: list[str]) -> Any:
+    """An ASGI app with a lifespan that answers the request's headers as JSON."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    log.append("startup")
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    log.append("shutdown")
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if scope["path"] == "/boom":
+            raise RuntimeError("the app raised")
+        if scope["path"] == "/big":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"x" * 5000})
+            return
+        answer = {
+            "headers": sorted(k.decode() for k, _ in scope["headers"]),
+            "body": body.decode(),
+            "query": scope["query_string"].decode(),
+            "started": "startup" in log,
+        }
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": json.dumps(answer).encode()})
+
+    return app
+
+
+def _wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("201 Created", [("Content-Type", "text/plain")])
+    return [f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']}".encode()]
+
+
+def test_asgi_app_runs_its_lifespan_and_gets_exactly_the_request_headers() -> None:
+    log: list[str] = []
+    backend = Backend(_echo_asgi(log), "--shadow-candidate")
+    try:
+        req = Request("POST", "/echo", "a=1", (("x-test", "1"), ("host", "ignored")), b"hi")
+        answer = backend.send(req)
+        assert answer.payload is not None and answer.payload.status == 200
+        seen = json.loads(answer.payload.body)
+        # No httpx client defaults (accept-encoding, user-agent...): a replayed request
+        # reaches the backend as recorded.
+        assert seen["headers"] == ["content-length", "host", "x-test"]
+        assert (seen["body"], seen["query"], seen["started"]) == ("hi", "a=1", True)
+    finally:
+        backend.close()
+    assert log == ["startup", "shutdown"]
+
+
+def test_an_app_that_raises_or_answers_too_much_is_bounded_and_never_a_crash() -> None:
+    backend = Backend(asgi(_echo_asgi([])), "--shadow-candidate", max_body=1000)
+    try:
+        failed = backend.send(Request("GET", "/boom"))
+        assert failed.payload is None and failed.error and "the app raised" in failed.error
+        big = backend.send(Request("GET", "/big"))
+        assert big.payload is not None
+        assert len(big.payload.body) == 1000 and big.payload.full_size == 5000
+        assert big.payload.sha256
+    finally:
+        backend.close()
+
+
+def test_wsgi_app_in_process() -> None:
+    backend = Backend(wsgi(_wsgi_app), "--shadow-primary")
+    try:
+        answer = backend.send(Request("GET", "/x/y"))
+        assert answer.payload is not None
+        assert (answer.payload.status, answer.payload.body) == (201, b"GET /x/y")
+    finally:
+        backend.close()
+    # Told apart from ASGI by its signature when not marked
+    assert resolve(_wsgi_app, "x").kind == "wsgi"  # type: ignore[union-attr]
+    assert resolve(_echo_asgi([]), "x").kind == "asgi"  # type: ignore[union-attr]
+
+
+def test_a_url_backend_that_refuses_is_an_error_answer() -> None:
+    backend = Backend(f"http://127.0.0.1:{free_port()}", "--shadow-candidate", timeout=2)
+    try:
+        answer = backend.send(Request("GET", "/"))
+        assert answer.payload is None and answer.error and "refused" in answer.error
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ("ftp://host/x", "only http:// and https://"),
+        ("http://", "has no host"),
+        ("http://127.0.0.1:99999", "bad port"),
+        ("http://127.0.0.1:8000/?a=1", "no query"),
+        ("no_such_module_xyz:app", "cannot import no_such_module_xyz"),
+        ("json:no_such_attr", "has no attribute"),
+        ("json", "expected a URL"),
+        ("json:decoder", "not an application"),
+    ],
+)
+def test_bad_specs_say_what_is_wrong_in_one_line(spec: str, says: str) -> None:
+    with pytest.raises(BackendError) as info:
+        resolve(spec, "--shadow-candidate")
+    assert says in str(info.value) and "\n" not in str(info.value)
