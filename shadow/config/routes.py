@@ -121,6 +121,7 @@ def _parse_document(text: str, source: str) -> Mapping[str, Any]:
 
 
 read_document = _read  # the text of a local OpenAPI file (InputError: one line)
+fetch_document = _fetch  # the text at an http(s) URL (InputError: one line)
 parse_document = _parse_document  # JSON or YAML text as a mapping (InputError: one line)
 
 
@@ -141,6 +142,9 @@ def _server_prefix(doc: Mapping[str, Any]) -> str:
     path = urlsplit(url).path if "://" in url else url.split("?", 1)[0]
     path = path.rstrip("/")
     return "" if not path else path if path.startswith("/") else "/" + path
+
+
+server_prefix = _server_prefix  # the path of servers[0].url ("/v1"), or ""
 
 
 def _openapi_template(path: str) -> str:

@@ -137,7 +137,8 @@ def outgoing_headers(
     for a target, when the recorded one was redacted). `keep_host`: the client's
     own Host goes instead (an ingress in front of the target routes by it).
     """
-    host = urlsplit(base_url).netloc
+    # The target's host and port: never its user info (http://user:pw@host is no Host).
+    host = urlsplit(base_url).netloc.rpartition("@")[2]
     if keep_host:
         host = request.header("host") or request.header(":authority") or host
     replaced = {k.lower() for k, _ in overrides}

@@ -30,8 +30,15 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from shadow.config.tls import BackendTls, client_context
 from shadow.model import DEFAULT_MAX_BODY, BackendResponse, BodyBuffer, Request
-from shadow.pipeline.sender import describe_failure, outgoing_headers, wire_target, wire_value
+from shadow.pipeline.sender import (
+    describe_failure,
+    outgoing_headers,
+    proxy_for,
+    wire_target,
+    wire_value,
+)
 
 T = TypeVar("T")
 LIFESPAN_TIMEOUT = 30.0  # seconds an app's startup or shutdown may take
@@ -83,7 +90,7 @@ def import_app(spec: str) -> Any:
         sys.path.insert(0, here)  # as uvicorn does: `examples.candidate.app:app` from the repo
     try:
         obj: Any = importlib.import_module(module_name)
-    except Exception as exc:  # an app's import may fail any way: say which and why
+    except (Exception, SystemExit) as exc:  # an app's import may fail any way: say why
         raise BackendError(
             f"{spec}: cannot import {module_name}: {type(exc).__name__}: {exc}"
         ) from None
@@ -168,14 +175,23 @@ class _Lifespan:
             await self.app(scope, self._inbox.get, self._events.put)
         except BaseException as exc:  # an app without lifespan support raises: as uvicorn's "auto"
             await self._events.put({"type": "_raised", "error": exc})
+        else:  # or returns at once (`if scope["type"] != "http": return`): no lifespan either
+            await self._events.put({"type": "_returned"})
 
     async def start(self, name: str) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
         await self._inbox.put({"type": "lifespan.startup"})
-        event = await asyncio.wait_for(self._events.get(), LIFESPAN_TIMEOUT)
-        if event["type"] == "_raised":
+        try:
+            event = await asyncio.wait_for(self._events.get(), LIFESPAN_TIMEOUT)
+        except TimeoutError:
+            self.supported = False
+            raise BackendError(
+                f"{name}: the app's startup did not finish within {LIFESPAN_TIMEOUT:.0f} s"
+            ) from None
+        if event["type"] in ("_raised", "_returned"):
             self.supported = False
         elif event["type"] == "lifespan.startup.failed":
+            self.supported = False  # nothing to shut down
             raise BackendError(f"{name}: the app's startup failed: {event.get('message', '')}")
 
     async def stop(self) -> None:
@@ -198,6 +214,7 @@ class Backend:
         timeout: float = 10.0,
         max_body: int = DEFAULT_MAX_BODY,
         headers: tuple[tuple[str, str], ...] = (),
+        tls: BackendTls | None = None,
     ) -> None:
         self.target = resolve(spec, what)
         self.what = what
@@ -210,9 +227,23 @@ class Backend:
         self._sync: httpx.Client | None = None
         # The base URL, or the app's name (what messages and the stored run show).
         self.label = self.target if isinstance(self.target, str) else f"app {self.target.name}"
+        # Every backend is driven from an event loop of its own, so that one deadline
+        # (asyncio.wait_for) bounds a whole answer: httpx's timeouts bound each read only
+        # (a trickling stream never ends), and its WSGI transport has none.
+        self._loop = _Loop()
         if isinstance(self.target, str):
             self.base_url = self.target
-            self._sync = httpx.Client(timeout=timeout, follow_redirects=False)
+            verify: Any = client_context(tls) if tls is not None else True
+            target = self.target
+
+            async def client() -> httpx.AsyncClient:
+                # The environment's proxy as `shadow replay` takes it (never for loopback).
+                return httpx.AsyncClient(
+                    timeout=timeout, verify=verify, trust_env=False, proxy=proxy_for(target)
+                )
+
+            self._async = self._loop.run(client())
+            self.label = _without_password(target)
         elif self.target.kind == "wsgi":
             self.base_url = IN_PROCESS
             self._sync = httpx.Client(
@@ -223,7 +254,7 @@ class Backend:
             self._start_asgi(self.target)
 
     def _start_asgi(self, app: App) -> None:
-        self._loop = _Loop()
+        assert self._loop is not None
         self._lifespan = _Lifespan(app.app)
         try:
             self._loop.run(self._lifespan.start(f"{self.what} {app.name}"), LIFESPAN_TIMEOUT + 5)
@@ -244,19 +275,21 @@ class Backend:
         headers = outgoing_headers(request, self.base_url, None, self.headers)
         url = self.base_url + wire_target(request.target)
         started = time.perf_counter()
+        assert self._loop is not None
         try:
-            if self._async is not None:
-                assert self._loop is not None
-                return self._loop.run(
-                    asyncio.wait_for(self._send_async(request, url, headers), self.timeout),
-                    self.timeout + 5,
-                )
-            return self._send_sync(request, url, headers)
+            work: Awaitable[BackendResponse] = (
+                self._send_async(request, url, headers)
+                if self._async is not None
+                else asyncio.to_thread(self._send_sync, request, url, headers)
+            )
+            return self._loop.run(asyncio.wait_for(work, self.timeout), self.timeout + 5)
         except Exception as exc:  # any failure is the backend's answer, never the test's crash
             ms = (time.perf_counter() - started) * 1000
             return BackendResponse.failed(describe_failure(exc, ms), ms)
 
-    def _send_sync(self, request: Request, url: str, headers: list[tuple[str, str]]) -> Any:
+    def _send_sync(
+        self, request: Request, url: str, headers: list[tuple[str, str]]
+    ) -> BackendResponse:
         assert self._sync is not None
         started = time.perf_counter()
         buf = BodyBuffer(self.max_body)
@@ -304,6 +337,15 @@ class Backend:
                     loop.run(self._lifespan.stop(), LIFESPAN_TIMEOUT + 5)
             loop.close()
         self._async = None
+
+
+def _without_password(url: str) -> str:
+    """`url` with the password of its user info hidden (what messages may show)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username}:[REDACTED]@{host}").geturl()
 
 
 def _only(built: httpx.Request, headers: list[tuple[str, str]]) -> httpx.Request:

@@ -43,7 +43,8 @@ def explain(result: PairResult) -> Explained:
     """The summary line and the table of `result`'s differences."""
     req = result.request
     first, second = result.backends
-    head = f"{req.method} {req.target} ({result.endpoint})"
+    target = shown_target(result)
+    head = f"{req.method} {target} ({result.endpoint})"
     if result.verdict == "candidate_error":
         text = f"{head}: the {second} failed: {result.candidate.error}"
         return Explained(one_line(text), (text,))
@@ -60,10 +61,16 @@ def explain(result: PairResult) -> Explained:
     lines = [f"{head}: {count}, {first} != {second}", *rows(real, marked=False)]
     lines += rows(other, marked=True)
     paths = ", ".join(f"{d.path} ({d.kind})" for d in real)
-    summary = f"{req.method} {req.target} differs: {paths or 'see the report section'}"
+    summary = f"{req.method} {target} differs: {paths or 'see the report section'}"
     if len(summary) > SUMMARY_CHARS:
         summary = summary[: SUMMARY_CHARS - 3] + "..."
     return Explained(one_line(summary), tuple(lines))
+
+
+def shown_target(result: PairResult) -> str:
+    """The request's path and query as stored: redacted (`?access_token=[REDACTED]`)."""
+    row = result.evaluated.row
+    return f"{row.path}?{row.query}" if row.query else row.path
 
 
 def rows(diffs: list[DifferenceRow], marked: bool) -> list[str]:

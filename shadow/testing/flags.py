@@ -13,9 +13,12 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
+import pytest
+
 from shadow.config.control import RouteMode, check_flag_name
 from shadow.config.loader import Config
 from shadow.control.flags import Change, FlagStore, flag_text, open_store
+from shadow.errors import ShadowError
 from shadow.model import BackendResponse, Request
 from shadow.testing.backends import Backend
 
@@ -49,6 +52,10 @@ class Switch:
             raise ValueError("give exactly one of route= (a route template) or flag= (a name)")
         if flag is not None:
             flag = check_flag_name(flag.removeprefix("feature:"))
+        if route is not None and not any(e.pattern.template == route for e in config.endpoints):
+            # A proxy routes by the config's routes: a record for another one changes nothing.
+            known = ", ".join(e.pattern.template for e in config.endpoints) or "none"
+            raise ValueError(f"route {route!r} is not a route of the config (its routes: {known})")
         store = open_store(spec or config.control.flags)
         wait = settle if settle is not None else (ROUTE_SETTLE if route else 0.0)
         return cls(store, config, route, flag, wait)
@@ -127,7 +134,10 @@ class FlagSide:
         self.label = f"{backend.label} with {'candidate' if candidate else 'legacy'}"
 
     def send(self, request: Request) -> BackendResponse:
-        self.switch.set(self.candidate)
+        try:
+            self.switch.set(self.candidate)
+        except ShadowError as exc:  # an unreadable or unreachable store: the test's failure
+            raise pytest.fail.Exception(f"shadow_flag_pair: {exc}", pytrace=False) from None
         return self.backend.send(request)
 
     def close(self) -> None:

@@ -126,7 +126,9 @@ class PairResult:
         ).json()
 
     def __repr__(self) -> str:
-        return f"<PairResult {self.request.method} {self.request.target}: {self.verdict}>"
+        from shadow.testing.explain import shown_target
+
+        return f"<PairResult {self.request.method} {shown_target(self)}: {self.verdict}>"
 
 
 Observer = Callable[[PairResult], None]

@@ -14,7 +14,10 @@ nothing heavy until a shadow option, fixture or item is used.
 
 from __future__ import annotations
 
+import math
+import os
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -113,9 +116,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--shadow-examples",
         dest="shadow_examples",
         type=int,
-        default=100,
+        default=200,
         metavar="N",
-        help="requests generated per operation (default 100)",
+        help="requests generated per operation (default 200)",
     )
     group.addoption(
         "--shadow-timeout",
@@ -148,12 +151,19 @@ def pytest_configure(config: pytest.Config) -> None:
 def _option(config: pytest.Config, name: str) -> Any:
     value = config.getoption(name, None)
     if value in (None, "", []):
-        ini = config.getini(name) if name in _INI else None
+        ini: str = str(config.getini(name) or "") if name in _INI else ""
+        # A file named in the ini file is found beside it, wherever pytest runs.
+        where = config.inipath
+        relative = "://" not in ini and not os.path.isabs(os.path.expanduser(ini))
+        if ini and name in _INI_FILES and where is not None and relative:
+            ini = str(where.parent / ini)
         return ini or None
     return value
 
 
 _INI = {"shadow_primary", "shadow_candidate", "shadow_secondary", "shadow_config", "shadow_flags"}
+_INI_FILES = {"shadow_config", "shadow_flags"}
+MAX_BACKENDS = 32  # backends kept open at once (fixtures may hand over a new app per test)
 
 
 class ShadowState:
@@ -168,11 +178,15 @@ class ShadowState:
         self.openapi: str | None = _option(config, "shadow_openapi")
         self.fmt: str | None = _option(config, "shadow_format")
         self.skip_bad = bool(config.getoption("shadow_skip_bad", False))
-        self.timeout = float(config.getoption("shadow_timeout", 10.0) or 10.0)
-        self.examples = int(config.getoption("shadow_examples", 100) or 100)
+        timeout = config.getoption("shadow_timeout", None)
+        examples = config.getoption("shadow_examples", None)
+        self.timeout = 10.0 if timeout is None else float(timeout)
+        self.examples = 200 if examples is None else int(examples)
+        self.seed = int(config.getoption("shadow_seed", 0) or 0)
         self.run_id = uuid.uuid4().hex[:12]
-        self._backends: dict[tuple[str, int], Backend] = {}
-        self._keep: list[Any] = []  # specs whose id() keys the cache stay alive
+        # Newest last; each entry keeps its spec alive, so that its id() keys it safely.
+        self._backends: OrderedDict[tuple[str, int], tuple[Any, Backend]] = OrderedDict()
+        self._failed: dict[tuple[str, int], tuple[Any, str]] = {}  # specs that did not start
         self._store: SessionStore | None = None
         self._cursors: dict[str, Any] = {}
         self.compared = 0
@@ -201,8 +215,8 @@ class ShadowState:
             self.config  # noqa: B018 - loads (and checks) the config file now
         except ShadowError as exc:
             raise pytest.UsageError(f"shadow: {exc}") from None
-        if self.timeout <= 0:
-            raise pytest.UsageError("shadow: --shadow-timeout must be positive")
+        if not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise pytest.UsageError("shadow: --shadow-timeout must be a positive number of seconds")
         if self.examples < 1:
             raise pytest.UsageError("shadow: --shadow-examples must be at least 1")
         for leg, spec in self.specs.items():
@@ -225,21 +239,28 @@ class ShadowState:
             self.store  # noqa: B018 - a store that cannot be written fails now
 
     @property
+    def config_path(self) -> str | None:
+        return _option(self.pytest_config, "shadow_config")
+
+    @property
     def config(self) -> Config:
         if self._config is None:
             from shadow.config.loader import load_config
 
-            self._config = load_config(_option(self.pytest_config, "shadow_config"))
+            self._config = load_config(self.config_path)
         return self._config
 
     @property
     def store(self) -> SessionStore | None:
         if self.db and self._store is None:
             from shadow.errors import ShadowError
+            from shadow.pipeline.redact import redactor_for
             from shadow.testing.session_store import SessionStore
 
             labels = {leg: _label(spec) for leg, spec in self.specs.items()}
-            options = {"pytest_args": list(self.pytest_config.invocation_params.args)}
+            hide = redactor_for(self.config.redact).text  # a URL's password, a token
+            args = [hide(str(a)) for a in self.pytest_config.invocation_params.args]
+            options = {"pytest_args": args}
             try:
                 self._store = SessionStore(self.db, self.config, self.run_id, labels, options)
             except ShadowError as exc:
@@ -247,16 +268,29 @@ class ShadowState:
         return self._store
 
     def backend(self, leg: str, spec: Any) -> Backend:
-        """The session's backend for `spec` (made once, closed at the session's end)."""
-        from shadow.testing.backends import Backend
+        """The session's backend for `spec`: made once (a failure too: said once, then
+        repeated without trying again), closed at the session's end or when more than
+        MAX_BACKENDS are open (the least recently used first)."""
+        from shadow.testing.backends import Backend, BackendError
 
         key = (leg, id(spec))
+        if key in self._failed:
+            raise BackendError(self._failed[key][1])
         found = self._backends.get(key)
-        if found is None:
-            found = Backend(spec, f"--shadow-{leg}", timeout=self.timeout)
-            self._backends[key] = found
-            self._keep.append(spec)
-        return found
+        if found is not None:
+            self._backends.move_to_end(key)
+            return found[1]
+        try:
+            backend = Backend(spec, f"--shadow-{leg}", timeout=self.timeout,
+                              tls=self.config.tls.get(leg))  # fmt: skip
+        except BackendError as exc:
+            self._failed[key] = (spec, str(exc))
+            raise
+        self._backends[key] = (spec, backend)
+        while len(self._backends) > MAX_BACKENDS:
+            _, (_, oldest) = self._backends.popitem(last=False)
+            oldest.close()
+        return backend
 
     def pair(
         self,
@@ -295,10 +329,10 @@ class ShadowState:
         if store is not None:
             store.add(result)
 
-    def cursor(self) -> Any:
+    def cursor(self, path: str) -> Any:
+        """The forward reader of the traffic file at `path` (one per file)."""
         from shadow.testing.replay_items import Cursor
 
-        path = self.replay[0]
         if path not in self._cursors:
             self._cursors[path] = Cursor(path, self.fmt, self.skip_bad)
         return self._cursors[path]
@@ -310,7 +344,7 @@ class ShadowState:
         self._closed = True
         for cursor in self._cursors.values():
             cursor.close()
-        for backend in self._backends.values():
+        for _, backend in self._backends.values():
             backend.close()
         self._backends.clear()
         if self._store is not None:
@@ -457,7 +491,10 @@ def shadow_flag_pair(
         if spec is None:
             pytest.fail("shadow_flag_pair: no backend (backend=..., or --shadow-candidate)",
                         pytrace=False)  # fmt: skip
-        where = _option(request.config, "shadow_flags") or ""
+        from shadow.config.control import flags_spec
+
+        where = flags_spec(_option(request.config, "shadow_flags") or "", state.config.control,
+                           state.config_path)  # fmt: skip
         try:
             switch = Switch.open(where, state.config, route, flag, settle)
         except (ShadowError, ValueError) as exc:
@@ -473,8 +510,14 @@ def shadow_flag_pair(
         return pair
 
     yield make
-    for switch in switches:
-        switch.restore()
+    problems = []
+    for switch in reversed(switches):  # the last change first: the first state ends in place
+        try:
+            switch.restore()
+        except Exception as exc:  # one store failing must not keep the others as they are
+            problems.append(str(exc))
+    if problems:
+        raise _failed(f"shadow_flag_pair: could not restore the flag store: {problems[0]}")
 
 
 # -- collection -------------------------------------------------------------
@@ -526,12 +569,15 @@ def pytest_collection_modifyitems(
 def pytest_collection_finish(session: pytest.Session) -> None:
     """A test that needs a backend nobody gave is a usage error, said once."""
     state = session.config.stash.get(STATE, None)
-    if state is None:
-        return
+    if state is None or session.config.option.collectonly:
+        return  # listing tests (an IDE's discovery) needs no backend
     for item in session.items:
         names = getattr(item, "fixturenames", ())
-        if "shadow_pair" not in names:
+        if "shadow_pair" not in names or any(item.iter_markers("skip")):
             continue
+        if any(all(m.args) and all(isinstance(a, bool) for a in m.args)
+               for m in item.iter_markers("skipif")):  # fmt: skip
+            continue  # skipped for sure (a `skipif(True)`): its fixtures are never made
         info = getattr(item, "_fixtureinfo", None)
         for leg in ("primary", "candidate"):
             defs = info.name2fixturedefs.get(f"shadow_{leg}") if info is not None else None

@@ -14,10 +14,10 @@ one forward cursor (restarted only when items run out of file order).
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -27,6 +27,8 @@ from shadow.sources import Recorded, read_traffic
 
 if TYPE_CHECKING:
     from shadow.testing.plugin import ShadowState
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,38 @@ class Cursor:
 class ParityFailure(Exception):
     """A replayed or generated exchange that did not match; its text is the failure."""
 
-    def __init__(self, lines: tuple[str, ...] | list[str]) -> None:
+    def __init__(self, lines: tuple[str, ...] | list[str], summary: str = "") -> None:
         super().__init__("\n".join(lines))
         self.lines = tuple(lines)
+        self.summary = summary or (lines[0] if lines else "")
+
+
+@dataclass(frozen=True)
+class _Crash:
+    """Where and what, in one line: pytest's short summary and JUnit's message use it."""
+
+    path: str
+    lineno: int
+    message: str
+
+
+class ParityRepr:
+    """A failure shown as its lines (the differences); summarized by the first one.
+
+    (A plain string would be repeated whole in the short summary on CI, where pytest
+    does not shorten it.)
+    """
+
+    def __init__(self, lines: tuple[str, ...], summary: str, path: str) -> None:
+        self.lines = lines
+        self.reprcrash = _Crash(path, 0, summary)
+
+    def toterminal(self, tw: Any) -> None:
+        for line in self.lines:
+            tw.line(line)
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines)
 
 
 class ShadowItem(pytest.Item):
@@ -83,7 +114,7 @@ class ShadowItem(pytest.Item):
 
     def repr_failure(self, excinfo: Any, style: Any = None) -> Any:
         if isinstance(excinfo.value, ParityFailure):
-            return str(excinfo.value)
+            return ParityRepr(excinfo.value.lines, excinfo.value.summary, str(self.path))
         return super().repr_failure(excinfo, style)
 
 
@@ -97,7 +128,7 @@ class ReplayItem(ShadowItem):
 
     def runtest(self) -> None:
         state = self.state
-        rec = state.cursor().get(self.index)
+        rec = state.cursor(str(self.path)).get(self.index)
         req = rec.request
         from shadow.pipeline.realtime import is_websocket
 
@@ -113,14 +144,26 @@ class ReplayItem(ShadowItem):
             if rec.response is None:
                 pytest.skip("no recorded answer and no --shadow-primary to ask")
             primary = BackendResponse(rec.response, rec.elapsed_ms)
-        pair = state.pair(names=("primary" if state.has_primary else "recorded", "candidate"))
+        pair = backends_or_fail(
+            lambda: state.pair(names=("primary" if state.has_primary else "recorded", "candidate"))
+        )
         result = pair.compare_request(req, primary, rec.started_at or 0.0)
         parity = result.matches()
         if not parity:
-            raise ParityFailure(parity.explained.lines)
+            raise ParityFailure(parity.explained.lines, parity.explained.summary)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return self.path, None, f"{self.route} (entry {self.index})"
+
+
+def backends_or_fail(make: Callable[[], T]) -> T:
+    """`make()`, or this item's failure in one line when a backend cannot start."""
+    from shadow.testing.backends import BackendError
+
+    try:
+        return make()
+    except BackendError as exc:
+        raise pytest.fail.Exception(f"shadow: {exc}", pytrace=False) from None
 
 
 class ReplayFile(pytest.File):

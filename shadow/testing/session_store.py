@@ -56,14 +56,17 @@ class SessionStore:
                 for i, a in enumerate(config.accepted)
             ]
         )
-        self.writer.run_changed(self.run)
-        self.writer.flush()  # a locked or foreign file fails now, before any test runs
+        # The file was checked (created or migrated) by the writer: a foreign or unwritable
+        # file fails now, before any test runs. The run's row is written with its first
+        # exchange: a session that compares nothing (--collect-only) leaves no empty run.
 
     def add(self, result: PairResult) -> None:
         ev = result.evaluated
         self.writer.add(ev.row, ev.differences, ev.noise, ev.conversations)
         self.run.exchanges += 1
         self.run.requests += 1
+        if self.run.exchanges == 1:
+            self.writer.run_changed(self.run)
         if self.writer.pending >= FLUSH_ROWS:
             self.writer.run_changed(self.run)
             self._flush()
@@ -80,6 +83,8 @@ class SessionStore:
             self.writer.release()
 
     def close(self) -> None:
+        if not self.run.exchanges:
+            return
         self.run.ended_at = time.time()
         self.writer.run_changed(self.run)
         self._flush()

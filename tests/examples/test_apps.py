@@ -255,6 +255,14 @@ def test_slip_start_analysis_invalid_body_status(legacy: Client, candidate: Clie
     assert copy.status_code == 422
 
 
+def test_slip_process_results_integral_float_id(legacy: Client, candidate: Client) -> None:
+    # SLIP 15, found by the plugin's differential run: 3.0 is an integer to JSON Schema
+    # (and to JavaScript), but the legacy's check takes only an integer literal.
+    body = {"analysisId": 3.0, "results": [{"metric": "m", "value": 0.5}]}
+    assert legacy.post("/api/process-results", body).status_code == 400
+    assert candidate.post("/api/process-results", body).status_code == 200
+
+
 def test_slip_process_results(legacy: Client, candidate: Client) -> None:
     body = {
         "analysisId": 3,

@@ -130,3 +130,86 @@ def test_bad_specs_say_what_is_wrong_in_one_line(spec: str, says: str) -> None:
     with pytest.raises(BackendError) as info:
         resolve(spec, "--shadow-candidate")
     assert says in str(info.value) and "\n" not in str(info.value)
+
+
+def test_one_deadline_bounds_a_whole_answer_url_and_wsgi() -> None:
+    """httpx's timeouts bound each read: a stream that trickles forever, or a WSGI app
+    that sleeps, must still end at --shadow-timeout as an error answer."""
+    import asyncio
+    import time
+
+    from starlette.applications import Starlette
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    from tests.conftest import serve
+
+    async def forever() -> Any:
+        while True:
+            yield b"data: tick\n\n"
+            await asyncio.sleep(0.2)
+
+    async def trickle(request: Any) -> StreamingResponse:
+        return StreamingResponse(forever(), media_type="text/event-stream")
+
+    def sleepy(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        time.sleep(3)
+        start_response("200 OK", [])
+        return [b"late"]
+
+    with serve(Starlette(routes=[Route("/s", trickle)])) as server:
+        for spec, path in ((server.url, "/s"), (wsgi(sleepy), "/")):
+            backend = Backend(spec, "--shadow-candidate", timeout=0.8)
+            try:
+                started = time.monotonic()
+                answer = backend.send(Request("GET", path))
+                took = time.monotonic() - started
+            finally:
+                backend.close()
+            assert answer.payload is None and answer.error and "timeout" in answer.error
+            assert took < 2.5, took
+
+
+def test_an_app_without_lifespan_support_starts_at_once() -> None:
+    import time
+
+    async def plain(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return  # as many hand-written apps do; uvicorn serves them
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    started = time.monotonic()
+    backend = Backend(plain, "--shadow-candidate")
+    try:
+        answer = backend.send(Request("GET", "/"))
+    finally:
+        backend.close()
+    assert answer.payload is not None and answer.payload.status == 204
+    assert time.monotonic() - started < 5
+
+
+def test_a_failed_startup_is_one_line_and_quick() -> None:
+    import time
+
+    async def failing(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "no database"})
+
+    started = time.monotonic()
+    with pytest.raises(BackendError, match="startup failed: no database"):
+        Backend(failing, "--shadow-candidate")
+    assert time.monotonic() - started < 5
+
+
+def test_a_base_url_password_never_reaches_the_host_header() -> None:
+    from shadow.pipeline.sender import outgoing_headers
+
+    headers = outgoing_headers(Request("GET", "/"), "http://admin:S3CRET@127.0.0.1:9/x", None)
+    assert ("host", "127.0.0.1:9") in headers
+    assert not any("S3CRET" in v for _, v in headers)
+    backend = Backend("http://admin:S3CRET@127.0.0.1:9", "--shadow-candidate")
+    try:
+        assert "S3CRET" not in backend.label
+    finally:
+        backend.close()

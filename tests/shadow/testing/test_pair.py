@@ -127,3 +127,42 @@ def test_event_streams_are_compared_event_by_event() -> None:
     result = ShadowPair(Stream(a), Stream(b), parse_config({})).get("/s")
     assert result.verdict == "differ"
     assert [d.path for d in result.differences] == ["$sse[1]"]
+
+
+def test_a_token_in_the_query_is_never_shown() -> None:
+    result = _pair(Fixed({"a": 1}), Fixed({"a": 2})).get("/x?access_token=SECRETQ&page=2")
+    assert "SECRETQ" not in str(result.matches()) + repr(result.matches()) + repr(result)
+    assert "page=2" in str(result.matches())
+
+
+def test_generated_requests_keep_no_secret_in_their_curl_and_failures_are_one_key() -> None:
+    from shadow.pipeline.redact import redactor_for
+    from shadow.testing.openapi_items import curl, difference_keys
+
+    req = build_request(
+        "POST", "/echo", params={"access_token": "SECRETQ"}, json={"password": "SECRETB"}
+    )
+    text = curl(req, None, "CANDIDATE", redactor_for(parse_config({}).redact))
+    assert "SECRETQ" not in text and "SECRETB" not in text and "[REDACTED]" in text
+    slow = [_pair(Fixed({}), Fixed(error=f"timeout after {ms} ms (x)")).get("/") for ms in (3, 41)]
+    assert (
+        difference_keys(slow[0])
+        == difference_keys(slow[1])
+        == ["candidate failed: timeout after N ms"]
+    )
+    status = _pair(Fixed({"a": 1}), Fixed({"b": 2}, status=404)).get("/")
+    assert difference_keys(status) == ["$status (status)"]
+
+
+def test_integers_without_bounds_are_narrowed_for_half_the_requests() -> None:
+    from shadow.testing.openapi_items import SMALL_INTS, narrowed
+
+    doc = {
+        "a": {"type": "integer"},
+        "b": {"type": "integer", "maximum": 5},
+        "c": [{"type": "string"}],
+    }
+    out = narrowed(doc)
+    assert out["a"] == {"type": "integer", "minimum": 0, "maximum": SMALL_INTS}
+    assert out["b"] == {"type": "integer", "maximum": 5} and out["c"] == doc["c"]
+    assert doc["a"] == {"type": "integer"}  # a copy: the document itself is untouched

@@ -25,6 +25,7 @@ def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
     pytester.path.joinpath("broken.yaml").write_text("openapi: 3.0.0\npaths: [unclosed\n  x: {\n")
     pytester.path.joinpath("nopaths.json").write_text('{"openapi": "3.0.3", "info": {}}')
     pytester.path.joinpath("bad.toml").write_text("[nosuch]\nx = 1\n")
+    pytester.path.joinpath("exiter.py").write_text("import sys\nsys.exit(3)\n")
     shutil.copy(ROOT / "tests" / "data" / "traffic" / "chromium.har", pytester.path)
     return pytester
 
@@ -66,6 +67,22 @@ CASES = {
         ["test_uses_pair.py", *BOTH, "--shadow-config", "bad.toml"],
         "bad.toml: unknown section 'nosuch'",
     ),
+    "a timeout of zero": (
+        ["test_uses_pair.py", *BOTH, "--shadow-timeout", "0"],
+        "--shadow-timeout must be a positive number of seconds",
+    ),
+    "a timeout that is not a number": (
+        ["test_uses_pair.py", *BOTH, "--shadow-timeout", "nan"],
+        "--shadow-timeout must be a positive number of seconds",
+    ),
+    "no examples": (
+        ["--shadow-openapi", "nopaths.json", *BOTH, "--shadow-examples", "0"],
+        "--shadow-examples must be at least 1",
+    ),
+    "an app module that exits on import": (
+        ["test_uses_pair.py", "--shadow-primary", LEGACY, "--shadow-candidate", "exiter:app"],
+        "--shadow-candidate exiter:app: cannot import exiter: SystemExit",
+    ),
     "a replay without a candidate": (
         ["--shadow-replay", "chromium.har"],
         "--shadow-replay needs a candidate",
@@ -86,3 +103,23 @@ def test_bad_input_is_one_usage_error_line(inner: pytest.Pytester, case: str) ->
     assert not [line for line in result.errlines if line.strip() and line not in errors], err
     # Nothing ran: the problem is said before any test.
     assert "passed" not in out and "failed" not in out
+
+
+def test_listing_tests_needs_no_backend(inner: pytest.Pytester) -> None:
+    """An IDE's discovery (--collect-only) and a skipped test make no usage error."""
+    listed = inner.runpytest_subprocess("test_uses_pair.py", "--collect-only", "-q")
+    assert listed.ret == pytest.ExitCode.OK, listed.stderr.str()
+    inner.makepyfile(
+        test_skipped="""
+        import pytest
+
+        @pytest.mark.skip(reason="no backends here")
+        def test_skipped(shadow_pair):
+            pass
+
+        def test_other():
+            pass
+        """
+    )
+    result = inner.runpytest_subprocess("test_skipped.py")
+    result.assert_outcomes(passed=1, skipped=1)

@@ -191,3 +191,42 @@ def test_a_bad_call_fails_its_test_with_one_line(inner: pytest.Pytester) -> None
         "shadow_flag_pair: give exactly one of route= (a route template) or flag= (a name)"
     ]
     assert not (inner.path / "flags.json").exists()  # nothing was written
+
+
+TWO_PAIRS = """
+import conftest
+
+
+def test_two_pairs(shadow_flag_pair):
+    first = shadow_flag_pair(flag="new_x")
+    second = shadow_flag_pair(flag="new_x")
+    assert not first.get("/changed").matches()
+    assert not second.get("/changed").matches()
+
+
+def test_a_route_the_config_does_not_know(shadow_flag_pair):
+    shadow_flag_pair(route="/api/nowhere/{id}")
+"""
+
+
+def test_the_config_names_the_store_and_every_pair_is_undone(inner: pytest.Pytester) -> None:
+    """The config's `[control] flags` is found beside the config (as the proxy and
+    `shadow flags` find it); two pairs on one flag end with its first value."""
+    deploy = inner.path / "deploy"
+    deploy.mkdir()
+    (deploy / "shadow.toml").write_text(
+        '[[endpoints]]\nroute = "/api/x/{id}"\n\n[control]\nflags = "../flags.json"\n'
+    )
+    flags = inner.path / "flags.json"
+    seed(flags, False)
+    inner.makepyfile(test_two=TWO_PAIRS)
+    result = inner.runpytest("--shadow-config", "deploy/shadow.toml")
+    reports = {r.nodeid.split("::")[-1]: r for r in result.reprec.getreports(  # type: ignore[attr-defined]
+        "pytest_runtest_logreport") if r.when == "call"}  # fmt: skip
+    # The app read the flips: both pairs saw the two code paths differ.
+    assert reports["test_two_pairs"].passed, reports["test_two_pairs"].longreprtext
+    failure = reports["test_a_route_the_config_does_not_know"]
+    assert failure.failed and "is not a route of the config" in failure.longreprtext
+    assert "Traceback" not in failure.longreprtext
+    assert store(flags)["features"] == {"new_x": False}
+    assert not (inner.path / "deploy" / "flags.json").exists()

@@ -274,7 +274,7 @@ def test_in_process_example_apps_show_their_slips(inner: pytest.Pytester) -> Non
 
 def test_url_mode_against_real_servers(inner: pytest.Pytester, legacy: Any, candidate: Any) -> None:
     inner.makepyfile(
-        test_urls=f"""
+        test_inner_urls=f"""
         def test_health(shadow_pair):
             assert shadow_pair.primary.label == "{legacy.url}"
             assert shadow_pair.candidate.label == "{candidate.url}"

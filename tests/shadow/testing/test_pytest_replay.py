@@ -312,3 +312,21 @@ def test_shadow_db_stores_the_session_for_report_and_check(traffic: pytest.Pytes
     assert "shadow check FAILED: 3 passed, 4 failed" in check.stdout
     # With the default --min-samples the session is too small to judge: still non-zero.
     assert _shadow("check", "--db", str(db), cwd=traffic.path).returncode != 0
+
+
+def test_two_traffic_files_each_item_reads_its_own(traffic: pytest.Pytester) -> None:
+    result = traffic.runpytest(
+        "--shadow-replay",
+        HAR,
+        "--shadow-replay",
+        MITM,
+        "--shadow-candidate",
+        "examples.candidate.app:http_app",
+    )
+    assert "Traceback" not in result.stdout.str() and "LookupError" not in result.stdout.str()
+    # Each failure names a request of its own file: entry 10 of the dump is insights/3.
+    mitm = [r for r in result.reprec.getreports("pytest_runtest_logreport")  # type: ignore[attr-defined]
+            if r.nodeid.startswith(MITM) and r.when == "call"]  # fmt: skip
+    insight = next(r for r in mitm if r.nodeid.endswith("GET /api/insights/{id} #10"))
+    assert insight.failed and "GET /api/insights/3 " in insight.longreprtext
+    assert len(mitm) > 10
