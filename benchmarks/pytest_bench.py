@@ -1,6 +1,6 @@
 """What the pytest plugin costs: a parity check against two plain requests, side by side.
 
-    python benchmarks/pytest_bench.py [--requests 400] [--cycles 5] [--examples 100]
+    python benchmarks/pytest_bench.py [--requests 400] [--cycles 5] [--examples 200]
 
 In one process, against the bundled example apps in process (no servers):
 - plain: the same request sent to the legacy and the candidate app through httpx's
@@ -90,7 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--cycles", type=int, default=5)
-    parser.add_argument("--examples", type=int, default=100)
+    parser.add_argument("--examples", type=int, default=200)
     args = parser.parse_args()
 
     from shadow.config.loader import load_config

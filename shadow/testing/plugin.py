@@ -190,6 +190,7 @@ class ShadowState:
         self._store: SessionStore | None = None
         self._cursors: dict[str, Any] = {}
         self.compared = 0
+        self.store_problem = ""
         self._closed = False
         self.unsafe: frozenset[str] = frozenset()
         if self.active:
@@ -326,8 +327,16 @@ class ShadowState:
     def record(self, result: PairResult) -> None:
         self.compared += 1
         store = self.store
-        if store is not None:
+        if store is None:
+            return
+        from shadow.errors import ShadowError
+
+        try:
             store.add(result)
+        except ShadowError as exc:  # rows kept in the spill file; said once, at the end
+            self.store_problem = self.store_problem or (
+                f"shadow: some rows could not be stored ({exc}); see the spill file"
+            )
 
     def cursor(self, path: str) -> Any:
         """The forward reader of the traffic file at `path` (one per file)."""
@@ -622,7 +631,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     state = config.stash.get(STATE, None)
     if state is None:
         return
-    problem = state.close()
+    problem = state.close() or state.store_problem
     if problem:
         terminalreporter.write_line(problem, red=True)
     if state.db and state.compared:
