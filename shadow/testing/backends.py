@@ -22,7 +22,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -154,6 +154,33 @@ class _Loop:
             self.loop.close()
 
 
+async def _in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` in a daemon thread of its own: a WSGI call abandoned at its deadline
+    neither holds the process at exit nor takes a pool thread from the next request."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if future.done():
+            return  # the deadline came first
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    def run() -> None:
+        try:
+            value, error = fn(*args), None
+        except BaseException as exc:
+            value, error = None, exc
+        # (Its backend may be closed by now, its loop with it: nobody waits any more.)
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=run, daemon=True).start()
+    return await future
+
+
 async def _as_coro(aw: Awaitable[T]) -> T:
     return await aw
 
@@ -280,7 +307,7 @@ class Backend:
             work: Awaitable[BackendResponse] = (
                 self._send_async(request, url, headers)
                 if self._async is not None
-                else asyncio.to_thread(self._send_sync, request, url, headers)
+                else _in_daemon_thread(self._send_sync, request, url, headers)
             )
             return self._loop.run(asyncio.wait_for(work, self.timeout), self.timeout + 5)
         except Exception as exc:  # any failure is the backend's answer, never the test's crash

@@ -45,11 +45,12 @@ def explain(result: PairResult) -> Explained:
     first, second = result.backends
     target = shown_target(result)
     head = f"{req.method} {target} ({result.endpoint})"
+    row = result.evaluated.row  # its error texts as stored: redacted
     if result.verdict == "candidate_error":
-        text = f"{head}: the {second} failed: {result.candidate.error}"
+        text = f"{head}: the {second} failed: {row.candidate_error or result.candidate.error}"
         return Explained(one_line(text), (text,))
     if result.verdict == "primary_error":
-        text = f"{head}: the {first} failed: {result.primary.error}"
+        text = f"{head}: the {first} failed: {row.primary_error or result.primary.error}"
         return Explained(one_line(text), (text,))
     real = [d for d in result.differences if d.status == "real"]
     other = [d for d in result.differences if d.status != "real"]

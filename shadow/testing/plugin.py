@@ -226,7 +226,8 @@ class ShadowState:
                     resolve(spec, f"--shadow-{leg}")
                 except BackendError as exc:
                     raise pytest.UsageError(f"shadow: {exc}") from None
-        if (self.replay or self.openapi) and not self.specs["candidate"]:
+        listing = bool(self.pytest_config.option.collectonly)
+        if (self.replay or self.openapi) and not self.specs["candidate"] and not listing:
             what = "--shadow-replay" if self.replay else "--shadow-openapi"
             raise pytest.UsageError(
                 f"shadow: {what} needs a candidate: --shadow-candidate URL or module:app "
@@ -584,9 +585,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         names = getattr(item, "fixturenames", ())
         if "shadow_pair" not in names or any(item.iter_markers("skip")):
             continue
-        if any(all(m.args) and all(isinstance(a, bool) for a in m.args)
+        if any(m.args and all(a is True or isinstance(a, str) for a in m.args)
                for m in item.iter_markers("skipif")):  # fmt: skip
-            continue  # skipped for sure (a `skipif(True)`): its fixtures are never made
+            # Skipped for sure (`skipif(True)`), or maybe (a condition string, evaluated
+            # only when it runs): if it runs after all, the fixture fails it in one line.
+            continue
         info = getattr(item, "_fixtureinfo", None)
         for leg in ("primary", "candidate"):
             defs = info.name2fixturedefs.get(f"shadow_{leg}") if info is not None else None

@@ -213,3 +213,37 @@ def test_a_base_url_password_never_reaches_the_host_header() -> None:
         assert "S3CRET" not in backend.label
     finally:
         backend.close()
+
+
+def test_abandoned_wsgi_calls_take_no_thread_from_the_next_request() -> None:
+    import threading
+    import time
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ["PATH_INFO"] == "/slow":
+            time.sleep(2)
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    backend = Backend(wsgi(app), "--shadow-candidate", timeout=0.2)
+    try:
+        slow = [backend.send(Request("GET", "/slow")) for _ in range(12)]
+        assert all(a.error and "timeout" in a.error for a in slow)
+        answer = backend.send(Request("GET", "/ok"))
+        assert answer.payload is not None and answer.payload.body == b"ok"
+        # The abandoned calls run in daemon threads: they never hold the process at exit.
+        assert all(t.daemon for t in threading.enumerate() if t is not threading.main_thread()
+                   and t.is_alive() and "run" in t.name)  # fmt: skip
+    finally:
+        backend.close()
+
+
+def test_an_openapi_source_is_shown_without_its_secrets() -> None:
+    from shadow.config.loader import Config
+    from shadow.pipeline.redact import redactor_for
+    from shadow.testing.openapi_items import shown_source
+
+    hide = redactor_for(Config().redact)
+    shown = shown_source("http://u:SEKPW@127.0.0.1:9/doc.json?token=SEKQ&v=1", hide)
+    assert "SEKPW" not in shown and "SEKQ" not in shown and "v=1" in shown
+    assert shown_source("openapi.yaml", hide) == "openapi.yaml"

@@ -117,9 +117,17 @@ def test_listing_tests_needs_no_backend(inner: pytest.Pytester) -> None:
         def test_skipped(shadow_pair):
             pass
 
+        @pytest.mark.skipif("True", reason="a condition string")
+        def test_skipped_by_a_string(shadow_pair):
+            pass
+
         def test_other():
             pass
         """
     )
     result = inner.runpytest_subprocess("test_skipped.py")
-    result.assert_outcomes(passed=1, skipped=1)
+    result.assert_outcomes(passed=1, skipped=2)
+    # Listing recorded traffic needs no candidate either.
+    listed = inner.runpytest_subprocess("--shadow-replay", "chromium.har", "--collect-only", "-q")
+    assert listed.ret == pytest.ExitCode.OK, listed.stderr.str()
+    assert "12 tests collected" in listed.stdout.str()
