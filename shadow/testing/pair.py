@@ -110,10 +110,6 @@ class PairResult:
         ok = self.verdict == "match"
         return Parity(ok, explain(self))
 
-    @property
-    def real_differences(self) -> list[DifferenceRow]:
-        return [d for d in self.differences if d.status == "real"]
-
     def json(self, side: str = "primary") -> Any:
         """The decoded JSON body of one side (`primary` or `candidate`)."""
         answer = self.primary if side == "primary" else self.candidate
@@ -255,21 +251,6 @@ class ShadowPair:
 
     def delete(self, url: str, **kwargs: Any) -> PairResult:
         return self.send("DELETE", url, **kwargs)
-
-    def with_config(self, config: Config) -> ShadowPair:
-        """The same backends and observers judged under another config (a marker's)."""
-        twin = ShadowPair(
-            self.primary,
-            self.candidate,
-            config,
-            secondary=self.secondary,
-            observers=self.observers,
-            run_id=self.run_id,
-            body_cap=self.body_cap,
-            names=self.names,
-        )
-        twin.results = self.results
-        return twin
 
 
 def as_stream(answer: BackendResponse) -> BackendResponse:

@@ -166,3 +166,10 @@ def test_integers_without_bounds_are_narrowed_for_half_the_requests() -> None:
     assert out["a"] == {"type": "integer", "minimum": 0, "maximum": SMALL_INTS}
     assert out["b"] == {"type": "integer", "maximum": 5} and out["c"] == doc["c"]
     assert doc["a"] == {"type": "integer"}  # a copy: the document itself is untouched
+
+
+def test_each_sides_json_body_and_why_one_has_none() -> None:
+    result = _pair(Fixed({"a": 1}), Fixed(error="connection refused")).get("/x")
+    assert result.json("primary") == {"a": 1}
+    with pytest.raises(ValueError, match="the candidate failed: connection refused"):
+        result.json("candidate")

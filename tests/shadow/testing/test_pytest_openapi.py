@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.shadow.testing.inner_runs import deciding_reports
+
 ROOT = Path(__file__).resolve().parents[3]
 BOTH = (
     "--shadow-primary", "examples.legacy.app:http_app",
@@ -89,13 +91,7 @@ def inner(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 def reports(result: pytest.RunResult) -> dict[str, pytest.TestReport]:
-    """Each item's deciding report, by operation: its first failure or skip, else its call."""
-    found: dict[str, pytest.TestReport] = {}
-    for rep in result.reprec.getreports("pytest_runtest_logreport"):  # type: ignore[attr-defined]
-        name = rep.nodeid.rpartition("::")[2]
-        if (rep.when == "call" or not rep.passed) and (name not in found or found[name].passed):
-            found[name] = rep
-    return found
+    return deciding_reports(result, last=True)
 
 
 def shown(lines: list[str]) -> dict[str, list[str]]:

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.shadow.testing.inner_runs import deciding_reports
+
 ROOT = Path(__file__).resolve().parents[3]
 LEGACY = "examples.legacy.app:http_app"
 CANDIDATE = "examples.candidate.app:http_app"
@@ -42,13 +44,7 @@ def inner(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 def reports(result: pytest.RunResult) -> dict[str, pytest.TestReport]:
-    """Each test's deciding report, by test name: its first failure or skip, else its call."""
-    found: dict[str, pytest.TestReport] = {}
-    for rep in result.reprec.getreports("pytest_runtest_logreport"):  # type: ignore[attr-defined]
-        name = rep.nodeid.partition("::")[2]
-        if (rep.when == "call" or not rep.passed) and (name not in found or found[name].passed):
-            found[name] = rep
-    return found
+    return deciding_reports(result)
 
 
 def section(rep: pytest.TestReport) -> str | None:

@@ -18,6 +18,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from tests.shadow.testing.inner_runs import deciding_reports
+
 ROOT = Path(__file__).resolve().parents[3]
 TRAFFIC = ROOT / "tests" / "data" / "traffic"
 CANDIDATE = ("--shadow-candidate", "examples.candidate.app:http_app")
@@ -81,13 +83,7 @@ def _imported_once() -> None:
 
 
 def reports(result: pytest.RunResult) -> dict[str, pytest.TestReport]:
-    """Each item's deciding report, by item name: its first failure or skip, else its call."""
-    found: dict[str, pytest.TestReport] = {}
-    for rep in result.reprec.getreports("pytest_runtest_logreport"):  # type: ignore[attr-defined]
-        name = rep.nodeid.partition("::")[2]
-        if (rep.when == "call" or not rep.passed) and (name not in found or found[name].passed):
-            found[name] = rep
-    return found
+    return deciding_reports(result)
 
 
 def collected(result: pytest.RunResult) -> list[str]:
