@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench soak install clean
+.PHONY: demo demo-data test lint bench soak install clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "shadow needs Python 3.11 or newer"'
@@ -19,6 +19,11 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
+
+# The data migration (docs/data.md): legacy SQLite vs a throwaway PostgreSQL.
+demo-data: $(STAMP)
+	@bash scripts/ensure-services
+	$(PY) examples/data/demo.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -40,6 +45,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/latency_fairness.py
 	$(PY) benchmarks/realtime_bench.py
 	$(PY) benchmarks/pytest_bench.py
+	$(PY) benchmarks/data_bench.py
 
 soak: $(STAMP)
 	$(PY) benchmarks/soak.py

@@ -19,6 +19,7 @@ from reports import queries
 from reports._sql import rows
 from reports.baseline import Delta, RunComparison, Snapshot, compare
 from reports.cutover import CutoverSection, load_cutover
+from reports.data import DataSection, load_data
 from reports.detail import Cluster, load_clusters, load_histograms
 from reports.overview import EndpointRow, Summary, load_endpoints, never_exercised, summarize
 from reports.samples import Sample, Side, load_samples
@@ -36,6 +37,7 @@ __all__ = [
     "SAMPLES_PER_ENDPOINT",
     "Cluster",
     "CutoverSection",
+    "DataSection",
     "EndpointRow",
     "ReportContext",
     "RunComparison",
@@ -60,10 +62,16 @@ class ReportContext:
     unexercised: list[str]  # known routes without traffic
     comparison: RunComparison | None
     cutover: CutoverSection | None = None  # route modes and events, when the scope has any
+    data: DataSection | None = None  # tables compared by `shadow data diff`, when any
 
     @property
     def not_detailed(self) -> int:
         return len(self.endpoints) - len(self.detailed)
+
+    @property
+    def http(self) -> bool:
+        """Whether to show the HTTP sections: not when the scope holds only table diffs."""
+        return bool(self.endpoints) or self.data is None
 
 
 def build_context(
@@ -115,6 +123,11 @@ def build_context(
         )
 
     endpoints = [detail(e) for e in endpoints]
+    data = load_data(con, run_id)
+    if data is not None:
+        summary = replace(
+            summary, data_tables=data.tables_total, data_tables_differing=data.tables_differing
+        )
     return ReportContext(
         title="Shadow parity report",
         db_path=db_path,
@@ -128,4 +141,5 @@ def build_context(
         unexercised=never_exercised(routes or (), (e.endpoint for e in endpoints)),
         comparison=comparison,
         cutover=load_cutover(con, run_id),
+        data=data,
     )

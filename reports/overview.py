@@ -37,12 +37,21 @@ class Summary:
     secondary_unusable: int = 0  # secondary errored or gave another status: no evidence
     lost: int = 0  # requests neither stored, spilled nor shed (a worker died or was killed)
     spilled: int = 0  # rows saved beside the database, not in it
+    data_tables: int = 0  # tables compared by `shadow data diff` (reports/data.py)
+    data_tables_differing: int = 0
 
     @property
     def parity(self) -> float | None:
         return pct(self.matched, self.compared)
 
     def describe(self) -> str:
+        data = (
+            f"{self.data_tables_differing} of {self.data_tables} data tables differ"
+            if self.data_tables
+            else ""
+        )
+        if data and not self.endpoints:  # only table diffs in scope
+            return data
         parity = f"{self.parity:.1f}%" if self.parity is not None else "n/a"
         tolerated = f" ({self.tolerated} only noise/accepted)" if self.tolerated else ""
         return (
@@ -52,6 +61,7 @@ class Summary:
             f"{self.dropped} copies dropped"
             + (f", {self.lost} requests lost" if self.lost else "")
             + (f", {self.spilled} rows in the spill file" if self.spilled else "")
+            + (f"; {data}" if data else "")
         )
 
 

@@ -13,15 +13,21 @@ RUN_FILTER = "(CAST($run AS VARCHAR) IS NULL OR run_id = $run)"
 IN_EPS = "endpoint IN (SELECT unnest(CAST($eps AS VARCHAR[])))"
 RUN = "CAST($run AS VARCHAR)"
 
+# A table diff of `shadow data diff` is a run of its own (source 'data:<table>'): no
+# traffic, its figures are the Data section's (reports/data.py).
+DATA_RUN = "starts_with(source, 'data:')"
+
 RUNS = f"""
 SELECT run_id, source, started_at, ended_at, primary_url, candidate_url, copies_dropped, exchanges,
-    requests, requests_shed, requests_lost, rows_spilled, worker_restarts
+    requests, requests_shed, requests_lost, rows_spilled, worker_restarts,
+    coalesce({DATA_RUN}, false) AS data_run
 FROM runs WHERE {RUN_FILTER} ORDER BY started_at, run_id
 """
 
-LATEST_RUN = """
+# The latest run of traffic (a baseline compares endpoints: never a table diff).
+LATEST_RUN = f"""
 SELECT run_id FROM runs
-WHERE CAST($exclude AS VARCHAR) IS NULL OR run_id <> $exclude
+WHERE (CAST($exclude AS VARCHAR) IS NULL OR run_id <> $exclude) AND NOT coalesce({DATA_RUN}, false)
 ORDER BY started_at DESC, run_id DESC LIMIT 1
 """
 

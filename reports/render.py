@@ -39,6 +39,10 @@ def _ts(value: Any) -> str:
     return "-" if value is None else str(value)[:19]
 
 
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
 def _pp(value: float | None) -> str:
     """A change in percentage points, signed."""
     return "n/a" if value is None else f"{value:+.1f} pp"
@@ -93,6 +97,7 @@ FILTERS = {
     "ms": _ms,
     "num": _num,
     "ts": _ts,
+    "secs": _secs,
     "pp": _pp,
     "ratio": _ratio,
     "frac": _frac,
@@ -152,7 +157,7 @@ def other_store_baseline(
     with reading(baseline_db, accepted=accepted) as bcon:
         run = baseline or latest_run(bcon)
         if run is None:
-            raise StoreError(f"baseline store {baseline_db} holds no runs")
+            raise StoreError(f"baseline store {baseline_db} holds no runs of traffic")
         require_run(bcon, run, baseline_db)
         return snapshot(bcon, run, f"run {run} of {baseline_db}")
 
@@ -186,7 +191,7 @@ def render_report(
         if not other and (baseline is not None or baseline_db is not None):
             base_run = baseline or latest_run(con)
             if base_run is None:
-                raise StoreError(f"{db_path} holds no runs to compare with")
+                raise StoreError(f"{db_path} holds no runs of traffic to compare with")
             require_run(con, base_run, db_path)
             base = snapshot(con, base_run, f"run {base_run}")
             if run_id is None:

@@ -6,7 +6,9 @@ ShadowError                 base; the CLI prints str(e) on one line and exits no
 ├── BackendUnreachable      primary/candidate not answering at start (exit 4)
 ├── InputError              unreadable input file (replay)           (exit 5)
 ├── ListenError             cannot listen on --listen (busy, bad host) (exit 6)
-└── FlagStoreError          flags file or Redis unreadable, unreachable (exit 8)
+├── FlagStoreError          flags file or Redis unreadable, unreachable (exit 8)
+└── DatabaseError           `shadow data diff`: a database unreachable, refused, or a
+                            table or query it cannot answer                 (exit 9)
 
 Exit 7 (COPIES_LOST) is no exception: `shadow proxy` ran to the end but some
 requests it saw were neither stored nor shed on purpose (a worker died or had to
@@ -49,3 +51,9 @@ class FlagStoreError(ShadowError):
     """The flag store (a flags file or Redis) cannot be read or written (exit 8)."""
 
     exit_code = 8
+
+
+class DatabaseError(ShadowError):
+    """A database of `shadow data diff` cannot be reached, opened or queried (exit 9)."""
+
+    exit_code = 9

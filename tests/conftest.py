@@ -184,3 +184,35 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 def redis_url(redis_server: RedisServer) -> str:
     """redis://127.0.0.1:<port>/0 of a fresh, empty redis-server."""
     return redis_server.url
+
+
+# --- a real PostgreSQL (tests/postgres_server.py): the data-diff and data-migration tests ---
+
+if TYPE_CHECKING:
+    from tests.postgres_server import TempPostgres
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TempPostgres]:
+    """One throwaway PostgreSQL on a free 127.0.0.1 port for the whole session.
+
+    The superuser `shadow` connects without a password; see examples/data/postgres.py.
+    """
+    from tests.postgres_server import TempPostgres, postgres_binaries
+
+    postgres_binaries()  # skips (fails in CI) without PostgreSQL
+    with TempPostgres(tmp_path_factory.mktemp("postgres")) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: TempPostgres) -> Iterator[str]:
+    """postgresql://shadow@127.0.0.1:<port>/t_<hex>: a fresh, empty database for this test."""
+    import uuid
+
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    url = postgres_server.create_database(name)
+    try:
+        yield url
+    finally:
+        postgres_server.drop_database(name)  # DROP DATABASE ... WITH (FORCE)

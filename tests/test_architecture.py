@@ -44,6 +44,11 @@ ALLOWED: dict[str, set[str]] = {
         "shadow.sources", "shadow.control", "reports",
     },
     "reports": {"comparators", "shadow.base", "shadow.config", "shadow.store"},
+    # data verification: its own sources (databases), the comparators on rows, the
+    # pipeline's redaction, the store's writer
+    "shadow.data": {
+        "comparators", "shadow.base", "shadow.config", "shadow.store", "shadow.pipeline",
+    },
 }  # fmt: skip
 BASE = {"shadow", "shadow.model", "shadow.errors", "shadow.urls"}
 

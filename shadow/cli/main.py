@@ -671,6 +671,14 @@ def replay(
     is_flag=True,
     help="Also fail when a route was rolled back automatically in the selected runs.",
 )
+@click.option(
+    "--max-data-differences",
+    "max_data_differences",
+    default=None,
+    metavar="N",
+    help="Also gate the tables `shadow data diff` compared (each table's latest diff, or "
+    "those of --run): fail when one has more than N differing rows (0: any).",
+)
 def check(
     db: str,
     min_parity: float,
@@ -684,6 +692,7 @@ def check(
     run_id: str | None,
     junit: str | None,
     fail_on_rollback: bool,
+    max_data_differences: str | None,
 ) -> None:
     """Gate a CI job on parity: exit 0 if every endpoint meets its thresholds.
 
@@ -696,17 +705,26 @@ def check(
     gate also fails when no endpoint could be judged at all, and with
     --fail-on-rollback when the rollback controller rolled a route back.
 
-    Exit codes: 0 passed, 1 failed, 2 bad option, 3 database error.
+    With --max-data-differences N every table compared by `shadow data diff`
+    (the same figures as the report's Data section) fails when more than N of its
+    rows differ; a store of table diffs alone can then be gated without traffic.
+
+    Exit codes: 0 passed, 1 failed, 2 bad option (or --max-data-differences and no
+    table diff), 3 database error.
 
     \b
     Examples:
       shadow check --db parity.duckdb --min-parity 99.5
       shadow check --db parity.duckdb --min-parity 99.5 --endpoint 'GET /api/analysis/*=98' \\
           --max-candidate-errors 0.5 --max-latency-ratio 1.5 --junit parity.xml
+      shadow check --db parity.duckdb --max-data-differences 0
     """
-    from shadow.review import gate
+    from shadow.review import data_gate, gate
     from shadow.store.writer import reading
 
+    max_data = None
+    if max_data_differences is not None:
+        max_data = data_gate.parse_max_differences(max_data_differences)
     thresholds = gate.make_thresholds(
         min_parity,
         endpoint_thresholds,
@@ -719,25 +737,31 @@ def check(
     with reading(db, accepted=_accepted(config)) as con:
         rows = gate.fetch_rows(con, run_id)
         rollbacks = gate.fetch_rollbacks(con, run_id) if fail_on_rollback else None
+        data = None
+        if max_data is not None:
+            data = data_gate.fetch_data_tables(con, run_id, max_data, db)
     results = gate.evaluate(rows, thresholds)
     for flag in ("--endpoint", "--endpoint-max-errors"):
         for pattern in gate.unused_patterns(results, thresholds, flag):
             click.echo(f"shadow: warning: {flag} pattern {pattern!r} matches no endpoint", err=True)
     if results:
         click.echo(gate.format_table(results))
+    if data:
+        click.echo(data_gate.format_data_table(data))
     if rollbacks:
         click.echo(gate.format_rollbacks(rollbacks))
     if junit:
+        xml = gate.junit_xml(
+            results, thresholds, db=db, run_id=run_id, rollbacks=rollbacks, data=data
+        )
         try:
-            gate.junit_xml(results, thresholds, db=db, run_id=run_id, rollbacks=rollbacks).write(
-                junit, encoding="utf-8", xml_declaration=True
-            )
+            xml.write(junit, encoding="utf-8", xml_declaration=True)
         except OSError as exc:
             raise ConfigError(f"--junit {junit}: cannot write ({exc.strerror})") from None
-    click.echo(gate.summary_line(results, thresholds, rollbacks))
+    click.echo(gate.summary_line(results, thresholds, rollbacks, data))
     if junit:
         click.echo(f"junit: {junit}")
-    sys.exit(0 if gate.passed(results, thresholds, rollbacks) else 1)
+    sys.exit(0 if gate.passed(results, thresholds, rollbacks, data) else 1)
 
 
 @cli.command()
@@ -897,9 +921,11 @@ def accept(config: str, endpoint: str, path: str, kind: str | None, reason: str)
 
 def _register() -> None:
     # Commands that live in modules of their own (each imports what it needs lazily).
+    from shadow.cli.data_cmd import data
     from shadow.cli.flags_cmd import flags
     from shadow.cli.status_cmd import status
 
+    cli.add_command(data)
     cli.add_command(flags)
     cli.add_command(status)
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from comparators import DEFAULT_RULES, Kind, RuleError, Rules, cluster_path, parse_rules
 from shadow.config.control import ENDPOINT_CONTROL_KEYS, ControlConfig, parse_control
+from shadow.config.data import DataTable, parse_data
 from shadow.config.endpoints import EndpointMatcher, RoutePattern, endpoint_matches
 from shadow.config.tls import BackendTls, parse_tls_section
 from shadow.errors import ConfigError
@@ -43,7 +44,7 @@ KNOWN_METHODS = frozenset(
      "PURGE", "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK", "UNLOCK", "REPORT",
      "SEARCH"}
 )  # fmt: skip
-_TOP_KEYS = {"compare", "endpoints", "accepted", "redact", "tls", "control"}
+_TOP_KEYS = {"compare", "endpoints", "accepted", "redact", "tls", "control", "data"}
 _REDACT_LISTS = ("headers", "keys", "query", "paths")
 _ACCEPTED_KEYS = {"endpoint", "path", "kind", "reason"}
 _KINDS = tuple(k.value for k in Kind)
@@ -103,6 +104,7 @@ class Config:
     control: ControlConfig = field(
         default_factory=ControlConfig
     )  # route modes, flags, rollback (config/control.py)
+    data: Mapping[str, DataTable] = field(default_factory=dict)  # [data.tables.*] (config/data.py)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "matcher", EndpointMatcher(e.pattern for e in self.endpoints))
@@ -190,6 +192,7 @@ def parse_config(data: Mapping[str, Any], source: str = "<config>") -> Config:
         redact=redact,
         tls=parse_tls_section(data, source),
         control=parse_control(data.get("control"), controlled, source),
+        data=parse_data(data.get("data"), source, rules),
     )
 
 

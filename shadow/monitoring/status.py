@@ -405,7 +405,11 @@ def read_scrape(url: str, at: float, timeout: float = TIMEOUT) -> Scrape:
 
 # --- from the store ----------------------------------------------------------------------
 
-_LATEST_RUN = "SELECT run_id FROM runs ORDER BY started_at DESC, run_id DESC LIMIT 1"
+# the latest run of traffic (a `shadow data diff` run has no routes to show)
+_LATEST_RUN = (
+    "SELECT run_id FROM runs WHERE NOT starts_with(source, 'data:') "
+    "ORDER BY started_at DESC, run_id DESC LIMIT 1"
+)
 _RUN = "SELECT run_id, ended_at, copies_dropped FROM runs WHERE run_id = ?"
 _FIGURES = """
 SELECT endpoint, requests, sent, compared, matched, candidate_errors, primary_errors, skipped,

@@ -22,6 +22,12 @@ runs (`fetch_rollbacks`, ROLLBACKS_QUERY, one entry per rolled-back route) and
 hands them to `passed`, `summary_line` and `junit_xml`: any rollback fails the
 gate, and each rolled-back route is a failing testcase of the suite 'shadow cutover'.
 `rollbacks=None` (the default) means not checked.
+
+With `--max-data-differences N` it also judges the tables `shadow data diff` compared
+(shadow.review.data_gate, `data`): a table with more than N differing rows fails the
+gate, and each table is a testcase of the suite 'shadow data'. The tables count as
+judged, so a store of table diffs alone (no endpoint) can pass. `data=None` (the
+default) means not checked.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from typing import Any
 import duckdb
 
 from shadow.errors import ConfigError
+from shadow.review import data_gate
+from shadow.review.data_gate import DataTableResult
 from shadow.review.rollbacks import (
     ALL_ROUTES,
     ROLLBACKS_QUERY,
@@ -325,16 +333,19 @@ def passed(
     results: Sequence[EndpointResult],
     t: Thresholds,
     rollbacks: Sequence[RouteRollback] | None = None,
+    data: Sequence[DataTableResult] | None = None,
 ) -> bool:
     """Whether the gate passes (see the module docstring); any rollback fails it."""
     if rollbacks:
+        return False
+    if data is not None and data_gate.counts(data)[1]:
         return False
     counts = count_results(results)
     if counts[FAIL]:
         return False
     if counts[INCONCLUSIVE] and not t.allow_inconclusive:
         return False
-    return counts[PASS] > 0
+    return counts[PASS] > 0 or bool(data)
 
 
 def count_results(results: Sequence[EndpointResult]) -> dict[str, int]:
@@ -348,19 +359,25 @@ def summary_line(
     results: Sequence[EndpointResult],
     t: Thresholds,
     rollbacks: Sequence[RouteRollback] | None = None,
+    data: Sequence[DataTableResult] | None = None,
 ) -> str:
     c = count_results(results)
-    verdict = "PASSED" if passed(results, t, rollbacks) else "FAILED"
-    text = (
-        f"shadow check {verdict}: {c[PASS]} passed, {c[FAIL]} failed, "
-        f"{c[INCONCLUSIVE]} inconclusive"
-    )
-    if c[INCONCLUSIVE]:
-        text += " (allowed)" if t.allow_inconclusive else " (not allowed: --allow-inconclusive)"
-    if c[NOT_COPIED]:
-        text += f", {c[NOT_COPIED]} not copied"
-    if not c[PASS] and not c[FAIL]:
-        text += "; no endpoint had enough samples to judge"
+    verdict = "PASSED" if passed(results, t, rollbacks, data) else "FAILED"
+    if data is not None and not results:  # table diffs only: no endpoint to speak of
+        text = f"shadow check {verdict}: {data_gate.summary_part(data)}"
+    else:
+        text = (
+            f"shadow check {verdict}: {c[PASS]} passed, {c[FAIL]} failed, "
+            f"{c[INCONCLUSIVE]} inconclusive"
+        )
+        if c[INCONCLUSIVE]:
+            text += " (allowed)" if t.allow_inconclusive else " (not allowed: --allow-inconclusive)"
+        if c[NOT_COPIED]:
+            text += f", {c[NOT_COPIED]} not copied"
+        if not c[PASS] and not c[FAIL]:
+            text += "; no endpoint had enough samples to judge"
+        if data is not None:
+            text += f"; {data_gate.summary_part(data)}"
     if rollbacks:
         names = ", ".join(r.name for r in rollbacks[:3])
         more = f" and {len(rollbacks) - 3} more" if len(rollbacks) > 3 else ""
@@ -412,12 +429,14 @@ def junit_xml(
     db: str,
     run_id: str | None,
     rollbacks: Sequence[RouteRollback] | None = None,
+    data: Sequence[DataTableResult] | None = None,
 ) -> ET.ElementTree[ET.Element]:
     """JUnit XML: one testsuite 'shadow parity', one testcase per endpoint.
 
     FAIL -> <failure>, INCONCLUSIVE and NOT COPIED -> <skipped>. With `rollbacks`
     (checked: --fail-on-rollback) a second testsuite 'shadow cutover': one failing
-    testcase per rolled-back route, or one passing testcase 'no rollback'.
+    testcase per rolled-back route, or one passing testcase 'no rollback'. With `data`
+    (checked: --max-data-differences) a testsuite 'shadow data', a testcase per table.
     """
     c = count_results(results)
     skipped = c[INCONCLUSIVE] + c[NOT_COPIED]
@@ -429,9 +448,12 @@ def junit_xml(
         "time": "0",
     }
     totals = dict(counts)
+    tests, failures = len(results), c[FAIL]
     if rollbacks is not None:  # the 'shadow cutover' suite: a case per route, or one passing
-        totals["tests"] = str(len(results) + max(1, len(rollbacks)))
-        totals["failures"] = str(c[FAIL] + len(rollbacks))
+        tests, failures = tests + max(1, len(rollbacks)), failures + len(rollbacks)
+    if data is not None:  # the 'shadow data' suite: a case per table
+        tests, failures = tests + len(data), failures + data_gate.counts(data)[1]
+    totals["tests"], totals["failures"] = str(tests), str(failures)
     root = ET.Element("testsuites", {"name": "shadow", **totals})
     suite = ET.SubElement(root, "testsuite", {"name": "shadow parity", **counts})
     props = ET.SubElement(suite, "properties")
@@ -474,6 +496,8 @@ def junit_xml(
         ET.SubElement(case, "system-out").text = detail
     if rollbacks is not None:
         cutover_suite(root, rollbacks, run_id)
+    if data is not None:
+        data_gate.data_suite(root, data, run_id)
     ET.indent(root)
     return ET.ElementTree(root)
 
@@ -486,6 +510,7 @@ __all__ = [
     "NOT_COPIED",
     "PASS",
     "ROLLBACKS_QUERY",
+    "DataTableResult",
     "EndpointResult",
     "EndpointThreshold",
     "RouteRollback",

@@ -137,7 +137,72 @@ class EventRow(NamedTuple):
     evidence: str | None  # JSON: the figures behind a rollback, a webhook's answer, ...
 
 
-_SQL = {str: "VARCHAR", int: "INTEGER", float: "DOUBLE", bool: "BOOLEAN", datetime: "TIMESTAMP"}
+class BigInt(int):
+    """Annotation of a BIGINT column (a plain `int` is an INTEGER)."""
+
+
+class DataTableRow(NamedTuple):
+    """One row of `data_tables`: one table compared by `shadow data diff` (sql/008_data.sql)."""
+
+    run_id: str
+    table_name: str
+    old_table: str
+    new_table: str
+    key_columns: str  # JSON list of the key's (new) column names
+    old_url: str  # without passwords
+    new_url: str
+    old_rows: BigInt
+    new_rows: BigInt
+    missing_rows: BigInt  # only in old
+    extra_rows: BigInt  # only in new
+    changed_rows: BigInt
+    duplicate_keys: BigInt
+    in_flight: BigInt
+    rows_dropped: BigInt  # differing rows whose differences were not stored (--max-rows)
+    rows_read_old: BigInt
+    rows_read_new: BigInt
+    segments_checked: BigInt
+    segments_read: BigInt
+    bisect: bool
+    segments: int
+    threshold: int
+    since_column: str | None
+    cutoff: datetime | None
+    only_old: str | None  # JSON list: columns not compared, in old only
+    only_new: str | None
+    elapsed_s: float
+
+
+class DataDifferenceRow(NamedTuple):
+    """One row of `data_differences`: one difference of one row of a table."""
+
+    run_id: str
+    table_name: str
+    row_key: str  # id=42
+    path: str  # $row[id=42].created_at
+    kind: str  # value_changed | type_changed | removed | added | duplicate | ...
+    column_name: str | None
+    old_value: str | None  # JSON text, redacted
+    new_value: str | None
+
+
+class DataColumnRow(NamedTuple):
+    """One row of `data_columns`: changed rows that differ in one column."""
+
+    run_id: str
+    table_name: str
+    column_name: str
+    changed_rows: BigInt
+
+
+_SQL = {
+    str: "VARCHAR",
+    int: "INTEGER",
+    BigInt: "BIGINT",
+    float: "DOUBLE",
+    bool: "BOOLEAN",
+    datetime: "TIMESTAMP",
+}
 
 
 def _base(annotation: object) -> type:
@@ -160,6 +225,7 @@ def arrow_schema(row: type[tuple[object, ...]]) -> pa.Schema:
     arrow = {
         str: pa.string(),
         int: pa.int32(),
+        BigInt: pa.int64(),
         float: pa.float64(),
         bool: pa.bool_(),
         datetime: pa.timestamp("us"),
@@ -181,12 +247,19 @@ TABLES: dict[str, type[tuple[object, ...]]] = {
     "run_accepted": AcceptedRow,
     "events": EventRow,
     "conversations": ConversationRow,
+    "data_tables": DataTableRow,
+    "data_differences": DataDifferenceRow,
+    "data_columns": DataColumnRow,
 }
 
 __all__ = [
     "TABLES",
     "AcceptedRow",
+    "BigInt",
     "ConversationRow",
+    "DataColumnRow",
+    "DataDifferenceRow",
+    "DataTableRow",
     "DifferenceRow",
     "EventRow",
     "ExchangeRow",

@@ -17,7 +17,7 @@ import duckdb
 from comparators import cluster_path
 from shadow.store.rows import DifferenceRow, ExchangeRow, NoiseRow, columns
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # Kept for readers that list columns; the declarations in rows.py are the source.
 EXCHANGE_COLUMNS = columns(ExchangeRow)

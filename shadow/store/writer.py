@@ -28,6 +28,9 @@ from shadow.store import outcomes
 from shadow.store.rows import (
     AcceptedRow,
     ConversationRow,
+    DataColumnRow,
+    DataDifferenceRow,
+    DataTableRow,
     DifferenceRow,
     EventRow,
     ExchangeRow,
@@ -280,6 +283,9 @@ _TABLES: tuple[tuple[str, type[tuple[Any, ...]]], ...] = (
     ("run_accepted", AcceptedRow),
     ("events", EventRow),
     ("conversations", ConversationRow),
+    ("data_tables", DataTableRow),
+    ("data_differences", DataDifferenceRow),
+    ("data_columns", DataColumnRow),
 )
 WRITER_MEMORY = "256MB"  # DuckDB's memory limit for the writer's connection
 _ARROW: dict[str, Any] = {}  # table -> Arrow schema, made by the first write
@@ -350,6 +356,17 @@ class StoreWriter:
     def add_events(self, rows: Sequence[EventRow]) -> None:
         """Flag changes, rollbacks, notifications (shadow.control), written with the rows."""
         self._rows["events"].extend(rows)
+
+    def add_data(
+        self,
+        table: DataTableRow,
+        differences: Sequence[DataDifferenceRow],
+        columns: Sequence[DataColumnRow],
+    ) -> None:
+        """One table diff's facts (`shadow data diff`), written with its run."""
+        self._rows["data_tables"].append(table)
+        self._rows["data_differences"].extend(differences)
+        self._rows["data_columns"].extend(columns)
 
     def add_accepted(self, rows: Sequence[AcceptedRow]) -> None:
         """The [[accepted]] entries a run started with (written once, with the run)."""

@@ -408,3 +408,37 @@ SELECT f.endpoint, f.pairs, f.samples,
             WHEN s.high < 0 THEN 'faster'
             ELSE 'same' END AS latency_verdict
 FROM figures f LEFT JOIN shifts s USING (endpoint);
+
+-- Data verification (`shadow data diff`, docs/data.md): per table, the figures of its
+-- latest comparison in scope (with `run` given: that run's tables). A table's differing
+-- rows are the rows only in old (missing), only in new (extra), changed, and the keys
+-- held by more than one row (duplicate_keys); `stored_rows` of them have their
+-- differences in data_differences, the other `rows_dropped` are counted only.
+-- The report's data section and `shadow check --max-data-differences` read this.
+CREATE OR REPLACE TEMP MACRO shadow_data_tables(run) AS TABLE
+SELECT t.run_id, t.table_name, t.old_table, t.new_table, t.key_columns,
+       t.old_url, t.new_url, r.started_at,
+       t.old_rows, t.new_rows, t.missing_rows, t.extra_rows, t.changed_rows,
+       t.duplicate_keys, t.in_flight,
+       t.missing_rows + t.extra_rows + t.changed_rows + t.duplicate_keys AS differing_rows,
+       t.rows_dropped,
+       t.rows_read_old, t.rows_read_new, t.rows_read_old + t.rows_read_new AS rows_read,
+       t.segments_checked, t.segments_read, t.bisect, t.segments, t.threshold,
+       t.since_column, t.cutoff, t.only_old, t.only_new, t.elapsed_s
+FROM data_tables t JOIN runs r USING (run_id)
+WHERE CAST(run AS VARCHAR) IS NULL OR t.run_id = run
+QUALIFY CAST(run AS VARCHAR) IS NOT NULL
+     OR row_number() OVER (PARTITION BY t.table_name
+                           ORDER BY r.started_at DESC, t.run_id DESC) = 1;
+
+-- The stored differences of the tables shadow_data_tables shows.
+CREATE OR REPLACE TEMP MACRO shadow_data_differences(run) AS TABLE
+SELECT d.*
+FROM data_differences d JOIN shadow_data_tables(run) t
+  ON d.run_id = t.run_id AND d.table_name = t.table_name;
+
+-- Per table and column, the changed rows that differ in it.
+CREATE OR REPLACE TEMP MACRO shadow_data_columns(run) AS TABLE
+SELECT c.table_name, c.column_name, c.changed_rows
+FROM data_columns c JOIN shadow_data_tables(run) t
+  ON c.run_id = t.run_id AND c.table_name = t.table_name;

@@ -29,13 +29,13 @@ def test_empty_database_has_version_zero(tmp_path: Path) -> None:
 def test_migrate_creates_latest_version_and_is_idempotent(tmp_path: Path) -> None:
     con = duckdb.connect(str(tmp_path / "m.duckdb"))
     try:
-        assert schema.migrate(con) == schema.SCHEMA_VERSION == 7
+        assert schema.migrate(con) == schema.SCHEMA_VERSION == 8
         assert con.execute("SELECT key, value FROM shadow_meta").fetchall() == [
-            ("schema_version", "7")
+            ("schema_version", "8")
         ]
-        assert schema.migrate(con) == 7
+        assert schema.migrate(con) == 8
         assert con.execute("SELECT count(*) FROM shadow_meta").fetchone() == (1,)
-        assert schema.schema_version(con) == 7
+        assert schema.schema_version(con) == 8
     finally:
         con.close()
 

@@ -1,0 +1,324 @@
+"""A PostgreSQL side of a table diff, through the ADBC driver (rows arrive as Arrow).
+
+Checksums are computed by PostgreSQL: each row's canonical text (`canonical_sql`,
+the same text `shadow.data.kinds.canonical` builds in Python) is hashed with md5,
+and a segment's checksum is the sum of the first 60 bits of its rows' hashes, so
+only counts and sums travel until a segment is small enough to read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from typing import Any
+
+from shadow.data.dburl import DatabaseUrl
+from shadow.data.kinds import Kind, pg_kind
+from shadow.data.side import (
+    Column,
+    Key,
+    Placeholders,
+    Range,
+    Shape,
+    Sums,
+    bucket_sql,
+    excluded_sql,
+    plain_names,
+    range_sql,
+)
+from shadow.errors import DatabaseError
+
+COLLATE = ' COLLATE "C"'  # byte order, as SQLite compares text: both sides agree on ranges
+_TS = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+BATCH_ROWS = 8192  # rows per Arrow batch read
+
+
+def canonical_sql(column: Column, pg_type: str) -> str:
+    """PostgreSQL text of a column's value, equal to `kinds.canonical` where it can be.
+
+    Only when the column's type is of the kind it is compared as; otherwise its own
+    text (different values, different text: a checksum never hides a difference).
+    """
+    c = f"({column.sql})"
+    t = pg_type.lower()
+    if column.kind == column.actual:
+        if column.kind == "number":
+            return f"{c}::float8::text"
+        if column.kind == "decimal":
+            return f"trim_scale({c})::text"
+        if column.kind == "boolean":  # NULL stays NULL
+            return f"CASE WHEN {c} THEN 'true' WHEN NOT {c} THEN 'false' END"
+        # to_char gives NULL for infinity and drops the era: those keep their own text
+        # (as they are read: `fetch_sql` reads times as text)
+        if column.kind == "timestamp":
+            zone = " AT TIME ZONE 'UTC'" if t == "timestamptz" else ""
+            return (
+                f"CASE WHEN isfinite({c}) AND {c} >= '0001-01-01' "
+                f"THEN to_char({c}{zone}, '{_TS}') ELSE {c}::text END"
+            )
+        if column.kind == "date":
+            return (
+                f"CASE WHEN isfinite({c}) AND {c} >= DATE '0001-01-01' "
+                f"THEN to_char({c}, 'YYYY-MM-DD') ELSE {c}::text END"
+            )
+        if column.kind == "json":
+            return f"{c}::jsonb::text"
+        if column.kind == "bytes":
+            return f"{c}::text"  # \\x0102 (bytea_output hex), as kinds.canonical writes bytes
+    return f"{c}::text"
+
+
+def fetch_sql(column: Column) -> str:
+    """What a read selects of a column: text where Python would not read it as
+    PostgreSQL prints it (arrays, char(n), intervals... compared as text; times, whose
+    infinity and BC values ADBC cannot read)."""
+    if column.kind == "text" or (
+        column.kind in ("timestamp", "date") and column.actual in ("timestamp", "date")
+    ):
+        return f"({column.sql})::text"
+    return column.sql
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    # ADBC prefixes its own status: keep PostgreSQL's message
+    for marker in ("ERROR: ", "FATAL: "):
+        if marker in first:
+            first = first.split(marker, 1)[1]
+    return " ".join(first.split())[:300]
+
+
+class PostgresSide:
+    """One PostgreSQL database (see `shadow.data.side.Side`)."""
+
+    def __init__(self, url: DatabaseUrl, label: str, timeout: float = 30.0) -> None:
+        self.label = label
+        self.shown = url.shown
+        self.rows_read = 0
+        self._types: list[str] = []
+        self._shape: Shape | None = None
+        try:
+            import adbc_driver_postgresql.dbapi as pg
+        except ImportError:  # pragma: no cover - a dependency of the package
+            raise DatabaseError("adbc-driver-postgresql is not installed") from None
+        raw = url.raw
+        if "connect_timeout=" not in raw:  # libpq waits forever for a host that never answers
+            raw += ("&" if "?" in raw else "?") + f"connect_timeout={max(1, int(timeout))}"
+        try:
+            self._con = pg.connect(raw, autocommit=True)
+            cur = self._con.cursor()
+            # UTC and shortest exact floats: the canonical texts depend on both
+            cur.execute("SET TIME ZONE 'UTC'")
+            cur.execute("SET extra_float_digits = 1")
+            cur.execute("SET bytea_output = 'hex'")
+            cur.execute("SET DateStyle = 'ISO, YMD'")
+            cur.execute("SET IntervalStyle = 'postgres'")
+            cur.execute(f"SET statement_timeout = {int(timeout * 1000) * 20}")
+            cur.execute("SET default_transaction_read_only = on")
+            cur.close()
+        except Exception as exc:  # the driver's errors have no common base worth naming
+            raise DatabaseError(f"{label} database {self.shown}: {_one_line(exc)}") from None
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cur = self._con.cursor()
+        try:
+            cur.execute(sql, parameters=tuple(params) if params else None)
+            return list(cur.fetchall())
+        except Exception as exc:
+            raise DatabaseError(f"{self.label} database {self.shown}: {_one_line(exc)}") from None
+        finally:
+            cur.close()
+
+    def names(self, table: str) -> list[str]:
+        """The column names of `table` (DatabaseError: no such table)."""
+        cur = self._con.cursor()
+        try:
+            cur.execute(f"SELECT * FROM {table} LIMIT 0")
+            return list(cur.fetch_arrow_table().schema.names)
+        except Exception as exc:
+            raise DatabaseError(f"{self.label} database {self.shown}: {_one_line(exc)}") from None
+        finally:
+            cur.close()
+
+    def describe(self, table: str, exprs: Sequence[str]) -> list[Kind]:
+        """The kinds of `exprs` over `table` (DatabaseError: no such table or column)."""
+        cur = self._con.cursor()
+        try:
+            cur.execute(f"SELECT {', '.join(exprs)} FROM {table} LIMIT 0")
+            schema = cur.fetch_arrow_table().schema
+        except Exception as exc:
+            raise DatabaseError(f"{self.label} database {self.shown}: {_one_line(exc)}") from None
+        finally:
+            cur.close()
+        types = []
+        for f in schema:
+            meta = f.metadata or {}
+            types.append(meta.get(b"POSTGRESQL:type", b"text").decode())
+        self._types = types
+        return [pg_kind(t) for t in types]
+
+    def prepare(self, shape: Shape) -> None:
+        """Remember what to read; `describe` must have been given the same columns."""
+        self._shape = shape
+        types = self._types or ["text"] * len(shape.all)
+        parts = [canonical_sql(c, t) for c, t in zip(shape.all, types, strict=False)]
+        # PostgreSQL's own record text: quoted and escaped in C (kinds.row_text mirrors it)
+        self._row = f"ROW({', '.join(parts)})::text"
+
+    @property
+    def shape(self) -> Shape:
+        assert self._shape is not None, "prepare() first"
+        return self._shape
+
+    def _settled(self, p: Placeholders) -> str:
+        """Rows compared: a key (NULL keys are counted apart) and not in flight."""
+        s = self.shape
+        keyed = " AND ".join(f"{k.sql} IS NOT NULL" for k in s.keys)
+        keyed += excluded_sql(s.keys, s.excluded, p)
+        if s.since is None or s.cutoff is None:
+            return keyed
+        return f"{keyed} AND NOT coalesce({self._later(s.since)}, false)"
+
+    def count_keys(self, keys: Sequence[Key]) -> int:
+        """Rows (not in flight) held by these keys (the repeated ones left out of the walk)."""
+        s = replace(self.shape, excluded=())
+        saved, self._shape = self._shape, s
+        try:
+            p = Placeholders(numbered=True)
+            where = self._settled(p) + excluded_sql(s.keys, keys, p, negate=False)
+            return int(self._run(f"SELECT count(*) FROM {s.table} WHERE {where}", p.values)[0][0])
+        finally:
+            self._shape = saved
+
+    def in_flight(self) -> int:
+        """Rows with a key changed after the cutoff (0 without --since)."""
+        s = self.shape
+        if s.since is None or s.cutoff is None:
+            return 0
+        keyed = " AND ".join(f"{k.sql} IS NOT NULL" for k in s.keys)
+        sql = f"SELECT count(*) FROM {s.table} WHERE {keyed} AND {self._later(s.since)}"
+        return int(self._run(sql)[0][0])
+
+    def null_keys(self) -> int:
+        """Rows whose key is (partly) NULL: no key identifies them."""
+        s = self.shape
+        nulls = " OR ".join(f"{k.sql} IS NULL" for k in s.keys)
+        return int(self._run(f"SELECT count(*) FROM {s.table} WHERE {nulls}")[0][0])
+
+    def _later(self, since: Column) -> str:
+        assert self.shape.cutoff is not None
+        cutoff = self.shape.cutoff
+        if since.actual == "integer" or since.actual == "number":
+            return f"({since.sql}) > {cutoff.timestamp()!r}"
+        return f"({since.sql}) > TIMESTAMPTZ '{cutoff.isoformat()}'"
+
+    def bounds(self) -> tuple[Any, Any, int]:
+        """min, max and count of the (single) key, over settled rows."""
+        k = self.shape.keys[0].sql
+        p = Placeholders(numbered=True)
+        settled = self._settled(p)
+        row = self._run(
+            f"SELECT min({k}), max({k}), count(*) FROM {self.shape.table} WHERE {settled}",
+            p.values,
+        )[0]
+        return row[0], row[1], int(row[2])
+
+    def segments(self, rng: Range, cuts: Sequence[Key], checksum: bool) -> list[Sums]:
+        """Count (and checksum) of each of len(cuts)+1 sub-segments of `rng`."""
+        s = self.shape
+        p = Placeholders(numbered=True)
+        bucket = bucket_sql(cuts, s.keys, COLLATE, p)
+        where = range_sql(rng, s.keys, COLLATE, p)
+        total = "sum(('x' || substr(md5(r), 1, 15))::bit(60)::bigint)::text" if checksum else "'0'"
+        sql = (
+            f"SELECT b, count(*), {total} FROM (SELECT {bucket} AS b, "
+            f"{self._row if checksum else 'NULL'} AS r FROM {s.table} "
+            f"WHERE {where} AND {self._settled(p)}) x GROUP BY b"
+        )
+        out = [Sums() for _ in range(len(cuts) + 1)]
+        for b, n, total_text in self._run(sql, p.values):
+            out[int(b)] = Sums(int(n), int(total_text or 0))
+        return out
+
+    def quantiles(self, rng: Range, count: int, parts: int) -> list[Key]:
+        """Keys that cut the settled rows of `rng` into about `parts` equal parts."""
+        s = self.shape
+        step = max(1, -(-count // parts))
+        p = Placeholders(numbered=True)
+        names = ", ".join(f"k{i}" for i in range(len(s.keys)))
+        inner = ", ".join(f"{k.sql} AS k{i}" for i, k in enumerate(s.keys))
+        order = ", ".join(f"{k.sql}{COLLATE if k.kind == 'text' else ''}" for k in s.keys)
+        sql = (
+            f"SELECT {names} FROM (SELECT {inner}, row_number() OVER (ORDER BY {order}) AS rn "
+            f"FROM {s.table} WHERE {range_sql(rng, s.keys, COLLATE, p)} AND {self._settled(p)}) x "
+            f"WHERE rn > 1 AND (rn - 1) % {step} = 0 ORDER BY rn"
+        )
+        return [tuple(r) for r in self._run(sql, p.values)]
+
+    def duplicates(self, limit: int) -> tuple[list[tuple[Key, int]], int]:
+        """Up to `limit` keys held by more than one settled row, and how many there are."""
+        s = self.shape
+        keys = ", ".join(k.sql for k in s.keys)
+        p = Placeholders(numbered=True)
+        sql = (
+            f"SELECT {keys}, n, count(*) OVER () FROM (SELECT {keys}, count(*) AS n "
+            f"FROM {s.table} WHERE {self._settled(p)} GROUP BY {keys} HAVING count(*) > 1) x "
+            f"ORDER BY {keys} LIMIT {int(limit)}"
+        )
+        found = self._run(sql, p.values)
+        width = len(s.keys)
+        total = int(found[0][-1]) if found else 0
+        return [(tuple(r[:width]), int(r[width])) for r in found], total
+
+    def unique_key(self) -> bool:
+        """Whether a unique index (or primary key) on exactly the key columns exists."""
+        names = plain_names(self.shape.keys)
+        if names is None:
+            return False
+        p = Placeholders(numbered=True)
+        table, joined, sep = p(self.shape.table), p("\x1f".join(names)), p("\x1f")
+        sql = (
+            f"SELECT count(*) FROM pg_index i WHERE i.indrelid = to_regclass({table}) "
+            "AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL "
+            "AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a "
+            "WHERE a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)) "
+            f"= (SELECT array_agg(x ORDER BY x) FROM unnest(string_to_array({joined}, {sep})) x)"
+        )
+        found = self._run(sql, p.values)
+        return bool(found and found[0][0])
+
+    def fetch(self, rng: Range) -> Iterator[tuple[Key, tuple[Any, ...], bool]]:
+        """The rows of `rng` (settled or not: the caller drops keys in flight)."""
+        s = self.shape
+        p = Placeholders(numbered=True)
+        flight = (
+            f"coalesce({self._later(s.since)}, false)"
+            if s.since is not None and s.cutoff is not None
+            else "false"
+        )
+        cols = ", ".join(fetch_sql(c) for c in s.all)
+        where = range_sql(rng, s.keys, COLLATE, p) + excluded_sql(s.keys, s.excluded, p)
+        sql = f"SELECT {cols}, {flight} FROM {s.table} WHERE {where}"
+        width = len(s.keys)
+        cur = self._con.cursor()
+        try:
+            cur.execute(sql, parameters=tuple(p.values) if p.values else None)
+            for batch in cur.fetch_record_batch():
+                columns = [col.to_pylist() for col in batch.columns]
+                self.rows_read += batch.num_rows
+                for row in zip(*columns, strict=True):
+                    yield tuple(row[:width]), tuple(row[width:-1]), bool(row[-1])
+        except Exception as exc:
+            raise DatabaseError(f"{self.label} database {self.shown}: {_one_line(exc)}") from None
+        finally:
+            cur.close()
+
+    def close(self) -> None:
+        try:
+            self._con.close()
+        except Exception:  # closing a broken connection must not mask the first error
+            pass
+
+
+__all__ = ["COLLATE", "PostgresSide", "canonical_sql", "fetch_sql"]
