@@ -65,7 +65,7 @@ def _positive(ctx: click.Context, param: click.Parameter, value: int) -> int:
 )
 @click.option(
     "--segments",
-    type=int,
+    type=click.IntRange(2, 4096),
     default=32,
     show_default=True,
     callback=_positive,

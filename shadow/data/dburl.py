@@ -43,11 +43,12 @@ def parse_database_url(value: str, what: str) -> DatabaseUrl:
         raise ConfigError(f"{what}: empty database URL (postgresql://... or sqlite:PATH)")
     scheme = text.split(":", 1)[0].lower() if ":" in text else ""
     if scheme in ("postgresql", "postgres"):
-        parts = urlsplit(text)
         try:
+            parts = urlsplit(text)
             parts.port  # noqa: B018  (raises on a bad port)
         except ValueError:
-            raise ConfigError(f"{what}: bad port in the database URL") from None
+            # not echoed: it may hold a password
+            raise ConfigError(f"{what}: bad host or port in the database URL") from None
         if not parts.hostname and "host=" not in parts.query:
             raise ConfigError(f"{what}: {scheme}:// URL without a host")
         return DatabaseUrl("postgresql", "postgresql" + text[len(scheme) :])

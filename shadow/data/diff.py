@@ -85,7 +85,12 @@ class TableResult:
 
 
 def _key_text(key: Key) -> str:
-    return orjson.dumps(list(key)).decode()
+    try:
+        return orjson.dumps(list(key)).decode()
+    except TypeError:  # bytes: a SQLite text key that is not UTF-8
+        raise ConfigError(
+            f"a key holds bytes that are not UTF-8 text ({key!r:.60}): it cannot be compared"
+        ) from None
 
 
 def integer_cuts(lo: int, hi: int, parts: int) -> list[Key]:
@@ -322,6 +327,7 @@ def _distinct(cuts: list[Key], rng: Range | None = None) -> list[Key]:
     """Strictly increasing cuts inside the range (quantiles may repeat a key)."""
     out: list[Key] = []
     for c in cuts:
+        _key_text(c)  # a key of bytes cannot cut a range
         if rng is not None and rng.lo is not None and not c > rng.lo:
             continue
         if rng is not None and rng.hi is not None and not c < rng.hi:

@@ -138,6 +138,11 @@ def _number(value: Any) -> float | int | None:
         return None
     if isinstance(value, int):
         return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())  # exact: '9007199254740993' is no float
+        except ValueError:
+            pass
     try:
         x = float(value)
     except (TypeError, ValueError, OverflowError):
@@ -200,8 +205,13 @@ def convert(kind: str, value: Any) -> Any:
         if isinstance(value, date):
             return value.isoformat()
         if isinstance(value, str):
+            text = value.strip()
             try:
-                return date.fromisoformat(value.strip()[:10]).isoformat()
+                return date.fromisoformat(text).isoformat()
+            except ValueError:
+                pass
+            try:  # a date with a time of day; '0044-03-15 BC' stays as it is
+                return datetime.fromisoformat(text).date().isoformat()
             except ValueError:
                 return value
         return _plain(value)

@@ -30,6 +30,7 @@ from shadow.errors import DatabaseError
 
 COLLATE = ' COLLATE "C"'  # byte order, as SQLite compares text: both sides agree on ranges
 _TS = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+_TEXT_TYPES = ("text", "varchar", "bpchar", "name", "character varying", "character")
 BATCH_ROWS = 8192  # rows per Arrow batch read
 
 
@@ -53,15 +54,15 @@ def canonical_sql(column: Column, pg_type: str) -> str:
         if column.kind == "timestamp":
             zone = " AT TIME ZONE 'UTC'" if t == "timestamptz" else ""
             return (
-                f"CASE WHEN isfinite({c}) AND {c} >= '0001-01-01' "
+                f"CASE WHEN isfinite({c}) AND {c} >= '0001-01-01' AND {c} < '10000-01-01' "
                 f"THEN to_char({c}{zone}, '{_TS}') ELSE {c}::text END"
             )
         if column.kind == "date":
             return (
                 f"CASE WHEN isfinite({c}) AND {c} >= DATE '0001-01-01' "
-                f"THEN to_char({c}, 'YYYY-MM-DD') ELSE {c}::text END"
+                f"AND {c} < DATE '10000-01-01' THEN to_char({c}, 'YYYY-MM-DD') ELSE {c}::text END"
             )
-        if column.kind == "json":
+        if column.kind == "json" and t == "jsonb":  # json may hold what jsonb refuses (\\u0000)
             return f"{c}::jsonb::text"
         if column.kind == "bytes":
             return f"{c}::text"  # \\x0102 (bytea_output hex), as kinds.canonical writes bytes
@@ -77,6 +78,14 @@ def fetch_sql(column: Column) -> str:
     ):
         return f"({column.sql})::text"
     return column.sql
+
+
+def _failed(label: str, shown: str, exc: BaseException) -> BaseException:
+    """The error to raise for a driver error: Ctrl-C cancels the query, and stays Ctrl-C."""
+    text = _one_line(exc)
+    if "canceling statement due to user request" in text:
+        return KeyboardInterrupt()
+    return DatabaseError(f"{label} database {shown}: {text}")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -126,7 +135,7 @@ class PostgresSide:
             cur.execute(sql, parameters=tuple(params) if params else None)
             return list(cur.fetchall())
         except Exception as exc:
-            raise DatabaseError(f"{self.label} database {self.shown}: {_one_line(exc)}") from None
+            raise _failed(self.label, self.shown, exc) from None
         finally:
             cur.close()
 
@@ -137,7 +146,7 @@ class PostgresSide:
             cur.execute(f"SELECT * FROM {table} LIMIT 0")
             return list(cur.fetch_arrow_table().schema.names)
         except Exception as exc:
-            raise DatabaseError(f"{self.label} database {self.shown}: {_one_line(exc)}") from None
+            raise _failed(self.label, self.shown, exc) from None
         finally:
             cur.close()
 
@@ -148,7 +157,7 @@ class PostgresSide:
             cur.execute(f"SELECT {', '.join(exprs)} FROM {table} LIMIT 0")
             schema = cur.fetch_arrow_table().schema
         except Exception as exc:
-            raise DatabaseError(f"{self.label} database {self.shown}: {_one_line(exc)}") from None
+            raise _failed(self.label, self.shown, exc) from None
         finally:
             cur.close()
         types = []
@@ -160,8 +169,15 @@ class PostgresSide:
 
     def prepare(self, shape: Shape) -> None:
         """Remember what to read; `describe` must have been given the same columns."""
-        self._shape = shape
         types = self._types or ["text"] * len(shape.all)
+        # a text key of another type (uuid, citext, ...) is ranged as its text, in bytes
+        keys = tuple(
+            replace(k, sql=f"({k.sql})::text")
+            if k.kind == "text" and t.lower() not in _TEXT_TYPES else k
+            for k, t in zip(shape.keys, types, strict=False)
+        )  # fmt: skip
+        shape = replace(shape, keys=keys)
+        self._shape = shape
         parts = [canonical_sql(c, t) for c, t in zip(shape.all, types, strict=False)]
         # PostgreSQL's own record text: quoted and escaped in C (kinds.row_text mirrors it)
         self._row = f"ROW({', '.join(parts)})::text"
@@ -262,7 +278,7 @@ class PostgresSide:
         keys = ", ".join(k.sql for k in s.keys)
         p = Placeholders(numbered=True)
         sql = (
-            f"SELECT {keys}, n, count(*) OVER () FROM (SELECT {keys}, count(*) AS n "
+            f"SELECT {keys}, shadow_n, count(*) OVER () FROM (SELECT {keys}, count(*) AS shadow_n "
             f"FROM {s.table} WHERE {self._settled(p)} GROUP BY {keys} HAVING count(*) > 1) x "
             f"ORDER BY {keys} LIMIT {int(limit)}"
         )
@@ -310,7 +326,7 @@ class PostgresSide:
                 for row in zip(*columns, strict=True):
                     yield tuple(row[:width]), tuple(row[width:-1]), bool(row[-1])
         except Exception as exc:
-            raise DatabaseError(f"{self.label} database {self.shown}: {_one_line(exc)}") from None
+            raise _failed(self.label, self.shown, exc) from None
         finally:
             cur.close()
 

@@ -94,12 +94,18 @@ class SegmentComparer:
         try:
             found = self._con.execute(
                 "SELECT o.i, n.i FROM o FULL OUTER JOIN n ON o.k = n.k "
-                "WHERE o.c IS DISTINCT FROM n.c ORDER BY coalesce(o.k, n.k)"
+                "WHERE o.c IS DISTINCT FROM n.c"
             ).fetchall()
         finally:
             self._con.unregister("o")
             self._con.unregister("n")
-        return [(a, b) for a, b in found]
+
+        # in key order (the keys of one table are all integers or all text)
+        def key_of(pair: tuple[int | None, int | None]) -> Key:
+            i, j = pair
+            return old[i][0] if i is not None else new[j][0]  # type: ignore[index]
+
+        return sorted(((a, b) for a, b in found), key=key_of)
 
     def differences(
         self, key: Key, old: tuple[Any, ...] | None, new: tuple[Any, ...] | None

@@ -16,10 +16,12 @@ from dataclasses import replace
 from datetime import UTC
 from hashlib import md5
 from typing import Any
+from urllib.request import pathname2url
 
 from shadow.data.dburl import DatabaseUrl
 from shadow.data.kinds import Kind, canonical_for, row_text, sqlite_kind
 from shadow.data.side import (
+    Column,
     Key,
     Placeholders,
     Range,
@@ -33,6 +35,8 @@ from shadow.data.side import (
 from shadow.errors import DatabaseError
 
 BATCH_ROWS = 8192
+# text keys in byte order whatever the column's collation (NOCASE...), as PostgreSQL's "C"
+BINARY = " COLLATE BINARY"
 
 
 def row_hash(text: str) -> int:
@@ -81,14 +85,14 @@ class SqliteSide:
         self.shown = url.shown
         self.rows_read = 0
         self._shape: Shape | None = None
+        self._declared: dict[str, str] = {}
         path = url.path or ""
         if not os.path.isfile(path):
             raise DatabaseError(f"{label} database {self.shown}: no such file")
         try:
             # read-only: a diff never writes to the databases it compares
-            self._con = sqlite3.connect(
-                f"file:{path}?mode=ro", uri=True, timeout=timeout, check_same_thread=False
-            )
+            uri = "file:" + pathname2url(os.path.abspath(path)) + "?mode=ro"
+            self._con = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
             self._con.text_factory = _text
             self._con.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.Error as exc:
@@ -99,6 +103,13 @@ class SqliteSide:
             return list(self._con.execute(sql, tuple(params)).fetchall())
         except sqlite3.Error as exc:
             raise DatabaseError(f"{self.label} database {self.shown}: {exc}") from None
+
+    def _text_affinity(self, key: Column) -> bool:
+        if not (key.sql.startswith('"') and key.sql.endswith('"')):
+            return False  # an expression: its result may be anything
+        name = key.sql[1:-1].replace('""', '"')
+        declared = self._declared.get(name, "").upper()
+        return any(t in declared for t in ("CHAR", "CLOB", "TEXT")) and "INT" not in declared
 
     def names(self, table: str) -> list[str]:
         """The column names of `table` (DatabaseError: no such table)."""
@@ -120,6 +131,7 @@ class SqliteSide:
             str(r[1]): str(r[2] or "")
             for r in self._run("SELECT * FROM pragma_table_info(?)", (bare,))
         }
+        self._declared = declared
         kinds: list[Kind] = []
         for expr, name in zip(exprs, names, strict=True):
             quoted = expr.startswith('"') and expr.endswith('"')
@@ -127,6 +139,14 @@ class SqliteSide:
         return kinds
 
     def prepare(self, shape: Shape) -> None:
+        # A text key in a column without TEXT affinity may hold numbers: read it as text
+        # (PostgreSQL's text key holds '1' where SQLite holds 1).
+        keys = tuple(
+            replace(k, sql=f"CAST({k.sql} AS TEXT)")
+            if k.kind == "text" and not self._text_affinity(k) else k
+            for k in shape.keys
+        )  # fmt: skip
+        shape = replace(shape, keys=keys)
         self._shape = shape
         # TEXT reaches a Python function decoded, and invalid UTF-8 would fail the whole
         # query: hand it over as bytes, decoded (or not) as `_text` does for reads
@@ -209,12 +229,13 @@ class SqliteSide:
     def segments(self, rng: Range, cuts: Sequence[Key], checksum: bool) -> list[Sums]:
         s = self.shape
         p = Placeholders(numbered=False)
-        bucket = bucket_sql(cuts, s.keys, "", p)
-        where = range_sql(rng, s.keys, "", p)
+        bucket = bucket_sql(cuts, s.keys, BINARY, p)
+        where = range_sql(rng, s.keys, BINARY, p)
         total = f"shadow_checksum({self._args})" if checksum else "'0'"
         sql = (
-            f"SELECT {bucket} AS b, count(*), {total} FROM {s.table} "
-            f"WHERE {where} AND {self._settled(p)} GROUP BY b"
+            # grouped by position: a column of the table may be called like any alias
+            f"SELECT {bucket}, count(*), {total} FROM {s.table} "
+            f"WHERE {where} AND {self._settled(p)} GROUP BY 1"
         )
         out = [Sums() for _ in range(len(cuts) + 1)]
         for b, n, total_text in self._run(sql, p.values):
@@ -227,10 +248,10 @@ class SqliteSide:
         p = Placeholders(numbered=False)
         names = ", ".join(f"k{i}" for i in range(len(s.keys)))
         inner = ", ".join(f"{k.sql} AS k{i}" for i, k in enumerate(s.keys))
-        order = ", ".join(k.sql for k in s.keys)
+        order = ", ".join(f"{k.sql}{BINARY if k.kind == 'text' else ''}" for k in s.keys)
         sql = (
             f"SELECT {names} FROM (SELECT {inner}, row_number() OVER (ORDER BY {order}) AS rn "
-            f"FROM {s.table} WHERE {range_sql(rng, s.keys, '', p)} AND {self._settled(p)}) "
+            f"FROM {s.table} WHERE {range_sql(rng, s.keys, BINARY, p)} AND {self._settled(p)}) "
             f"WHERE rn > 1 AND (rn - 1) % {step} = 0 ORDER BY rn"
         )
         return [tuple(r) for r in self._run(sql, p.values)]
@@ -240,7 +261,7 @@ class SqliteSide:
         keys = ", ".join(k.sql for k in s.keys)
         p = Placeholders(numbered=False)
         sql = (
-            f"SELECT {keys}, n, count(*) OVER () FROM (SELECT {keys}, count(*) AS n "
+            f"SELECT {keys}, shadow_n, count(*) OVER () FROM (SELECT {keys}, count(*) AS shadow_n "
             f"FROM {s.table} WHERE {self._settled(p)} GROUP BY {keys} HAVING count(*) > 1) "
             f"ORDER BY {keys} LIMIT {int(limit)}"
         )
@@ -271,7 +292,7 @@ class SqliteSide:
         p = Placeholders(numbered=False)
         flight = f"coalesce({self._later()}, 0)" if s.since and s.cutoff else "0"
         cols = ", ".join(c.sql for c in s.all)
-        where = range_sql(rng, s.keys, "", p) + excluded_sql(s.keys, s.excluded, p)
+        where = range_sql(rng, s.keys, BINARY, p) + excluded_sql(s.keys, s.excluded, p)
         sql = f"SELECT {cols}, {flight} FROM {s.table} WHERE {where}"
         width = len(s.keys)
         try:

@@ -298,7 +298,7 @@ def test_incompatible_types(
     [
         (["--old", f"mysql://u:{PASSWORD}@h/db"], ("--old: mysql databases are not supported",)),
         (["--old", f"nonsense://u:{PASSWORD}@h/db"], ("--old: not a database URL",)),
-        (["--old", f"postgresql://u:{PASSWORD}@h:99999/db"], ("--old: bad port",)),
+        (["--old", f"postgresql://u:{PASSWORD}@h:99999/db"], ("--old: bad host or port",)),
         (["--old", "sqlite:"], ("--old: sqlite: URL without a file",)),
         (["--min-age", "60"], ("--since COLUMN and --min-age SECONDS go together",)),
         (["--since", "v"], ("--since COLUMN and --min-age SECONDS go together",)),

@@ -80,8 +80,8 @@ def test_sqlite_path_expands_the_home_directory() -> None:
     [
         ("", "--old: empty database URL"),
         ("   ", "--old: empty database URL"),
-        (f"postgresql://u:{SECRET}@h:99999/db", "--old: bad port"),
-        (f"postgresql://u:{SECRET}@h:port/db", "--old: bad port"),
+        (f"postgresql://u:{SECRET}@h:99999/db", "--old: bad host or port"),
+        (f"postgresql://u:{SECRET}@h:port/db", "--old: bad host or port"),
         (f"postgresql://u:{SECRET}@/db", "--old: postgresql:// URL without a host"),
         ("sqlite:", "--old: sqlite: URL without a file"),
         ("sqlite://", "--old: sqlite: URL without a file"),
