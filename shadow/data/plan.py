@@ -9,7 +9,7 @@ not a time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -163,8 +163,4 @@ def _sqlite_type() -> type:
     return SqliteSide
 
 
-def key_names(plan: Plan) -> Sequence[str]:
-    return [k.name for k in plan.new.keys]
-
-
-__all__ = ["Plan", "build_plan", "key_names"]
+__all__ = ["Plan", "build_plan"]

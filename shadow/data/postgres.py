@@ -31,7 +31,6 @@ from shadow.errors import DatabaseError
 COLLATE = ' COLLATE "C"'  # byte order, as SQLite compares text: both sides agree on ranges
 _TS = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
 _TEXT_TYPES = ("text", "varchar", "bpchar", "name", "character varying", "character")
-BATCH_ROWS = 8192  # rows per Arrow batch read
 
 
 def canonical_sql(column: Column, pg_type: str) -> str:

@@ -9,7 +9,7 @@ themselves. `shadow.data.postgres` and `shadow.data.sqlite` implement it.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -58,13 +58,6 @@ class Sums:
 
     count: int = 0
     checksum: int = 0
-
-
-@dataclass
-class Fetched:
-    """Rows of one segment, read: (key, values, in_flight) each."""
-
-    rows: list[tuple[Key, tuple[Any, ...], bool]] = field(default_factory=list)
 
 
 class Side(Protocol):
@@ -176,7 +169,6 @@ def bucket_sql(cuts: Sequence[Key], keys: Sequence[Column], collate: str, p: Pla
 
 __all__ = [
     "Column",
-    "Fetched",
     "Key",
     "Placeholders",
     "Range",

@@ -39,11 +39,6 @@ BATCH_ROWS = 8192
 BINARY = " COLLATE BINARY"
 
 
-def row_hash(text: str) -> int:
-    """The first 60 bits of md5(text), as PostgreSQL's `('x' || substr(md5(r), 1, 15))`."""
-    return int(md5(text.encode(), usedforsecurity=False).hexdigest()[:15], 16)
-
-
 def _text(raw: bytes) -> str | bytes:
     """SQLite TEXT as read: UTF-8, or the bytes themselves (legacy files hold anything)."""
     try:
@@ -71,6 +66,7 @@ class _Checksum:
 
     def step(self, *values: Any) -> None:
         text = row_text([f(v) for f, v in zip(self.texts, values, strict=True)])
+        # the first 60 bits of md5, as PostgreSQL's ('x' || substr(md5(r), 1, 15))::bit(60)
         self.total += int(md5(text.encode(), usedforsecurity=False).hexdigest()[:15], 16)
 
     def finalize(self) -> str:
@@ -308,4 +304,4 @@ class SqliteSide:
         self._con.close()
 
 
-__all__ = ["SqliteSide", "row_hash"]
+__all__ = ["SqliteSide"]
