@@ -20,6 +20,7 @@ from shadow.data.side import (
     Placeholders,
     Range,
     Shape,
+    SqlSide,
     Sums,
     bucket_sql,
     excluded_sql,
@@ -97,8 +98,12 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(first.split())[:300]
 
 
-class PostgresSide:
+class PostgresSide(SqlSide):
     """One PostgreSQL database (see `shadow.data.side.Side`)."""
+
+    numbered = True
+    collate = COLLATE
+    false = "false"
 
     def __init__(self, url: DatabaseUrl, label: str, timeout: float = 30.0) -> None:
         self.label = label
@@ -181,63 +186,12 @@ class PostgresSide:
         # PostgreSQL's own record text: quoted and escaped in C (kinds.row_text mirrors it)
         self._row = f"ROW({', '.join(parts)})::text"
 
-    @property
-    def shape(self) -> Shape:
-        assert self._shape is not None, "prepare() first"
-        return self._shape
-
-    def _settled(self, p: Placeholders) -> str:
-        """Rows compared: a key (NULL keys are counted apart) and not in flight."""
-        s = self.shape
-        keyed = " AND ".join(f"{k.sql} IS NOT NULL" for k in s.keys)
-        keyed += excluded_sql(s.keys, s.excluded, p)
-        if s.since is None or s.cutoff is None:
-            return keyed
-        return f"{keyed} AND NOT coalesce({self._later(s.since)}, false)"
-
-    def count_keys(self, keys: Sequence[Key]) -> int:
-        """Rows (not in flight) held by these keys (the repeated ones left out of the walk)."""
-        s = replace(self.shape, excluded=())
-        saved, self._shape = self._shape, s
-        try:
-            p = Placeholders(numbered=True)
-            where = self._settled(p) + excluded_sql(s.keys, keys, p, negate=False)
-            return int(self._run(f"SELECT count(*) FROM {s.table} WHERE {where}", p.values)[0][0])
-        finally:
-            self._shape = saved
-
-    def in_flight(self) -> int:
-        """Rows with a key changed after the cutoff (0 without --since)."""
-        s = self.shape
-        if s.since is None or s.cutoff is None:
-            return 0
-        keyed = " AND ".join(f"{k.sql} IS NOT NULL" for k in s.keys)
-        sql = f"SELECT count(*) FROM {s.table} WHERE {keyed} AND {self._later(s.since)}"
-        return int(self._run(sql)[0][0])
-
-    def null_keys(self) -> int:
-        """Rows whose key is (partly) NULL: no key identifies them."""
-        s = self.shape
-        nulls = " OR ".join(f"{k.sql} IS NULL" for k in s.keys)
-        return int(self._run(f"SELECT count(*) FROM {s.table} WHERE {nulls}")[0][0])
-
-    def _later(self, since: Column) -> str:
-        assert self.shape.cutoff is not None
-        cutoff = self.shape.cutoff
+    def _later(self) -> str:
+        since, cutoff = self.shape.since, self.shape.cutoff
+        assert since is not None and cutoff is not None
         if since.actual == "integer" or since.actual == "number":
             return f"({since.sql}) > {cutoff.timestamp()!r}"
         return f"({since.sql}) > TIMESTAMPTZ '{cutoff.isoformat()}'"
-
-    def bounds(self) -> tuple[Any, Any, int]:
-        """min, max and count of the (single) key, over settled rows."""
-        k = self.shape.keys[0].sql
-        p = Placeholders(numbered=True)
-        settled = self._settled(p)
-        row = self._run(
-            f"SELECT min({k}), max({k}), count(*) FROM {self.shape.table} WHERE {settled}",
-            p.values,
-        )[0]
-        return row[0], row[1], int(row[2])
 
     def segments(self, rng: Range, cuts: Sequence[Key], checksum: bool) -> list[Sums]:
         """Count (and checksum) of each of len(cuts)+1 sub-segments of `rng`."""
@@ -255,36 +209,6 @@ class PostgresSide:
         for b, n, total_text in self._run(sql, p.values):
             out[int(b)] = Sums(int(n), int(total_text or 0))
         return out
-
-    def quantiles(self, rng: Range, count: int, parts: int) -> list[Key]:
-        """Keys that cut the settled rows of `rng` into about `parts` equal parts."""
-        s = self.shape
-        step = max(1, -(-count // parts))
-        p = Placeholders(numbered=True)
-        names = ", ".join(f"k{i}" for i in range(len(s.keys)))
-        inner = ", ".join(f"{k.sql} AS k{i}" for i, k in enumerate(s.keys))
-        order = ", ".join(f"{k.sql}{COLLATE if k.kind == 'text' else ''}" for k in s.keys)
-        sql = (
-            f"SELECT {names} FROM (SELECT {inner}, row_number() OVER (ORDER BY {order}) AS rn "
-            f"FROM {s.table} WHERE {range_sql(rng, s.keys, COLLATE, p)} AND {self._settled(p)}) x "
-            f"WHERE rn > 1 AND (rn - 1) % {step} = 0 ORDER BY rn"
-        )
-        return [tuple(r) for r in self._run(sql, p.values)]
-
-    def duplicates(self, limit: int) -> tuple[list[tuple[Key, int]], int]:
-        """Up to `limit` keys held by more than one settled row, and how many there are."""
-        s = self.shape
-        keys = ", ".join(k.sql for k in s.keys)
-        p = Placeholders(numbered=True)
-        sql = (
-            f"SELECT {keys}, shadow_n, count(*) OVER () FROM (SELECT {keys}, count(*) AS shadow_n "
-            f"FROM {s.table} WHERE {self._settled(p)} GROUP BY {keys} HAVING count(*) > 1) x "
-            f"ORDER BY {keys} LIMIT {int(limit)}"
-        )
-        found = self._run(sql, p.values)
-        width = len(s.keys)
-        total = int(found[0][-1]) if found else 0
-        return [(tuple(r[:width]), int(r[width])) for r in found], total
 
     def unique_key(self) -> bool:
         """Whether a unique index (or primary key) on exactly the key columns exists."""
@@ -308,7 +232,7 @@ class PostgresSide:
         s = self.shape
         p = Placeholders(numbered=True)
         flight = (
-            f"coalesce({self._later(s.since)}, false)"
+            f"coalesce({self._later()}, false)"
             if s.since is not None and s.cutoff is not None
             else "false"
         )

@@ -9,7 +9,7 @@ themselves. `shadow.data.postgres` and `shadow.data.sqlite` implement it.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -167,6 +167,113 @@ def bucket_sql(cuts: Sequence[Key], keys: Sequence[Column], collate: str, p: Pla
     return f"CASE {whens} ELSE {len(cuts)} END"
 
 
+class SqlSide:
+    """What both engines' sides share: the queries that differ only in their placeholders,
+    their text collation and their false. Subclasses give `_run`, `_later` and the rest
+    of `Side`."""
+
+    numbered = False  # $1 placeholders (PostgreSQL) or ? (SQLite)
+    collate = ""  # the byte-order collation of text keys
+    false = "0"
+    label = ""
+    shown = ""
+    rows_read = 0
+    _shape: Shape | None = None
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _later(self) -> str:
+        """SQL: the row's `since` column is after the cutoff."""
+        raise NotImplementedError
+
+    @property
+    def shape(self) -> Shape:
+        assert self._shape is not None, "prepare() first"
+        return self._shape
+
+    def _marks(self) -> Placeholders:
+        return Placeholders(numbered=self.numbered)
+
+    def _keyed(self) -> str:
+        return " AND ".join(f"{k.sql} IS NOT NULL" for k in self.shape.keys)
+
+    def _settled(self, p: Placeholders) -> str:
+        """Rows compared: a key (NULL keys are counted apart), not repeated, not in flight."""
+        s = self.shape
+        keyed = self._keyed() + excluded_sql(s.keys, s.excluded, p)
+        if s.since is None or s.cutoff is None:
+            return keyed
+        return f"{keyed} AND NOT coalesce({self._later()}, {self.false})"
+
+    def count_keys(self, keys: Sequence[Key]) -> int:
+        """Rows (not in flight) held by these keys (the repeated ones left out of the walk)."""
+        s = replace(self.shape, excluded=())
+        saved, self._shape = self._shape, s
+        try:
+            p = self._marks()
+            where = self._settled(p) + excluded_sql(s.keys, keys, p, negate=False)
+            return int(self._run(f"SELECT count(*) FROM {s.table} WHERE {where}", p.values)[0][0])
+        finally:
+            self._shape = saved
+
+    def in_flight(self) -> int:
+        """Rows with a key changed after the cutoff (0 without --since)."""
+        s = self.shape
+        if s.since is None or s.cutoff is None:
+            return 0
+        sql = f"SELECT count(*) FROM {s.table} WHERE {self._keyed()} AND {self._later()}"
+        return int(self._run(sql)[0][0])
+
+    def null_keys(self) -> int:
+        """Rows whose key is (partly) NULL: no key identifies them."""
+        s = self.shape
+        nulls = " OR ".join(f"{k.sql} IS NULL" for k in s.keys)
+        return int(self._run(f"SELECT count(*) FROM {s.table} WHERE {nulls}")[0][0])
+
+    def bounds(self) -> tuple[Any, Any, int]:
+        """min, max and count of the (single) key, over settled rows."""
+        k = self.shape.keys[0].sql
+        p = self._marks()
+        settled = self._settled(p)
+        row = self._run(
+            f"SELECT min({k}), max({k}), count(*) FROM {self.shape.table} WHERE {settled}",
+            p.values,
+        )[0]
+        return row[0], row[1], int(row[2])
+
+    def quantiles(self, rng: Range, count: int, parts: int) -> list[Key]:
+        """Keys that cut the settled rows of `rng` into about `parts` equal parts."""
+        s = self.shape
+        step = max(1, -(-count // parts))
+        p = self._marks()
+        names = ", ".join(f"k{i}" for i in range(len(s.keys)))
+        inner = ", ".join(f"{k.sql} AS k{i}" for i, k in enumerate(s.keys))
+        order = ", ".join(f"{k.sql}{self.collate if k.kind == 'text' else ''}" for k in s.keys)
+        where = range_sql(rng, s.keys, self.collate, p)
+        sql = (
+            f"SELECT {names} FROM (SELECT {inner}, row_number() OVER (ORDER BY {order}) AS rn "
+            f"FROM {s.table} WHERE {where} AND {self._settled(p)}) x "
+            f"WHERE rn > 1 AND (rn - 1) % {step} = 0 ORDER BY rn"
+        )
+        return [tuple(r) for r in self._run(sql, p.values)]
+
+    def duplicates(self, limit: int) -> tuple[list[tuple[Key, int]], int]:
+        """Up to `limit` keys held by more than one settled row, and how many there are."""
+        s = self.shape
+        keys = ", ".join(k.sql for k in s.keys)
+        p = self._marks()
+        sql = (
+            f"SELECT {keys}, shadow_n, count(*) OVER () FROM (SELECT {keys}, count(*) AS shadow_n "
+            f"FROM {s.table} WHERE {self._settled(p)} GROUP BY {keys} HAVING count(*) > 1) x "
+            f"ORDER BY {keys} LIMIT {int(limit)}"
+        )
+        found = self._run(sql, p.values)
+        width = len(s.keys)
+        total = int(found[0][-1]) if found else 0
+        return [(tuple(r[:width]), int(r[width])) for r in found], total
+
+
 __all__ = [
     "Column",
     "Key",
@@ -174,6 +281,7 @@ __all__ = [
     "Range",
     "Shape",
     "Side",
+    "SqlSide",
     "Sums",
     "bucket_sql",
     "excluded_sql",

@@ -26,6 +26,7 @@ from shadow.data.side import (
     Placeholders,
     Range,
     Shape,
+    SqlSide,
     Sums,
     bucket_sql,
     excluded_sql,
@@ -73,8 +74,12 @@ class _Checksum:
         return str(self.total)  # text: the sum outgrows SQLite's 64-bit integers
 
 
-class SqliteSide:
+class SqliteSide(SqlSide):
     """One SQLite file (see `shadow.data.side.Side`)."""
+
+    numbered = False
+    collate = BINARY
+    false = "0"
 
     def __init__(self, url: DatabaseUrl, label: str, timeout: float = 30.0) -> None:
         self.label = label
@@ -159,11 +164,6 @@ class SqliteSide:
         aggregate = type("ShadowChecksum", (_Checksum,), {"texts": texts})
         self._con.create_aggregate("shadow_checksum", len(texts), aggregate)
 
-    @property
-    def shape(self) -> Shape:
-        assert self._shape is not None, "prepare() first"
-        return self._shape
-
     def _later(self) -> str:
         s = self.shape
         assert s.since is not None and s.cutoff is not None
@@ -175,52 +175,6 @@ class SqliteSide:
             f"(CASE WHEN typeof({c}) IN ('integer', 'real') THEN {c} > {epoch} "
             f"ELSE julianday({c}) > julianday('{stamp}') END)"
         )
-
-    def _settled(self, p: Placeholders) -> str:
-        """Rows compared: a key (NULL keys are counted apart) and not in flight."""
-        s = self.shape
-        keyed = " AND ".join(f"{k.sql} IS NOT NULL" for k in s.keys)
-        keyed += excluded_sql(s.keys, s.excluded, p)
-        if s.since is None or s.cutoff is None:
-            return keyed
-        return f"{keyed} AND NOT coalesce({self._later()}, 0)"
-
-    def count_keys(self, keys: Sequence[Key]) -> int:
-        """Rows (not in flight) held by these keys (the repeated ones left out of the walk)."""
-        s = replace(self.shape, excluded=())
-        saved, self._shape = self._shape, s
-        try:
-            p = Placeholders(numbered=False)
-            where = self._settled(p) + excluded_sql(s.keys, keys, p, negate=False)
-            return int(self._run(f"SELECT count(*) FROM {s.table} WHERE {where}", p.values)[0][0])
-        finally:
-            self._shape = saved
-
-    def in_flight(self) -> int:
-        """Rows with a key changed after the cutoff (0 without --since)."""
-        s = self.shape
-        if s.since is None or s.cutoff is None:
-            return 0
-        keyed = " AND ".join(f"{k.sql} IS NOT NULL" for k in s.keys)
-        return int(
-            self._run(f"SELECT count(*) FROM {s.table} WHERE {keyed} AND {self._later()}")[0][0]
-        )
-
-    def null_keys(self) -> int:
-        """Rows whose key is (partly) NULL: no key identifies them."""
-        s = self.shape
-        nulls = " OR ".join(f"{k.sql} IS NULL" for k in s.keys)
-        return int(self._run(f"SELECT count(*) FROM {s.table} WHERE {nulls}")[0][0])
-
-    def bounds(self) -> tuple[Any, Any, int]:
-        k = self.shape.keys[0].sql
-        p = Placeholders(numbered=False)
-        settled = self._settled(p)
-        row = self._run(
-            f"SELECT min({k}), max({k}), count(*) FROM {self.shape.table} WHERE {settled}",
-            p.values,
-        )[0]
-        return row[0], row[1], int(row[2])
 
     def segments(self, rng: Range, cuts: Sequence[Key], checksum: bool) -> list[Sums]:
         s = self.shape
@@ -237,34 +191,6 @@ class SqliteSide:
         for b, n, total_text in self._run(sql, p.values):
             out[int(b)] = Sums(int(n), int(total_text or 0))
         return out
-
-    def quantiles(self, rng: Range, count: int, parts: int) -> list[Key]:
-        s = self.shape
-        step = max(1, -(-count // parts))
-        p = Placeholders(numbered=False)
-        names = ", ".join(f"k{i}" for i in range(len(s.keys)))
-        inner = ", ".join(f"{k.sql} AS k{i}" for i, k in enumerate(s.keys))
-        order = ", ".join(f"{k.sql}{BINARY if k.kind == 'text' else ''}" for k in s.keys)
-        sql = (
-            f"SELECT {names} FROM (SELECT {inner}, row_number() OVER (ORDER BY {order}) AS rn "
-            f"FROM {s.table} WHERE {range_sql(rng, s.keys, BINARY, p)} AND {self._settled(p)}) "
-            f"WHERE rn > 1 AND (rn - 1) % {step} = 0 ORDER BY rn"
-        )
-        return [tuple(r) for r in self._run(sql, p.values)]
-
-    def duplicates(self, limit: int) -> tuple[list[tuple[Key, int]], int]:
-        s = self.shape
-        keys = ", ".join(k.sql for k in s.keys)
-        p = Placeholders(numbered=False)
-        sql = (
-            f"SELECT {keys}, shadow_n, count(*) OVER () FROM (SELECT {keys}, count(*) AS shadow_n "
-            f"FROM {s.table} WHERE {self._settled(p)} GROUP BY {keys} HAVING count(*) > 1) "
-            f"ORDER BY {keys} LIMIT {int(limit)}"
-        )
-        found = self._run(sql, p.values)
-        width = len(s.keys)
-        total = int(found[0][-1]) if found else 0
-        return [(tuple(r[:width]), int(r[width])) for r in found], total
 
     def unique_key(self) -> bool:
         """Whether the key is the rowid alias, the primary key or has a unique index."""
