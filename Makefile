@@ -33,7 +33,8 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	@bash scripts/ensure-browser
 	@bash scripts/ensure-services
-	$(PY) -m pytest
+	$(PY) -m pytest -m serial
+	$(PY) -m pytest -m "not serial" -n 2
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
@@ -46,6 +47,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/realtime_bench.py
 	$(PY) benchmarks/pytest_bench.py
 	$(PY) benchmarks/data_bench.py
+	$(PY) benchmarks/scale_bench.py
 
 soak: $(STAMP)
 	$(PY) benchmarks/soak.py

@@ -71,6 +71,53 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def _cpu(row: dict[str, Any]) -> float:
+    proxy, worker = row.get("proxy_cpu_ms_per_req"), row.get("worker_cpu_ms_per_req")
+    return float(proxy or 0) + float(worker or 0)
+
+
+def goals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The live path's goals (issue 16) from a run.py run: measured and met or not.
+
+    Rows are found by position: direct, mitmdump, mitmdump @R, mitmdump @R/2, then the
+    three shadow rows in the same order.
+    """
+    if len(rows) < 7:
+        return []
+    mitm, mitm_half = rows[1], rows[3]
+    shadow, shadow_rate, shadow_half = rows[4], rows[5], rows[6]
+    out = []
+    ratio = shadow["rps"] / mitm["rps"] if mitm["rps"] else 0.0
+    out.append(
+        {"goal": "throughput >= 0.95x mitmdump (closed loop)", "measured": f"{ratio:.2f}x "
+         f"({shadow['rps']:.0f} vs {mitm['rps']:.0f} req/s)", "met": ratio >= 0.95}
+    )  # fmt: skip
+    cpu, base = _cpu(shadow), _cpu(mitm)
+    ratio = cpu / base if base else 0.0
+    out.append(
+        {"goal": "CPU/request (proxy+worker+pool) <= 1.25x", "measured": f"{ratio:.2f}x "
+         f"({cpu:.2f} vs {base:.2f} ms)", "met": ratio <= 1.25}
+    )  # fmt: skip
+    p99, base99 = shadow_half["p99_ms"], mitm_half["p99_ms"]
+    ratio = p99 / base99 if base99 else float("inf")
+    out.append(
+        {"goal": "p99 at R/2 <= 1.5x mitmdump's", "measured": f"{ratio:.2f}x "
+         f"({p99:.1f} vs {base99:.1f} ms)", "met": ratio <= 1.5}
+    )  # fmt: skip
+    s = shadow_rate.get("store", {})
+    kept = (
+        "error" not in s
+        and s.get("compared") == s.get("stored") == s.get("sent")
+        and s.get("dropped") == 0
+    )
+    out.append(
+        {"goal": "no copy dropped at R (compared=stored=sent)", "measured": f"sent "
+         f"{s.get('sent')} compared {s.get('compared')} stored {s.get('stored')} dropped "
+         f"{s.get('dropped')}", "met": bool(kept)}
+    )  # fmt: skip
+    return out
+
+
 def copies(name: str, s: dict[str, Any]) -> str:
     if "error" in s:
         return f"{name}: {s['error']}"

@@ -249,9 +249,12 @@ class Aligner:
     def align(self, primary: Any, candidate: Any) -> Alignment:
         """Both values aligned (see the module docstring); the inputs are not modified."""
         walk = _Walk(self)
-        start = self._keys.start() if self._keys else None
-        a, b = walk.pair(primary, candidate, None, None, start)
+        a, b = walk.pair(primary, candidate, None, None, self.start())
         return Alignment(a, b, walk.renames, walk.notes.render())
+
+    def start(self) -> States | None:
+        """Pattern states at the root (None: no patterns to follow)."""
+        return self._keys.start() if self._keys else None
 
     def key_field(self, states: States | None) -> tuple[str, str] | None:
         """(field, note name) of an explicit `list_keys` pattern matching here."""

@@ -1,20 +1,37 @@
-"""Body comparison: classify each side (json, text, binary, empty), normalize, diff."""
+"""Body comparison: classify each side (json, text, binary, empty), normalize, diff.
+
+`compare_bodies` has two implementations of one result. `fast=False` is the
+reference: both bodies are parsed, normalized, serialized, aligned and pruned
+whole. The default takes shortcuts that cannot change the result:
+
+- the same body bytes, read under the same Content-Encoding and Content-Type,
+  give the same `Side` and, since normalizing is deterministic, no difference:
+  one side is parsed and normalized (its note counts doubled);
+- whether canonical JSON can be written at all (orjson refuses deep nesting) is
+  learnt while parsing (`_nesting`), not by serializing a body to find out;
+- differing JSON bodies are walked only where they differ (`_skeleton`):
+  deepdiff gets the very skeleton the reference builds.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from comparators import _deep
+from comparators import _deep, _nesting
+from comparators._skeleton import align_skeleton, prune_differing
 from comparators.align import canonical_aligned, plain
 from comparators.canonical import canonical_json, digest
 from comparators.decode import (
     DEFAULT_DECODED_LIMIT,
     body_text,
+    content_encodings,
     decode_body,
+    header_values,
     is_binary_media_type,
     is_json_media_type,
     media_type,
@@ -28,6 +45,7 @@ from comparators.rules import Rules
 BODY = "$body"
 TEXT_LIMIT = 2000  # chars of each text kept in a `$body` difference
 _TEXT_CONTEXT = 200  # chars shown before the first differing one, when cut
+_TOO_DEEP = "JSON nested too deeply to diff: compared raw bytes"
 
 
 @dataclass(slots=True)
@@ -39,6 +57,11 @@ class Side:
     value: Any = None
     text: str = ""  # for json too, when the bytes decode as text
     error: str | None = None  # decoding failed; `raw` then holds the wire bytes
+    shallow: bool = False  # json: known to nest no deeper than orjson writes
+
+
+def _plain_parse(src: str | bytes) -> tuple[Any, bool]:
+    return orjson.loads(src), False
 
 
 @dataclass(slots=True)
@@ -51,11 +74,16 @@ class BodyResult:
     exhausted: bool = False  # deepdiff stopped on its work budget
 
 
-def load_side(payload: Payload, max_decoded: int = DEFAULT_DECODED_LIMIT) -> Side:
+def load_side(
+    payload: Payload,
+    max_decoded: int = DEFAULT_DECODED_LIMIT,
+    parse: Callable[[str | bytes], tuple[Any, bool]] = _plain_parse,
+) -> Side:
     """Decode and classify a payload's body (no normalization yet).
 
     A body that would decode past `max_decoded` bytes (a decompression bomb) is kept
-    as its wire bytes with the reason as its error.
+    as its wire bytes with the reason as its error. `parse` is orjson.loads that also
+    tells whether the value is `Side.shallow` (`_nesting.parse`).
     """
     try:
         raw = decode_body(payload.headers, payload.body, max_decoded)
@@ -67,8 +95,8 @@ def load_side(payload: Payload, max_decoded: int = DEFAULT_DECODED_LIMIT) -> Sid
     text = body_text(payload.headers, raw)
     if is_json_media_type(mtype) or (not mtype and text is not None):
         try:
-            value = orjson.loads(raw if text is None else text)
-            return Side("json", raw, value=value, text=text or "")
+            value, shallow = parse(raw if text is None else text)
+            return Side("json", raw, value=value, text=text or "", shallow=shallow)
         except orjson.JSONDecodeError:
             pass  # mislabelled or broken JSON: compare it as text (or bytes)
     if text is None or is_binary_media_type(mtype):
@@ -135,9 +163,15 @@ def _summary(side: Side) -> Any:
 
 
 def _json_diffs(
-    a: Any, b: Any, rules: Rules, result: BodyResult, extra: list[_deep.RawDiff]
+    a: Any,
+    b: Any,
+    rules: Rules,
+    result: BodyResult,
+    extra: list[_deep.RawDiff],
+    prune: bool = True,
 ) -> None:
-    found = _deep.deep_diff(a, b, _deep.budget_for(rules.max_diffs))
+    # prune=False: `a` and `b` are already the pruned skeleton (and not equal).
+    found = _deep.deep_diff(a, b, _deep.budget_for(rules.max_diffs), prune)
     result.exhausted = found.exhausted
     tolerated = 0
     kept = list(extra)
@@ -193,6 +227,94 @@ def _compare_json(
         _json_diffs(va, vb, rules, result, renames)
 
 
+def _compare_json_fast(
+    a: Side, b: Side, rules: Rules, result: BodyResult, counts: Counter[NoteKey]
+) -> None:
+    """`_compare_json`, walking only the parts of the bodies that differ."""
+    va, vb = rules.normalizer.json(a.value, counts), rules.normalizer.json(b.value, counts)
+    # orjson.dumps raises for deep nesting, as canonical_json would; equal bytes mean
+    # equal values.
+    if not (_shallow(a) and _shallow(b)) and orjson.dumps(va) == orjson.dumps(vb):
+        return
+    ca = cb = b""
+    # Python's == (C speed) never calls equal what canonical forms tell apart (parsed
+    # JSON has no NaN); only what it calls equal needs serializing to be sure.
+    if va == vb:
+        ca, cb = canonical_json(va), canonical_json(vb)
+        if ca == cb:
+            return
+    too_big = max(len(a.raw), len(b.raw)) > rules.max_body_bytes_for_diff
+    if rules.aligner and not too_big:
+        skeleton = align_skeleton(rules.aligner, va, vb)
+        result.notes.extend(skeleton.notes)
+        if skeleton.equal:
+            # The reference's canonical_aligned check or its deepdiff run on an empty
+            # skeleton: either way the renames are all that is left.
+            _renames_only(skeleton.renames, result)
+        else:
+            _json_diffs(
+                skeleton.primary, skeleton.candidate, rules, result, skeleton.renames, False
+            )
+    elif too_big:
+        if not ca:
+            ca, cb = canonical_json(va), canonical_json(vb)
+        result.notes.append("body over max_body_bytes_for_diff: compared by hash only")
+        result.differences.append(
+            Difference(BODY, Kind.VALUE_CHANGED, digest(ca, 16), digest(cb, 16))
+        )
+    else:
+        pa, pb, equal = prune_differing(va, vb)
+        if not equal:
+            _json_diffs(pa, pb, rules, result, [], False)
+
+
+def _shallow(side: Side) -> bool:
+    """Is a JSON side known to nest no deeper than canonical_json writes?
+
+    Normalizing never nests deeper, so its normalized value is known shallow too.
+    """
+    # Parsed from the text when there is one, else from the (UTF-8) bytes.
+    return side.shallow or _nesting.few_brackets(side.text or side.raw)
+
+
+def _same_side(primary: Payload, candidate: Payload) -> bool:
+    """Would `load_side` read both payloads alike (same bytes, same decoding headers)?"""
+    if primary.body != candidate.body:
+        return False
+    if primary.headers == candidate.headers:
+        return True
+    # What load_side reads of the headers: the encodings and the first Content-Type.
+    ha, hb = primary.headers, candidate.headers
+    return (
+        content_encodings(ha) == content_encodings(hb)
+        and header_values(ha, "content-type")[:1] == header_values(hb, "content-type")[:1]
+    )
+
+
+def _compare_same(side: Side, rules: Rules) -> BodyResult:
+    """`compare_bodies` of two payloads that both load as `side`."""
+    result = BodyResult(side.kind)
+    if side.error is not None:
+        result.notes.append("body could not be decoded: compared raw bytes")
+        return result
+    normalizer = rules.normalizer
+    counts: Counter[NoteKey] | None = Counter() if normalizer else None
+    if side.kind == "json":
+        try:
+            value = normalizer.json(side.value, counts) if counts is not None else side.value
+            if not _shallow(side):
+                orjson.dumps(value)  # raises for deep nesting, as canonical_json would
+        except (RecursionError, orjson.JSONEncodeError):
+            counts = None
+            result.notes.append(_TOO_DEEP)
+    elif side.kind == "text" and counts is not None:
+        normalizer.text(side.text, counts)
+    if counts:
+        # The other side is normalized alike: every count happens twice.
+        result.notes[:0] = render_notes(Counter({key: 2 * n for key, n in counts.items()}))
+    return result
+
+
 def _renames_only(renames: list[_deep.RawDiff], result: BodyResult) -> None:
     """Differences when the aligned bodies are equal: the renamed keys only."""
     renames = sorted(renames, key=lambda d: path_sort_key(d.path))
@@ -201,11 +323,20 @@ def _renames_only(renames: list[_deep.RawDiff], result: BodyResult) -> None:
     ]
 
 
-def compare_bodies(primary: Payload, candidate: Payload, rules: Rules) -> BodyResult:
-    """Compare two bodies under `rules`; never raises on bad content."""
+def compare_bodies(
+    primary: Payload, candidate: Payload, rules: Rules, *, fast: bool = True
+) -> BodyResult:
+    """Compare two bodies under `rules`; never raises on bad content.
+
+    `fast=False`: the reference implementation (same result, slower; see the
+    module docstring).
+    """
     if primary.cut or candidate.cut:
         return _compare_cut(primary, candidate)
-    a, b = (load_side(p, rules.max_decoded_bytes) for p in (primary, candidate))
+    if fast and _same_side(primary, candidate):
+        return _compare_same(load_side(primary, rules.max_decoded_bytes, _nesting.parse), rules)
+    parse = _nesting.parse if fast else _plain_parse
+    a, b = (load_side(p, rules.max_decoded_bytes, parse) for p in (primary, candidate))
     result = BodyResult(a.kind)
     if a.error is not None or b.error is not None:
         # The same undecodable bytes on both sides are still parity.
@@ -223,14 +354,14 @@ def compare_bodies(primary: Payload, candidate: Payload, rules: Rules) -> BodyRe
     normalizer = rules.normalizer
     if a.kind == b.kind == "json":
         try:
-            _compare_json(a, b, rules, result, counts)
+            (_compare_json_fast if fast else _compare_json)(a, b, rules, result, counts)
         except (RecursionError, orjson.JSONEncodeError):
             # orjson refuses nesting deeper than 254 levels and deep recursion can
             # overflow Python's stack: fall back to comparing the decoded bytes.
             counts.clear()
             result.differences = []
             result.notes.clear()
-            result.notes.append("JSON nested too deeply to diff: compared raw bytes")
+            result.notes.append(_TOO_DEEP)
             if a.raw != b.raw:
                 result.differences.append(
                     Difference(BODY, Kind.VALUE_CHANGED, digest(a.raw), digest(b.raw))

@@ -93,8 +93,9 @@ def _place(msg: Message) -> int:
 class _Compare:
     """One comparison of two conversations: its differences, notes and budget."""
 
-    def __init__(self, rules: Rules, kind: str) -> None:
+    def __init__(self, rules: Rules, kind: str, fast: bool = True) -> None:
         self.rules = rules
+        self.fast = fast
         self.result = BodyResult(kind)
         self.room = rules.max_diffs + 1  # one more than kept, so compare() says it cut
         self.more = 0  # differing messages left undiffed once the room was full
@@ -119,7 +120,7 @@ class _Compare:
 
     def _messages(self, x: Message, y: Message) -> None:
         if x.canon != y.canon:
-            found = compare_bodies(x.payload(), y.payload(), self.rules)
+            found = compare_bodies(x.payload(), y.payload(), self.rules, fast=self.fast)
             self.result.exhausted |= found.exhausted
             # Masks and ignored paths are counted once for all messages (render_notes).
             counted = set(render_notes((x.counts or Counter()) + (y.counts or Counter())))
@@ -170,12 +171,18 @@ def _whole(primary: Payload, candidate: Payload, kind: str, note: str) -> BodyRe
 
 
 def compare_conversations(
-    primary: Payload, candidate: Payload, rules: Rules, socketio: bool = False
+    primary: Payload,
+    candidate: Payload,
+    rules: Rules,
+    socketio: bool = False,
+    *,
+    fast: bool = True,
 ) -> BodyResult:
     """Compare two conversations (`Payload.stream` set); never raises on content.
 
     `socketio`: the WebSocket speaks Engine.IO / Socket.IO (`socketio.is_socketio`
-    of its handshake). The result's `kind` is the stream kind.
+    of its handshake). The result's `kind` is the stream kind. `fast=False`: the
+    reference body comparison for each message (`compare_bodies`).
     """
     kind = primary.stream or candidate.stream
     if primary.stream != candidate.stream:
@@ -186,7 +193,7 @@ def compare_conversations(
             f"answers differ in kind: {primary.stream or 'http'} vs {candidate.stream or 'http'}",
         )
     if primary.cut or candidate.cut:
-        result = compare_bodies(primary, candidate, rules)
+        result = compare_bodies(primary, candidate, rules, fast=fast)
         result.kind = kind
         return result
     try:
@@ -197,11 +204,13 @@ def compare_conversations(
         return _whole(
             primary, candidate, kind, f"conversations differ in kind: {a.kind} vs {b.kind}"
         )
-    return _compare(a, b, rules, socketio)
+    return _compare(a, b, rules, socketio, fast)
 
 
-def _compare(a: Conversation, b: Conversation, rules: Rules, socketio: bool) -> BodyResult:
-    run = _Compare(rules, a.kind)
+def _compare(
+    a: Conversation, b: Conversation, rules: Rules, socketio: bool, fast: bool = True
+) -> BodyResult:
+    run = _Compare(rules, a.kind, fast)
     notes = run.result.notes
     root = "$sse" if a.kind == SSE else "$ws"
     since = _client(a, b, socketio, notes)

@@ -52,6 +52,8 @@ class Rules:
     normalizer: Normalizer = field(init=False, repr=False, compare=False)
     aligner: Aligner = field(init=False, repr=False, compare=False)
     _tolerance_set: PathSet = field(init=False, repr=False, compare=False)
+    # `sorted(compared_headers)`, computed once: compare() reads it on every call.
+    sorted_compared_headers: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Compiled once here so that every compare() reuses them.
@@ -62,6 +64,7 @@ class Rules:
             self, "normalizer", Normalizer(self.ignore_paths, self.ignore_order, self.masks)
         )
         object.__setattr__(self, "_tolerance_set", PathSet(p for p, _ in self.tolerances))
+        object.__setattr__(self, "sorted_compared_headers", tuple(sorted(self.compared_headers)))
 
     @property
     def compared_headers(self) -> tuple[str, ...]:

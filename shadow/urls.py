@@ -1,13 +1,15 @@
-"""Parsing of backend URLs given on the command line or as options."""
+"""Parsing of backend URLs and listen addresses given on the command line or as options."""
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
+import socket
 from decimal import Decimal
 from urllib.parse import urlsplit
 
-from shadow.errors import ConfigError
+from shadow.errors import ConfigError, ListenError
 
 
 def parse_backend_url(value: str, what: str) -> str:
@@ -57,3 +59,44 @@ def parse_size(value: str, what: str) -> int:
             f"{what} {value!r}: expected a size from 1 byte to 1 TiB, e.g. 8MiB, 512k or 65536"
         )
     return size
+
+
+_LISTEN_RE = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]\s]*)):(?P<port>\d+)")
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """'127.0.0.1:8080', '[::1]:8080', ':8080' or '8080' -> (host, port).
+
+    The host defaults to 127.0.0.1; an IPv6 address goes in brackets.
+    """
+    text = value.strip()
+    if text.isdigit():
+        text = ":" + text
+    m = _LISTEN_RE.fullmatch(text)
+    bad = ConfigError(f"--listen {value!r}: expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080")
+    if m is None or not 0 < int(m["port"]) < 65536:
+        raise bad
+    host = m["v6"] or m["host"] or "127.0.0.1"
+    if m["v6"]:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise bad from None
+    return host, int(m["port"])
+
+
+def check_listen(host: str, port: int) -> None:
+    """ListenError (exit 6) unless (host, port) can be bound now: busy port, unknown host."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ListenError(f"--listen {host}:{port}: unknown host ({exc.strerror or exc})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ListenError(
+                f"--listen {host}:{port}: cannot listen there ({exc.strerror or exc})"
+            ) from None

@@ -49,6 +49,10 @@ ALLOWED: dict[str, set[str]] = {
     "shadow.data": {
         "comparators", "shadow.base", "shadow.config", "shadow.store", "shadow.pipeline",
     },
+    # the mirror target: a source above the pipeline, like replay (no mitmproxy)
+    "shadow.sink": {
+        "comparators", "shadow.base", "shadow.config", "shadow.store", "shadow.pipeline",
+    },
 }  # fmt: skip
 BASE = {"shadow", "shadow.model", "shadow.errors", "shadow.urls"}
 

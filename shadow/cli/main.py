@@ -172,6 +172,18 @@ def db_option(default: str | None = "parity.duckdb") -> Callable[[Any], Any]:
     )
 
 
+def stores_option() -> Callable[[Any], Any]:
+    """`--db` of the readers: one store, or several (shards) read as one merged store."""
+    return click.option(
+        "--db",
+        default="parity.duckdb",
+        show_default=True,
+        type=click.Path(),
+        help="DuckDB file holding exchanges and differences; or several, read as one: a "
+        "directory (its *.duckdb files) or a quoted glob ('shards/*.duckdb').",
+    )
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="shadow-parity")
 def cli() -> None:
@@ -261,6 +273,11 @@ def cli() -> None:
     help="Serve Prometheus metrics (proxy and worker), /healthz and /readyz there, "
     "e.g. 127.0.0.1:9464 (docs/monitoring.md).",
 )
+@click.option(
+    "--processes", default=1, show_default=True, metavar="N",
+    help="Proxy processes sharing the listening port (SO_REUSEPORT), each with its own "
+    "worker; one run, folded into --db when they stop.",
+)  # fmt: skip
 @stream_options
 @tls_options
 @click.option("--quiet", "-q", is_flag=True, help="Do not print mitmproxy's log.")
@@ -287,6 +304,7 @@ def proxy(
     flags: str,
     no_rollback: bool,
     metrics: str,
+    processes: int,
     **tls_args: Any,
 ) -> None:
     """Reverse-proxy to PRIMARY and copy each request to CANDIDATE.
@@ -305,9 +323,9 @@ def proxy(
     import os
 
     from shadow.config.loader import load_config, parse_methods
-    from shadow.live.proxy import ProxySettings, check_setup, parse_listen, run_proxy
+    from shadow.live.proxy import ProxySettings, check_setup, run_proxy
     from shadow.store.writer import ensure_writable
-    from shadow.urls import parse_backend_url, parse_size, positive_number
+    from shadow.urls import parse_backend_url, parse_listen, parse_size, positive_number
 
     host, port = parse_listen(listen)
     if metrics:
@@ -352,6 +370,9 @@ def proxy(
         metrics=metrics,
         streams=streams,
     )
+    from shadow.live.processes import check_processes, run_processes, shard_folder
+
+    check_processes(processes, settings)
     _warn_insecure(load_config(config).tls, tls)
     parse_methods(mirror_unsafe)
     ensure_writable(db)
@@ -363,13 +384,25 @@ def proxy(
         f"copies to {settings.candidate}{extra}, storing in {db}",
         err=True,
     )
-    code = run_proxy(settings, checked=True)
+    if processes > 1:
+        if not settings.run_id:
+            import uuid
+
+            settings.run_id = uuid.uuid4().hex[:12]
+        click.echo(
+            f"shadow: {processes} proxy processes; while they run: "
+            f"shadow report --db '{shard_folder(db, settings.run_id)}'",
+            err=True,
+        )
+        code = run_processes(settings, processes)
+    else:
+        code = run_proxy(settings, checked=True)
     click.echo(f"shadow: stopped; results in {db} (next: shadow report --db {db})", err=True)
     sys.exit(code)
 
 
 @cli.command()
-@db_option()
+@stores_option()
 @click.option(
     "-o",
     "--output",
@@ -388,8 +421,9 @@ def proxy(
 @click.option(
     "--baseline-db",
     default=None,
-    type=click.Path(dir_okay=False),
-    help="Take the baseline from this database (default: its latest run).",
+    type=click.Path(),
+    help="Take the baseline from this database, or these stores (a directory or a quoted "
+    "glob); default: its latest run.",
 )
 @click.option(
     "--config",
@@ -430,7 +464,9 @@ def report(
             for ep in cfg.endpoints
             for m in (sorted(ep.pattern.methods) if ep.pattern.methods else ["*"])
         ]
-    if baseline_db is not None and not os.path.exists(baseline_db):
+    from shadow.store.shards import is_many
+
+    if baseline_db is not None and not is_many(baseline_db) and not os.path.exists(baseline_db):
         raise StoreError(f"baseline database {baseline_db} does not exist")
     summary = render_report(
         db,
@@ -606,7 +642,7 @@ def replay(
 
 
 @cli.command()
-@db_option()
+@stores_option()
 @click.option(
     "--min-parity",
     type=float,
@@ -765,7 +801,7 @@ def check(
 
 
 @cli.command()
-@db_option()
+@stores_option()
 @click.option(
     "--format",
     "fmt",
@@ -873,7 +909,7 @@ def rules() -> None:
 
 
 @rules.command("suggest")
-@db_option()
+@stores_option()
 @click.option("--run", "run_id", default=None, help="Only this run (default: all runs).")
 @click.option("-o", "--output", default=None, type=click.Path(dir_okay=False),
               help="Write the TOML here (default: print it).")  # fmt: skip
@@ -923,11 +959,13 @@ def _register() -> None:
     # Commands that live in modules of their own (each imports what it needs lazily).
     from shadow.cli.data_cmd import data
     from shadow.cli.flags_cmd import flags
+    from shadow.cli.sink_cmd import sink_command
     from shadow.cli.status_cmd import status
 
     cli.add_command(data)
     cli.add_command(flags)
     cli.add_command(status)
+    cli.add_command(sink_command())
 
 
 _register()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import hashlib
 import logging
 import multiprocessing
@@ -80,7 +81,17 @@ FLAGS_WAIT = 3.0  # seconds a request at start waits for the first read of the f
 
 
 def _headers(h: http.Headers) -> tuple[tuple[str, str], ...]:
-    return tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in h.fields)
+    return tuple([(k.decode("latin-1"), v.decode("latin-1")) for k, v in h.fields])
+
+
+def _values(h: http.Headers, name: bytes) -> list[bytes]:
+    """The values of header `name` (lowercase). mitmproxy's own lookups (`in`, `get`) call
+    a Python function per header and name: on the hooks' path they cost more than the
+    rest of the hooks together (benchmarks/profiles/README.md)."""
+    return [v for k, v in h.fields if k.lower() == name]
+
+
+_MARK = MARK_HEADER.encode()
 
 
 def _reverse_host(mode: str) -> str:
@@ -142,6 +153,21 @@ def _answer(
     payload = capped_payload(resp.status_code, headers, body, limit)
     elapsed = max(0.0, (end or time.time()) - start) * 1000
     return BackendResponse(payload, elapsed_ms=elapsed, lag_ms=lag_ms)
+
+
+_frozen = False
+
+
+def _freeze_startup() -> None:
+    """Start-up is over: what it made (modules, mitmproxy's set-up and ours) lives as long as
+    the process. Frozen, the collector never walks it again, so the full collections of the
+    run (each a pause of every client's request) stay short (benchmarks/profiles/README.md).
+    Once per process."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 class Shadow:
@@ -404,6 +430,7 @@ class Shadow:
                     await self.cutover.start()
                 finally:
                     self._flags_ready.set()
+        _freeze_startup()
         assert self.settings is not None
         logger.info(
             f"shadow: copying to {self.settings.candidate}, storing in {self.settings.db} "
@@ -624,7 +651,7 @@ class Shadow:
             # A streamed body (stream_large_bodies) is not kept: nothing to copy, nor to send
             # to a candidate; the primary answers (docs/control.md).
             return None
-        if MARK_HEADER in req.headers:
+        if _values(req.headers, _MARK):
             # One of our own copies came back through the proxy: not recorded again. The
             # header is no way around a route's mode, though: anyone can send it.
             return self._unrecorded(flow)
@@ -679,7 +706,7 @@ class Shadow:
         headers = _headers(req.headers)
         # The client's Host (kept from before the primary's replaced it) or, from an
         # HTTP/2 client, its :authority: what --keep-host sends to the copies' backends.
-        host = flow.metadata.get(_HOST) or ("" if "host" in req.headers else req.authority)
+        host = flow.metadata.get(_HOST) or ("" if _values(req.headers, b"host") else req.authority)
         if host:
             headers = (("host", host), *((k, v) for k, v in headers if k.lower() != "host"))
         return Request(req.method, path, query, headers, body)
@@ -776,7 +803,8 @@ class Shadow:
         cookie = flow.metadata.get(_COOKIE)
         if cookie:  # a canary user without a key: from now on, this one
             resp.headers.add("set-cookie", cookie)
-        mtype = resp.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        ctype = b", ".join(_values(resp.headers, b"content-type")).decode("latin-1")
+        mtype = ctype.split(";", 1)[0].strip().lower()
         if mtype not in STREAMED_TYPES:
             return
         # The client reads it as it arrives: pass it through now (mitmproxy would buffer

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
-import re
 import signal
 import socket
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,11 +17,12 @@ from mitmproxy.tools.dump import DumpMaster
 
 from shadow.config.loader import load_config
 from shadow.config.tls import BackendTls, check, effective, probe
-from shadow.errors import BackendUnreachable, ConfigError, ListenError
+from shadow.errors import BackendUnreachable, ConfigError
 from shadow.live.addon import Shadow
 from shadow.model import DEFAULT_MAX_BODY
 from shadow.pipeline.core import DEFAULT_MEMORY_BUDGET
 from shadow.pipeline.sender import StreamLimits
+from shadow.urls import check_listen
 
 
 @dataclass
@@ -75,47 +75,6 @@ def check_backends(s: ProxySettings) -> None:
                 raise
 
 
-_LISTEN_RE = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]\s]*)):(?P<port>\d+)")
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """'127.0.0.1:8080', '[::1]:8080', ':8080' or '8080' -> (host, port).
-
-    The host defaults to 127.0.0.1; an IPv6 address goes in brackets.
-    """
-    text = value.strip()
-    if text.isdigit():
-        text = ":" + text
-    m = _LISTEN_RE.fullmatch(text)
-    bad = ConfigError(f"--listen {value!r}: expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080")
-    if m is None or not 0 < int(m["port"]) < 65536:
-        raise bad
-    host = m["v6"] or m["host"] or "127.0.0.1"
-    if m["v6"]:
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise bad from None
-    return host, int(m["port"])
-
-
-def check_listen(host: str, port: int) -> None:
-    """ListenError (exit 6) unless (host, port) can be bound now: busy port, unknown host."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise ListenError(f"--listen {host}:{port}: unknown host ({exc.strerror or exc})") from None
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            raise ListenError(
-                f"--listen {host}:{port}: cannot listen there ({exc.strerror or exc})"
-            ) from None
-
-
 def _overlap(a: str, b: str, port: int) -> bool:
     """Whether hosts `a` and `b` name a common address (or either is every address)."""
 
@@ -145,6 +104,16 @@ def check_metrics(address: str, listen: tuple[str, int] | None = None) -> None:
             f"--metrics {address}: the proxy listens there (--listen); pick another port"
         )
     MetricsServer(host, port, bytes, lambda: None).close()  # binds, or says why not
+
+
+# Set by a SIGINT/SIGTERM that arrives before the event loop handles them (a process of
+# `--processes N` told to stop while it starts): serving then stops as soon as it began.
+_stop_requested = threading.Event()
+
+
+def request_stop(signum: int, frame: Any) -> None:
+    """A signal handler for the time before serving: stop once the loop runs."""
+    _stop_requested.set()
 
 
 async def _serve(s: ProxySettings) -> int:
@@ -197,6 +166,8 @@ async def _serve(s: ProxySettings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, master.shutdown)
+    if _stop_requested.is_set():  # a signal came while this process was starting
+        master.shutdown()
     await master.run()
     return shadow.exit_code
 

@@ -12,10 +12,10 @@ import contextlib
 import logging
 import multiprocessing
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, replace
+from dataclasses import astuple, dataclass, field, replace
 from typing import Any
 
 from comparators import envelope
@@ -33,7 +33,7 @@ from shadow.model import (
     Served,
     capped_payload,
 )
-from shadow.pipeline import evaluate
+from shadow.pipeline import evaluate  # (also registers shadow.pipeline.pickling)
 from shadow.pipeline.lag import LoopLag, Recent
 from shadow.pipeline.realtime import TalkCopy, is_websocket
 from shadow.pipeline.recording import RedactingRecorder, open_recorder
@@ -177,6 +177,7 @@ class Pipeline:
             worker_restarts=settings.restarts,
         )
         self.counters = Counters()
+        self._run_written: tuple[Any, ...] = ()  # the run's row as last handed to the writer
         # Called with every stored result (the rollback controller watches them).
         self.observers: list[Callable[[evaluate.Evaluated], None]] = []
         self._external_dropped = external_dropped
@@ -190,6 +191,7 @@ class Pipeline:
         self._stream_stops: dict[str, asyncio.Event] = {}  # per copy: its stream ends now
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sem = asyncio.Semaphore(settings.concurrency)
+        self._slots = _Slot(self)
         self._waiting = 0
         self._held = 0  # bytes of traffic held (requests and answers not yet stored)
         self._sizes: dict[str, int] = {}  # key -> bytes it holds, until it is settled
@@ -516,18 +518,9 @@ class Pipeline:
             await asyncio.sleep(min(wait, s.pace or 0.0))
         return due
 
-    @contextlib.asynccontextmanager
-    async def _slot(self) -> AsyncIterator[None]:
+    def _slot(self) -> _Slot:
         """One of the `concurrency` copies in flight (waiting for one counts as backlog)."""
-        self._waiting += 1
-        try:
-            await self._sem.acquire()
-        finally:
-            self._waiting -= 1
-        try:
-            yield
-        finally:
-            self._sem.release()
+        return self._slots
 
     def on_skip(self, key: str, reason: str) -> None:
         """Not to be compared after all (e.g. the primary streams its answer): stop the copy."""
@@ -1137,7 +1130,10 @@ class Pipeline:
         self.run.requests_lost = max(
             0, self.run.requests - self.run.exchanges - self.run.rows_spilled - len(self._sizes)
         )
-        self.writer.run_changed(self.run)
+        state = astuple(self.run)
+        if state != self._run_written:  # an idle run's row is not written again every second
+            self.writer.run_changed(self.run)
+            self._run_written = state
         batch = self.writer.detach()
         size, self._buffered = self._buffered, 0
         try:
@@ -1180,6 +1176,28 @@ class Pipeline:
     def _rewrite_run(self, batch: Any) -> None:
         if batch.runs:  # the run's own row went with the spilled batch: write it again
             self.writer.run_changed(self.run)
+
+
+class _Slot:
+    """`async with` one of a pipeline's `concurrency` copies in flight; waiting for one
+    counts as backlog. (A plain class: contextlib's generator-based manager cost more
+    than the rest of taking the slot.)"""
+
+    __slots__ = ("_pipeline",)
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+
+    async def __aenter__(self) -> None:
+        p = self._pipeline
+        p._waiting += 1
+        try:
+            await p._sem.acquire()
+        finally:
+            p._waiting -= 1
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._pipeline._sem.release()
 
 
 def _refused(primary: BackendResponse, other: BackendResponse | None) -> BackendResponse | None:

@@ -28,6 +28,7 @@ from comparators.model import Comparison, Difference, Kind, Payload, Verdict
 from comparators.socketio import is_socketio
 from shadow.config.loader import Config, load_config
 from shadow.model import BackendResponse, Exchange
+from shadow.pipeline import pickling
 from shadow.pipeline.records import (
     conversation_rows,
     difference_rows,
@@ -51,6 +52,9 @@ class Evaluated:
     differences: Sequence[DifferenceRow]
     noise: Sequence[NoiseRow] = ()
     conversations: Sequence[ConversationRow] = ()
+
+
+pickling.register(Evaluated)  # results come back from the comparison process
 
 
 def noise_kind(d: Difference) -> bool:

@@ -2,10 +2,11 @@
 
 A copy's latency is timed from sending it to reading the last byte of its answer.
 If the event loop is busy (or the process waits for a CPU) when that byte arrives,
-the read comes late and the delay would be charged to the candidate. A task wakes
-every `TICK` seconds and keeps how late each wake-up came; `worst(sent)` is the
-longest stall that can have delayed the write of a request sent at `sent` or the
-read of its answer now.
+the read comes late and the delay would be charged to the candidate. A timer
+callback (no task: 200 wake-ups a second in the proxy's own loop should cost as
+little as can be) wakes every `TICK` seconds and keeps how late each wake-up came;
+`worst(sent)` is the longest stall that can have delayed the write of a request
+sent at `sent` or the read of its answer now.
 """
 
 from __future__ import annotations
@@ -46,26 +47,28 @@ class LoopLag:
     def __init__(self) -> None:
         self.stalls = Recent()  # (wake-up time, how late it came) of notable stalls
         self._last_wake = time.monotonic()
-        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
-        if self._task is None:
+        if self._timer is None:
+            self._loop = asyncio.get_running_loop()
             self._last_wake = time.monotonic()
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            self._timer = self._loop.call_later(TICK, self._wake)
 
     def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(TICK)
-            now = time.monotonic()
-            stall = now - self._last_wake - TICK
-            self._last_wake = now
-            if stall > NOTABLE:
-                self.stalls.items.append((now, stall))
+    def _wake(self) -> None:
+        now = time.monotonic()
+        stall = now - self._last_wake - TICK
+        self._last_wake = now
+        if stall > NOTABLE:
+            self.stalls.items.append((now, stall))
+        assert self._loop is not None
+        self._timer = self._loop.call_later(TICK, self._wake)
 
     def worst(self, sent: float) -> float:
         """Our own delay (seconds) in a request timed from `sent` (monotonic) to now.
@@ -77,7 +80,7 @@ class LoopLag:
         """
         now = time.monotonic()
         worst = 0.0
-        if self._task is not None:
+        if self._timer is not None:
             worst = max(0.0, now - self._last_wake - TICK)  # going on now
         for wake, stall in reversed(self.stalls.items):  # this loop's thread: no copy
             if wake < sent:

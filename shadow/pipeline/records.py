@@ -51,6 +51,11 @@ R = TypeVar("R", ExchangeRow, DifferenceRow, NoiseRow)
 
 def storable_row(row: R) -> tuple[R, bool]:
     """The row with every text made valid UTF-8, and whether anything was escaped."""
+    for value in row:  # nearly always all ASCII: decided in one pass
+        if type(value) is str and not value.isascii():
+            break
+    else:
+        return row, False
     fixed: dict[str, Any] = {}
     for name, value in zip(row._fields, row, strict=True):
         if isinstance(value, str):
@@ -62,8 +67,29 @@ def storable_row(row: R) -> tuple[R, bool]:
     return row._replace(**fixed), True
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # json.dumps makes one a call
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+    return _ENCODER.encode(value)
+
+
+_HEADERS_MEMO = 512  # header lists remembered per redactor (answers repeat theirs)
+_HEADERS_MEMO_SIZE = 4096  # characters of a header list worth remembering
+
+
+def headers_json(headers: Headers, redactor: Redactor) -> str:
+    """`headers` redacted, as the JSON text of a row. Many answers carry the same headers
+    (a backend's are alike but for Date): the text is remembered per redactor."""
+    memo = redactor.memo
+    text = memo.get(headers) if type(headers) is tuple else None
+    if text is None:
+        text = _json(redactor.headers(headers))
+        if type(headers) is tuple and len(text) <= _HEADERS_MEMO_SIZE:
+            if len(memo) >= _HEADERS_MEMO:
+                memo.clear()
+            memo[headers] = text
+    return text
 
 
 def body_for_review(
@@ -145,12 +171,12 @@ def _side(
     p: Payload = resp.payload
     if p.stream:
         text, cut = conversation_for_review(p.body, cap, redactor)
-        return (_json(redactor.headers(p.headers)), text, cut)
+        return (headers_json(p.headers, redactor), text, cut)
     if p.cut and cap > 0:  # only its first bytes reached us: nothing worth showing
         note = f"<{p.full_size} bytes, over the body limit: compared by length and SHA-256>"
-        return (_json(redactor.headers(p.headers)), note, True)
+        return (headers_json(p.headers, redactor), note, True)
     text, cut = body_for_review(p.headers, p.body, cap, redactor)
-    return (_json(redactor.headers(p.headers)), text, cut)
+    return (headers_json(p.headers, redactor), text, cut)
 
 
 def _talk(resp: BackendResponse | None) -> envelope.Conversation | None:
@@ -233,7 +259,7 @@ def exchange_row(
         diffs_truncated=comparison.truncated,
         body_kind=comparison.body_kind,
         notes="; ".join(comparison.notes) or None,
-        request_headers=_json(redactor.headers(req.headers)),
+        request_headers=headers_json(req.headers, redactor),
         request_body=req_text,
         request_body_truncated=req_cut,
         primary_headers=p_headers,

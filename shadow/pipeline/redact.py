@@ -385,6 +385,8 @@ class Redactor:
         self._param = NameList((*keys, *query), whole=_PARAM_WHOLE)
         self._paths = tuple(re.compile(p) for p in paths)
         self.random_segments = random_segments
+        # Results callers may keep for this redactor (shadow.pipeline.records: header JSON).
+        self.memo: dict[Any, str] = {}
 
     @classmethod
     def from_settings(cls, settings: RedactSettings) -> Redactor:

@@ -1,9 +1,12 @@
 """Sending a recorded request to a backend and capturing its raw answer.
 
-httpx with the aiohttp transport: measured on this project's target machine,
-httpcore's own pool costs 1-2 ms of CPU per request, aiohttp's a fraction.
-Bodies are read raw (still content-encoded) so both backends' answers are
-decoded by the same comparator code.
+Plain `http://` copies (no TLS settings, no outbound proxy: nearly all) go through
+the small HTTP/1.1 client of shadow.pipeline.http1; the rest through httpx's
+transports (aiohttp's, or httpcore's for HTTP/2, client certificates, a chosen SNI,
+proxies). Measured on this project's target machine: httpcore's own pool costs
+1-2 ms of CPU per request, httpx over aiohttp about 0.3 ms, the small client about
+a fifth of that. Bodies are read raw (still content-encoded) so both backends'
+answers are decoded by the same comparator code.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import ipaddress
 import ssl
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -25,9 +28,10 @@ from httpx_aiohttp import AiohttpTransport
 
 from comparators import envelope
 from comparators.decode import DEFAULT_DECODED_LIMIT, media_type
-from comparators.model import Payload
+from comparators.model import Headers, Payload
 from shadow.config.tls import BackendTls, client_context
 from shadow.model import DEFAULT_MAX_BODY, BackendResponse, BodyBuffer, Request
+from shadow.pipeline import http1
 
 MARK_HEADER = "x-shadow-copy"
 SSE_TYPE = "text/event-stream"
@@ -85,15 +89,25 @@ def describe_failure(exc: BaseException, ms: float) -> str:
         what = "certificate verify failed"  # (aiohttp's is a ClientConnectorError too)
     elif has(ssl.SSLError):
         what = "TLS failed"
-    elif has(ConnectionRefusedError, aiohttp.ClientConnectorError):
-        what = "connection refused"
+    elif has(ConnectionRefusedError, aiohttp.ClientConnectorError, http1.ConnectFailed):
+        what = "connection refused"  # (any failure to connect, as aiohttp names it)
     elif has(ConnectionResetError):
         what = "connection reset"
-    elif has(aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, httpx.ReadError):
+    elif has(
+        aiohttp.ServerDisconnectedError,
+        aiohttp.ClientPayloadError,
+        httpx.ReadError,
+        http1.Incomplete,
+    ):
         what = "connection closed before the answer was complete"
     elif has(httpx.TimeoutException, TimeoutError, aiohttp.ServerTimeoutError):
         what = f"timeout after {ms:.0f} ms"
-    elif has(aiohttp.ClientResponseError, httpx.RemoteProtocolError, httpx.DecodingError):
+    elif has(
+        aiohttp.ClientResponseError,
+        httpx.RemoteProtocolError,
+        httpx.DecodingError,
+        http1.BadAnswer,
+    ):
         what = "bad answer (not HTTP as expected)"
     else:
         what = "failed"
@@ -209,24 +223,29 @@ def _utf8(headers: Sequence[tuple[bytes, bytes]]) -> bool:
 
 
 class Sender:
-    """Sends copies through httpx's aiohttp transport, without httpx's Client layer.
+    """Sends copies: plain HTTP through shadow.pipeline.http1, the rest through httpx's
+    transports, without httpx's Client layer.
 
     The Client adds about 0.4 ms of CPU per request (URL and cookie handling,
     auth and redirect hooks) that a copy does not need, and its cookie jar
     would carry one user's Set-Cookie into the next user's copy. Measured
-    (benchmarks/README.md): Client 0.75 ms, transport 0.36 ms, raw aiohttp 0.30.
+    (benchmarks/README.md): Client 0.75 ms, transport 0.36 ms, raw aiohttp 0.30;
+    shadow.pipeline.http1 about 0.07 (benchmarks/profiles/README.md).
     Create it inside a running event loop.
     """
 
     def __init__(self, concurrency: int, proxy: str | None = None) -> None:
-        self._transport = AiohttpTransport(client=self._session(concurrency, retry=True))
-        # aiohttp sends a request again when a kept-alive connection turns out closed
-        # (RFC 9112 9.3.1), for every idempotent method, PUT and DELETE included. For a
-        # write that is a second write (or, if the retry cannot connect, a request that
-        # looks never sent): only safe methods may be retried.
-        self._transport_once = AiohttpTransport(client=self._session(concurrency, retry=False))
+        # aiohttp's, made when first needed (plain copies never need them): aiohttp sends a
+        # request again when a kept-alive connection turns out closed (RFC 9112 9.3.1), for
+        # every idempotent method, PUT and DELETE included. For a write that is a second
+        # write (or, if the retry cannot connect, a request that looks never sent): only
+        # safe methods may be retried, so writes go through a session that never retries.
+        self._aiohttp: dict[bool, AiohttpTransport] = {}
         self._concurrency = concurrency
         self._proxy = proxy
+        # Plain http:// copies (nearly all): the small HTTP/1.1 client (shadow.pipeline.http1).
+        self._http1 = http1.Client(2 * concurrency)
+        self._plain_targets: dict[str, tuple[str, int, str] | None] = {}
         # httpcore transports, one per (TLS settings, proxy): for what aiohttp cannot do.
         self._others: dict[tuple[BackendTls, str | None], httpx.AsyncHTTPTransport] = {}
 
@@ -270,7 +289,11 @@ class Sender:
         # proxies per target; plain copies (nearly all) keep the faster aiohttp.
         if tls == PLAIN and proxy is None and _utf8(headers):
             safe = method.upper() in ("GET", "HEAD", "OPTIONS")
-            return (self._transport if safe else self._transport_once), {}
+            transport = self._aiohttp.get(safe)
+            if transport is None:
+                session = self._session(self._concurrency, retry=safe)
+                transport = self._aiohttp[safe] = AiohttpTransport(client=session)
+            return transport, {}
         extensions: dict[str, Any] = {}
         if tls.keep_host and url.startswith("https:"):
             host = next((v for k, v in headers if k.lower() == b"host"), b"").decode("latin-1")
@@ -283,8 +306,9 @@ class Sender:
         return self._other_transport(tls, proxy), extensions
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
-        await self._transport_once.aclose()
+        await self._http1.aclose()
+        for session in self._aiohttp.values():
+            await session.aclose()
         for transport in self._others.values():
             await transport.aclose()
 
@@ -308,63 +332,148 @@ class Sender:
         `limits.messages` events (or until `stop` is set: the pipeline is closing) and
         comes back as a conversation (`stream="sse"`).
         """
+        start = time.perf_counter()
+        streams = limits
+        try:
+            plain = self._plain(base_url, tls)
+            # The transport's timeouts are per phase; a server trickling bytes needs a total cap.
+            async with asyncio.timeout(timeout + 1) as deadline:
+                if plain is not None:
+                    got = await self._send_plain(
+                        base_url, plain, request, mark, timeout, overrides, max_body, streams
+                    )
+                else:
+                    got = await self._send_transport(
+                        base_url, request, mark, timeout, overrides, max_body, tls, streams
+                    )
+                status, raw_headers, body = got
+                if isinstance(body, BodyBuffer):
+                    ms = (time.perf_counter() - start) * 1000
+                    return BackendResponse(body.payload(status, raw_headers), elapsed_ms=ms)
+                # An event stream may last: followed for its own time, then cut ("limit").
+                assert streams is not None
+                deadline.reschedule(asyncio.get_running_loop().time() + streams.seconds + 2)
+                try:
+                    ms = (time.perf_counter() - start) * 1000
+                    raw, ended, times, t_end = await _follow(body[0], streams, max_body, stop)
+                finally:
+                    await body[1]()
+        except (httpx.HTTPError, aiohttp.ClientError, OSError, ValueError, ssl.SSLError) as exc:
+            # (timeouts included: httpx's are HTTPErrors, asyncio's TimeoutError an OSError)
+            ms = (time.perf_counter() - start) * 1000
+            return BackendResponse.failed(describe_failure(exc, ms), ms)
+        conv = envelope.sse_conversation(
+            raw_headers, raw, ended, DEFAULT_DECODED_LIMIT, streams.messages, times, t_end
+        )
+        payload = Payload(status, raw_headers, envelope.encode(conv), stream="sse")
+        return BackendResponse(payload, elapsed_ms=ms)
+
+    def _plain(self, base_url: str, tls: BackendTls) -> tuple[str, int, str] | None:
+        """(host, port, path prefix) when a copy to `base_url` goes through the small
+        HTTP/1.1 client: plain http, no TLS settings, no outbound proxy, no user info
+        (else None: httpx's transports)."""
+        if tls != PLAIN:
+            return None
+        if base_url in self._plain_targets:
+            return self._plain_targets[base_url]
+        target: tuple[str, int, str] | None = None
+        try:
+            parts = urlsplit(base_url)
+            if (
+                parts.scheme == "http"
+                and parts.hostname
+                and "@" not in parts.netloc
+                and proxy_for(base_url, self._proxy) is None
+            ):
+                target = (parts.hostname, parts.port or 80, parts.path.rstrip("/"))
+        except ValueError:  # a bad port: the transports say so
+            target = None
+        if len(self._plain_targets) < 64:
+            self._plain_targets[base_url] = target
+        return target
+
+    async def _send_plain(
+        self,
+        base_url: str,
+        plain: tuple[str, int, str],
+        request: Request,
+        mark: str | None,
+        timeout: float,
+        overrides: Sequence[tuple[str, str]],
+        max_body: int,
+        limits: StreamLimits | None,
+    ) -> tuple[int, Headers, BodyBuffer | _Streamed]:
+        host, port, prefix = plain
+        headers = [
+            (wire_value(k), wire_value(v))
+            for k, v in outgoing_headers(request, base_url, mark, overrides)
+        ]
+        method = request.method
+        body = request.body
+        if body or method.upper() in ("POST", "PUT", "PATCH"):
+            headers.append((b"content-length", str(len(body)).encode()))
+        head = http1.request_head(method, prefix + wire_target(request.target), headers)
+        answer = await self._http1.request(
+            host,
+            port,
+            head,
+            body,
+            head_only=method.upper() == "HEAD",
+            timeout=timeout,
+            max_body=max_body,
+            retry=method.upper() in ("GET", "HEAD", "OPTIONS"),
+            stream_if=_is_event_stream if limits is not None else None,
+        )
+        if answer.body is not None:
+            return answer.status, answer.headers, answer.body
+        return answer.status, answer.headers, (answer.chunks(), answer.aclose)
+
+    async def _send_transport(
+        self,
+        base_url: str,
+        request: Request,
+        mark: str | None,
+        timeout: float,
+        overrides: Sequence[tuple[str, str]],
+        max_body: int,
+        tls: BackendTls,
+        limits: StreamLimits | None,
+    ) -> tuple[int, Headers, BodyBuffer | _Streamed]:
+        """Through httpx's transports: aiohttp, or httpcore for TLS settings, proxies and
+        header bytes aiohttp would change."""
         url = base_url.rstrip("/") + wire_target(request.target)
         headers: list[tuple[bytes, bytes]] = [
             (wire_value(k), wire_value(v))
             for k, v in outgoing_headers(request, base_url, mark, overrides, tls.keep_host)
         ]
         phases = {"connect": timeout, "read": timeout, "pool": timeout}
-        start = time.perf_counter()
+        transport, extensions = self._route(url, tls, headers, request.method)
+        req = httpx.Request(
+            request.method,
+            url,
+            headers=headers,
+            content=request.body or None,
+            extensions={"timeout": phases, **extensions},
+        )
+        resp = await transport.handle_async_request(req)
+        raw_headers = _pairs(resp.headers.raw)
+        if limits is not None and media_type(raw_headers) == SSE_TYPE:
+            return resp.status_code, raw_headers, (aiter(resp.stream), resp.aclose)  # type: ignore[arg-type]
+        body = BodyBuffer(max_body)
         try:
-            transport, extensions = self._route(url, tls, headers, request.method)
-            # The transport's timeouts are per phase; a server trickling bytes needs a total cap.
-            async with asyncio.timeout(timeout + 1) as deadline:
-                req = httpx.Request(
-                    request.method,
-                    url,
-                    headers=headers,
-                    content=request.body or None,
-                    extensions={"timeout": phases, **extensions},
-                )
-                resp = await transport.handle_async_request(req)
-                raw_headers = _pairs(resp.headers.raw)
-                if limits is not None and media_type(raw_headers) == SSE_TYPE:
-                    # A stream may last: followed for its own time, then cut (ended "limit").
-                    deadline.reschedule(asyncio.get_running_loop().time() + limits.seconds + 2)
-                    try:
-                        ms = (time.perf_counter() - start) * 1000
-                        raw, ended, times, t_end = await _follow(
-                            resp.stream,  # type: ignore[arg-type]
-                            limits,
-                            max_body,
-                            stop,
-                        )
-                    finally:
-                        await resp.aclose()
-                    conv = envelope.sse_conversation(
-                        raw_headers,
-                        raw,
-                        ended,
-                        DEFAULT_DECODED_LIMIT,
-                        limits.messages,
-                        times,
-                        t_end,
-                    )
-                    body_bytes = envelope.encode(conv)
-                    payload = Payload(resp.status_code, raw_headers, body_bytes, stream="sse")
-                    return BackendResponse(payload, elapsed_ms=ms)
-                body = BodyBuffer(max_body)
-                try:
-                    async for chunk in resp.stream:  # type: ignore[union-attr]
-                        body.add(chunk)
-                finally:
-                    await resp.aclose()
-        except (httpx.HTTPError, aiohttp.ClientError, OSError, ValueError, ssl.SSLError) as exc:
-            # (timeouts included: httpx's are HTTPErrors, asyncio's TimeoutError an OSError)
-            ms = (time.perf_counter() - start) * 1000
-            return BackendResponse.failed(describe_failure(exc, ms), ms)
-        ms = (time.perf_counter() - start) * 1000
-        return BackendResponse(body.payload(resp.status_code, raw_headers), elapsed_ms=ms)
+            async for chunk in resp.stream:  # type: ignore[union-attr]
+                body.add(chunk)
+        finally:
+            await resp.aclose()
+        return resp.status_code, raw_headers, body
+
+
+# A streamed answer: its chunks, and what lets go of its connection.
+_Streamed = tuple[AsyncIterator[bytes], Callable[[], Awaitable[None]]]
+
+
+def _is_event_stream(headers: Headers) -> bool:
+    return media_type(headers) == SSE_TYPE
 
 
 def _pairs(raw: Sequence[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
@@ -408,7 +517,7 @@ async def _follow(
                 chunk = step.result()
             except StopAsyncIteration:
                 return result("closed")
-            except (httpx.HTTPError, aiohttp.ClientError, OSError):
+            except (httpx.HTTPError, aiohttp.ClientError, OSError, http1.BadAnswer):
                 return result("error")
             kept += chunk[: max(0, max_body - len(kept))]
             if len(times) < MAX_CHUNK_TIMES:

@@ -41,18 +41,21 @@ ENCODERS: dict[str, Callable[[bytes], bytes]] = {
     [
         ((), DATA),
         (_ce("identity"), DATA),
-        (_ce("gzip"), gzip.compress(DATA)),
-        (_ce("GZIP"), gzip.compress(DATA)),
-        (_ce("x-gzip"), gzip.compress(DATA)),
+        (_ce("gzip"), gzip.compress(DATA, mtime=0)),
+        (_ce("GZIP"), gzip.compress(DATA, mtime=0)),
+        (_ce("x-gzip"), gzip.compress(DATA, mtime=0)),
         (_ce("deflate"), zlib.compress(DATA)),
         (_ce("deflate"), _raw_deflate(DATA)),
         (_ce("br"), brotli.compress(DATA)),
         # Applied left to right, so undone right to left.
-        (_ce("gzip, br"), brotli.compress(gzip.compress(DATA))),
-        (_ce("deflate", "gzip"), gzip.compress(zlib.compress(DATA))),
-        (_ce("gzip, identity"), gzip.compress(DATA)),
-        (_ce("gzip"), gzip.compress(DATA[:10]) + gzip.compress(DATA[10:])),  # multi-member
-        ((("content-encoding", "gzip"),), gzip.compress(DATA)),
+        (_ce("gzip, br"), brotli.compress(gzip.compress(DATA, mtime=0))),
+        (_ce("deflate", "gzip"), gzip.compress(zlib.compress(DATA), mtime=0)),
+        (_ce("gzip, identity"), gzip.compress(DATA, mtime=0)),
+        (
+            _ce("gzip"),
+            gzip.compress(DATA[:10], mtime=0) + gzip.compress(DATA[10:], mtime=0),
+        ),  # multi-member
+        ((("content-encoding", "gzip"),), gzip.compress(DATA, mtime=0)),
     ],
 )
 def test_decode_body(headers: Headers, body: bytes) -> None:
@@ -67,7 +70,7 @@ def test_empty_body_needs_no_decoding() -> None:
     ("encoding", "body", "message"),
     [
         ("gzip", b"not gzip at all", "corrupt gzip"),
-        ("gzip", gzip.compress(DATA)[:-6], "corrupt gzip"),  # truncated
+        ("gzip", gzip.compress(DATA, mtime=0)[:-6], "corrupt gzip"),  # truncated
         ("deflate", b"not deflate at all", "corrupt deflate"),
         ("deflate", zlib.compress(DATA)[:-6], "corrupt deflate"),  # truncated
         ("br", b"not brotli at all", "corrupt br"),
@@ -137,7 +140,7 @@ def test_body_text(headers: Headers, data: bytes, expected: str | None) -> None:
 def _bomb(encoding: str, size: int) -> bytes:
     zeros = b"\0" * size
     if encoding == "gzip":
-        return gzip.compress(zeros, compresslevel=6)
+        return gzip.compress(zeros, compresslevel=6, mtime=0)
     if encoding == "deflate":
         return zlib.compress(zeros, 6)
     if encoding == "zstd":
@@ -217,7 +220,7 @@ def test_a_bomb_is_compared_as_a_difference_not_a_crash() -> None:
 
     headers = (("content-type", "application/json"), ("content-encoding", "gzip"))
     bomb = Payload(200, headers, _bomb("gzip", 64 * 1024 * 1024))
-    fine = Payload(200, headers, gzip.compress(b'{"ok": true}'))
+    fine = Payload(200, headers, gzip.compress(b'{"ok": true}', mtime=0))
     result = compare(fine, bomb)
     assert result.verdict.value == "differ"
     body = [d for d in result.differences if d.path == "$body"]
@@ -228,10 +231,10 @@ def test_the_decoded_limit_is_a_rule() -> None:
     from comparators import Payload, compare, parse_rules
 
     headers = (("content-type", "application/json"), ("content-encoding", "gzip"))
-    big = gzip.compress(b'{"pad": "' + b"x" * 5000 + b'"}')
+    big = gzip.compress(b'{"pad": "' + b"x" * 5000 + b'"}', mtime=0)
     a, b = Payload(200, headers, big), Payload(200, headers, big)
     assert compare(a, b, parse_rules({"max_decoded_bytes": 1000})).verdict.value == "match"
-    c = Payload(200, headers, gzip.compress(b'{"pad": "y"}'))
+    c = Payload(200, headers, gzip.compress(b'{"pad": "y"}', mtime=0))
     small = compare(a, c, parse_rules({"max_decoded_bytes": 1000}))
     assert "body too large after decoding" in str(small.differences[0].primary)
     assert compare(a, c).differences[0].path == "$.pad"  # under the default limit: decoded

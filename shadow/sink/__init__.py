@@ -1,0 +1,1 @@
+"""`shadow sink`: the target of a mirroring proxy (nginx, Envoy, Istio)."""
