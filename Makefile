@@ -34,7 +34,7 @@ test: $(STAMP) lint
 	@bash scripts/ensure-browser
 	@bash scripts/ensure-services
 	$(PY) -m pytest -m serial
-	$(PY) -m pytest -m "not serial" -n 2
+	$(PY) -m pytest -m "not serial" -n 2 --dist worksteal
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

@@ -113,12 +113,12 @@ class Bench:
         row: dict[str, Any] = {"config": config, **asdict(res)}
         row["proxy_cpu_ms_per_req"] = row["worker_cpu_ms_per_req"] = None
         if proc:
+            row["proxy_cpu_ms_per_req"] = (cpu_seconds(proc.pid) - proxy0) * 1000 / n
             # Children (shadow's worker, its compare pool) may start during the run, and
             # may still work on copies after the load ends: that CPU is theirs too.
             row["settle_s"] = _settle(proc.pid)
             kids = set(kids0) | set(descendants(proc.pid))
             used = sum(cpu_seconds(p) - kids0.get(p, 0.0) for p in kids)
-            row["proxy_cpu_ms_per_req"] = (cpu_seconds(proc.pid) - proxy0) * 1000 / n
             row["worker_cpu_ms_per_req"] = used * 1000 / n if kids else None
             row["child_processes"] = len(kids)
         row["loadgen_cpu_ms_per_req"] = (_self_cpu() - self_before) * 1000 / n

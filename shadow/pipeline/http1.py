@@ -66,7 +66,7 @@ def request_head(method: str, target: str, headers: list[tuple[bytes, bytes]]) -
     if not _TOKEN.fullmatch(method.encode("latin-1", "replace")):
         raise ValueError(f"not an HTTP method: {method!r}")
     if not _SAFE_TARGET.fullmatch(target):
-        target = _quote_target(target)
+        target = _quote_target(target) or "/"
     lines = [f"{method} {target} HTTP/1.1".encode("ascii")]
     for name, value in headers:
         if not _TOKEN.fullmatch(name):
@@ -477,7 +477,9 @@ class Client:
         streaming = False
         try:
             for attempt in (0, 1):
-                conn = self._take(key, loop.time())
+                # Again after a stale connection: a new one (the server may have closed
+                # every idle one at once, at its keep-alive timeout).
+                conn = self._take(key, loop.time()) if attempt == 0 else None
                 if conn is None:
                     conn = await self._connect(host, port, timeout)
                 reused = conn.used > 0

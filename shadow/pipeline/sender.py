@@ -333,29 +333,28 @@ class Sender:
         comes back as a conversation (`stream="sse"`).
         """
         start = time.perf_counter()
-        streams = limits
         try:
             plain = self._plain(base_url, tls)
             # The transport's timeouts are per phase; a server trickling bytes needs a total cap.
             async with asyncio.timeout(timeout + 1) as deadline:
                 if plain is not None:
                     got = await self._send_plain(
-                        base_url, plain, request, mark, timeout, overrides, max_body, streams
+                        base_url, plain, request, mark, timeout, overrides, max_body, limits
                     )
                 else:
                     got = await self._send_transport(
-                        base_url, request, mark, timeout, overrides, max_body, tls, streams
+                        base_url, request, mark, timeout, overrides, max_body, tls, limits
                     )
                 status, raw_headers, body = got
                 if isinstance(body, BodyBuffer):
                     ms = (time.perf_counter() - start) * 1000
                     return BackendResponse(body.payload(status, raw_headers), elapsed_ms=ms)
                 # An event stream may last: followed for its own time, then cut ("limit").
-                assert streams is not None
-                deadline.reschedule(asyncio.get_running_loop().time() + streams.seconds + 2)
+                assert limits is not None
+                deadline.reschedule(asyncio.get_running_loop().time() + limits.seconds + 2)
                 try:
                     ms = (time.perf_counter() - start) * 1000
-                    raw, ended, times, t_end = await _follow(body[0], streams, max_body, stop)
+                    raw, ended, times, t_end = await _follow(body[0], limits, max_body, stop)
                 finally:
                     await body[1]()
         except (httpx.HTTPError, aiohttp.ClientError, OSError, ValueError, ssl.SSLError) as exc:
@@ -363,7 +362,7 @@ class Sender:
             ms = (time.perf_counter() - start) * 1000
             return BackendResponse.failed(describe_failure(exc, ms), ms)
         conv = envelope.sse_conversation(
-            raw_headers, raw, ended, DEFAULT_DECODED_LIMIT, streams.messages, times, t_end
+            raw_headers, raw, ended, DEFAULT_DECODED_LIMIT, limits.messages, times, t_end
         )
         payload = Payload(status, raw_headers, envelope.encode(conv), stream="sse")
         return BackendResponse(payload, elapsed_ms=ms)
